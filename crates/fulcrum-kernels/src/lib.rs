@@ -1,1 +1,29 @@
-//! (being written)
+//! # fulcrum-kernels — the arithmetic
+//!
+//! Kernels know nothing about models. Principal pieces:
+//! - [`quant`]: GGUF block formats (`BlockQ4_0` … `BlockQ6_K`, the activation
+//!   formats `BlockQ8_0`/`BlockQ8_1`/`BlockQ8_K`), dequantization, reference
+//!   quantizers and scalar integer dot products (the numerical reference).
+//! - [`matmul`]: [`matmul::WeightMatrix`] and the scalar reference product.
+//! - [`gemm`]: the fast batched product `Y[m×n] = X[m×k]·Wᵀ` over all tokens of a step.
+//! - [`attention`]: attention over a paged KV cache for a ragged batch.
+//! - [`ops`]: RMS norm, rope, gated activations, softmax.
+//! - [`pool`]: the persistent worker pool; [`isa`]: run-time ISA choice.
+
+// Block structs are viewed in place over GGUF (little-endian) bytes.
+#[cfg(not(target_endian = "little"))]
+compile_error!("fulcrum-kernels needs a little-endian target");
+
+pub mod attention;
+pub mod gemm;
+pub mod isa;
+pub mod matmul;
+pub mod ops;
+pub mod pool;
+pub mod quant;
+
+pub use fulcrum_gguf::GgmlType;
+pub use isa::Isa;
+pub use matmul::{dequantize_matrix_f32, matmul_reference, MatrixError, WeightMatrix};
+pub use quant::{dequantize_row, quantize_row, QuantBlock, WeightBlock};
+pub use pool::WorkerPool;

@@ -83,12 +83,12 @@ pub fn blocks_as_bytes<B: Plain>(blocks: &[B]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{BlockQ4_0, BlockQ8_K};
+    use crate::quant::{BlockQ4_0, BlockQ8_K, QuantBlock};
 
     #[test]
     fn misaligned_bytes_are_copied_not_rejected() {
         // Q8_K holds an f32, so its alignment is 4: offset 1 is misaligned.
-        let block = BlockQ8_K::quantize_block(&[1.5; 256]);
+        let block = BlockQ8_K::quantize(&[1.5; 256]);
         let mut buf = vec![0u8; 1 + size_of::<BlockQ8_K>()];
         buf[1..].copy_from_slice(blocks_as_bytes(&[block]));
         let view = &buf[1..];

@@ -1,0 +1,207 @@
+//! Element-wise and row-wise operations of a transformer layer: RMS norm,
+//! rotary position embeddings, gated activations, softmax.
+//!
+//! These are cheap next to the matrix products (O(d) per token against
+//! O(d²)), so they are written as plain loops the compiler vectorizes; each
+//! token's row is processed independently, so results never depend on the
+//! batch a token is in.
+
+/// `out = x / rms(x) * w`, one row of `w.len()` elements at a time.
+/// `x`, `out`: `[n_rows, d]`.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    debug_assert_eq!(x.len(), out.len());
+    debug_assert_eq!(x.len() % d, 0);
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let scale = rms_scale(xr, eps);
+        for ((o, &xv), &wv) in or.iter_mut().zip(xr).zip(w) {
+            *o = xv * scale * wv;
+        }
+    }
+}
+
+/// RMS norm in place (used for Gemma's per-head q/k norms and post-norms).
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    debug_assert_eq!(x.len() % d, 0);
+    for xr in x.chunks_exact_mut(d) {
+        let scale = rms_scale(xr, eps);
+        for (xv, &wv) in xr.iter_mut().zip(w) {
+            *xv = *xv * scale * wv;
+        }
+    }
+}
+
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    // Eight partial sums: vectorizes, and the order is fixed for a given length.
+    let mut acc = [0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] += c[i] * c[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for &v in chunks.remainder() {
+        sum += v * v;
+    }
+    1.0 / (sum / x.len() as f32 + eps).sqrt()
+}
+
+/// Which elements of a head rotate together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(x[2i], x[2i+1])`: llama GGUFs (q/k were permuted at conversion).
+    Interleaved,
+    /// Halves `(x[i], x[i + d/2])`: NeoX style, used by Gemma.
+    Halves,
+}
+
+/// Cosines and sines of rotary angles for a list of positions:
+/// `cos[t * half + i] = cos(pos_t * base^(-2i/rot_dim))`.
+#[derive(Clone, Debug, Default)]
+pub struct RopeTable {
+    pub half: usize,
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+impl RopeTable {
+    /// Fills the table for `positions`, reusing its buffers.
+    pub fn fill(&mut self, positions: &[u32], rot_dim: usize, base: f32) {
+        let half = rot_dim / 2;
+        self.half = half;
+        self.cos.clear();
+        self.sin.clear();
+        let inv_freq: Vec<f64> = (0..half).map(|i| (base as f64).powf(-2.0 * i as f64 / rot_dim as f64)).collect();
+        for &p in positions {
+            for &f in &inv_freq {
+                let (s, c) = (p as f64 * f).sin_cos();
+                self.cos.push(c as f32);
+                self.sin.push(s as f32);
+            }
+        }
+    }
+
+    pub fn row(&self, t: usize) -> (&[f32], &[f32]) {
+        let r = t * self.half..(t + 1) * self.half;
+        (&self.cos[r.clone()], &self.sin[r])
+    }
+}
+
+/// Rotates every head of one token's `x` (`[n_heads * head_dim]`) in place.
+/// The first `2 * cos.len()` dimensions of each head rotate; the rest pass.
+pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
+    let half = cos.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        match style {
+            RopeStyle::Interleaved => {
+                for i in 0..half {
+                    let (a, b) = (head[2 * i], head[2 * i + 1]);
+                    head[2 * i] = a * cos[i] - b * sin[i];
+                    head[2 * i + 1] = a * sin[i] + b * cos[i];
+                }
+            }
+            RopeStyle::Halves => {
+                let (lo, hi) = head.split_at_mut(half);
+                for i in 0..half {
+                    let (a, b) = (lo[i], hi[i]);
+                    lo[i] = a * cos[i] - b * sin[i];
+                    hi[i] = a * sin[i] + b * cos[i];
+                }
+            }
+        }
+    }
+}
+
+/// `out[i] = silu(gate[i]) * up[i]` (SwiGLU, llama).
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = g / (1.0 + (-g).exp()) * u;
+    }
+}
+
+/// `out[i] = gelu_tanh(gate[i]) * up[i]` (GeGLU with the tanh approximation, Gemma).
+pub fn geglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        let inner = SQRT_2_OVER_PI * (g + 0.044715 * g * g * g);
+        *o = 0.5 * g * (1.0 + inner.tanh()) * u;
+    }
+}
+
+/// `x += y`.
+pub fn add_inplace(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Log-softmax of one row, in place; returns log-sum-exp.
+pub fn log_softmax_inplace(x: &mut [f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = x.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    let lse = max + sum.ln() as f32;
+    for v in x.iter_mut() {
+        *v -= lse;
+    }
+    lse
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_matches_definition() {
+        let x = [1.0f32, -2.0, 3.0, 4.0, 0.5, 0.0, 1.0, 2.0, 3.0];
+        let w = [0.5f32, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0];
+        let mut out = [0f32; 9];
+        rms_norm(&x, &w, 1e-6, &mut out);
+        let ms: f32 = x.iter().map(|v| v * v).sum::<f32>() / 9.0;
+        for i in 0..9 {
+            let want = x[i] / (ms + 1e-6).sqrt() * w[i];
+            assert!((out[i] - want).abs() < 1e-5, "{i}: {} vs {want}", out[i]);
+        }
+    }
+
+    #[test]
+    fn rope_rotates_pairs_by_the_angle() {
+        let mut t = RopeTable::default();
+        t.fill(&[0, 3], 4, 10000.0);
+        let (c, s) = t.row(1);
+        // position 3, pair 0: angle 3; pair 1: angle 3 * 10000^(-1/2) = 0.03
+        assert!((c[0] - 3f32.cos()).abs() < 1e-6 && (s[1] - 0.03f32.sin()).abs() < 1e-6);
+        let mut x = [1.0f32, 0.0, 0.0, 1.0];
+        rope(&mut x, 4, c, s, RopeStyle::Interleaved);
+        assert!((x[0] - 3f32.cos()).abs() < 1e-6 && (x[1] - 3f32.sin()).abs() < 1e-6);
+        assert!((x[2] + 0.03f32.sin()).abs() < 1e-6 && (x[3] - 0.03f32.cos()).abs() < 1e-6);
+        let mut y = [1.0f32, 0.0, 0.0, 1.0]; // halves: pairs (0,2) and (1,3)
+        rope(&mut y, 4, c, s, RopeStyle::Halves);
+        assert!((y[0] - 3f32.cos()).abs() < 1e-6 && (y[2] - 3f32.sin()).abs() < 1e-6);
+        assert!((y[1] + 0.03f32.sin()).abs() < 1e-6 && (y[3] - 0.03f32.cos()).abs() < 1e-6);
+        // position 0 is the identity
+        let (c0, s0) = t.row(0);
+        let mut z = [0.3f32, -0.7, 1.5, 2.0];
+        rope(&mut z, 4, c0, s0, RopeStyle::Halves);
+        assert_eq!(z, [0.3, -0.7, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn activations() {
+        let mut o = [0f32; 3];
+        swiglu(&[0.0, 1.0, -1.0], &[2.0, 2.0, 2.0], &mut o);
+        assert!((o[0]).abs() < 1e-7 && (o[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
+        geglu(&[0.0, 1.0, 3.0], &[1.0, 1.0, 1.0], &mut o);
+        assert!(o[0].abs() < 1e-7 && (o[1] - 0.841192).abs() < 1e-5 && (o[2] - 2.996363).abs() < 1e-5);
+    }
+
+    #[test]
+    fn log_softmax_normalizes() {
+        let mut x = [1.0f32, 2.0, 3.0];
+        let lse = log_softmax_inplace(&mut x);
+        assert!((lse - 3.407606).abs() < 1e-5);
+        let total: f32 = x.iter().map(|v| v.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}
