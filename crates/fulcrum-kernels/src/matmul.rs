@@ -10,8 +10,8 @@
 use thiserror::Error;
 
 use crate::quant::{
-    dequantize_row, load_blocks, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K,
-    BlockQ8_0, GgmlType, QuantBlock, WeightBlock,
+    dequantize_row, load_blocks, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
+    BlockQ6_K, BlockQ8_0, GgmlType, QuantBlock, WeightBlock,
 };
 
 /// A borrowed weight matrix in its stored (possibly quantized) form.
@@ -34,33 +34,70 @@ pub struct WeightMatrix<'a> {
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum MatrixError {
     #[error("{ty} rows of {cols} columns are not a whole number of {block_size}-value blocks")]
-    PartialBlock { ty: GgmlType, cols: usize, block_size: usize },
+    PartialBlock {
+        ty: GgmlType,
+        cols: usize,
+        block_size: usize,
+    },
     #[error("a {rows}×{cols} {ty} matrix does not fit in memory addresses")]
-    TooLarge { ty: GgmlType, rows: usize, cols: usize },
+    TooLarge {
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+    },
     #[error("a {rows}×{cols} {ty} matrix takes {expected} bytes, got {actual}")]
-    DataLength { ty: GgmlType, rows: usize, cols: usize, expected: usize, actual: usize },
+    DataLength {
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+        actual: usize,
+    },
 }
 
 impl<'a> WeightMatrix<'a> {
     /// Checks that `data` holds exactly `rows × cols` values of `ty`.
-    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, MatrixError> {
-        let w = WeightMatrix { ty, rows, cols, data };
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, MatrixError> {
+        let w = WeightMatrix {
+            ty,
+            rows,
+            cols,
+            data,
+        };
         w.validate()?;
         Ok(w)
     }
 
     /// Re-checks the invariant [`WeightMatrix::new`] establishes.
     pub fn validate(&self) -> Result<(), MatrixError> {
-        let WeightMatrix { ty, rows, cols, data } = *self;
-        let row_bytes = ty
-            .bytes_for(cols as u64)
-            .ok_or(MatrixError::PartialBlock { ty, cols, block_size: ty.block_size() })?;
+        let WeightMatrix {
+            ty,
+            rows,
+            cols,
+            data,
+        } = *self;
+        let row_bytes = ty.bytes_for(cols as u64).ok_or(MatrixError::PartialBlock {
+            ty,
+            cols,
+            block_size: ty.block_size(),
+        })?;
         let expected = usize::try_from(row_bytes)
             .ok()
             .and_then(|b| b.checked_mul(rows))
             .ok_or(MatrixError::TooLarge { ty, rows, cols })?;
         if data.len() != expected {
-            return Err(MatrixError::DataLength { ty, rows, cols, expected, actual: data.len() });
+            return Err(MatrixError::DataLength {
+                ty,
+                rows,
+                cols,
+                expected,
+                actual: data.len(),
+            });
         }
         Ok(())
     }
@@ -120,7 +157,10 @@ fn matmul_quant<W: WeightBlock>(x: &[f32], m: usize, w: &WeightMatrix, y: &mut [
     let (k, n) = (w.cols, w.rows);
     let blocks_per_row = k / W::BLOCK;
     // [m, blocks_per_row]
-    let xq: Vec<W::Activation> = x.chunks_exact(W::BLOCK).map(W::Activation::quantize).collect();
+    let xq: Vec<W::Activation> = x
+        .chunks_exact(W::BLOCK)
+        .map(W::Activation::quantize)
+        .collect();
     // [n, blocks_per_row]; copied only if `data` is misaligned.
     let weights = load_blocks::<W>(w.data);
     for (j, w_row) in weights.chunks_exact(blocks_per_row).enumerate() {

@@ -24,7 +24,16 @@ pub fn matmul(pool: &WorkerPool, x: &[f32], m: usize, w: &WeightMatrix, y: &mut 
         let r1 = (r0 + ROWS_PER_TASK).min(n);
         let sub = WeightMatrix { ty: w.ty, rows: r1 - r0, cols: w.cols, data: &w.data[r0 * rb..r1 * rb] };
         let mut part = vec![0f32; m * (r1 - r0)];
-        matmul_reference(x, m, &sub, &mut part);
+        if std::env::var("FULCRUM_F32_MATMUL").is_ok() {
+            let wf = crate::matmul::dequantize_matrix_f32(&sub);
+            for i in 0..m {
+                for j in 0..(r1 - r0) {
+                    part[i * (r1 - r0) + j] = x[i * w.cols..(i + 1) * w.cols].iter().zip(&wf[j * w.cols..(j + 1) * w.cols]).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>() as f32;
+                }
+            }
+        } else {
+            matmul_reference(x, m, &sub, &mut part);
+        }
         for i in 0..m {
             for j in r0..r1 {
                 // SAFETY: each task writes only columns r0..r1 of every row of y.

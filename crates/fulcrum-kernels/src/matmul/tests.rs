@@ -10,7 +10,10 @@ fn random(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {
 
 /// Quantizes a `[rows, cols]` f32 matrix to `ty`, one row at a time.
 fn quantize_matrix(ty: GgmlType, values: &[f32], cols: usize) -> Vec<u8> {
-    values.chunks_exact(cols).flat_map(|row| quantize_row(ty, row)).collect()
+    values
+        .chunks_exact(cols)
+        .flat_map(|row| quantize_row(ty, row))
+        .collect()
 }
 
 /// Activation block size used with weights of `ty` (1 for float weights).
@@ -37,8 +40,16 @@ fn matches_f32_matmul_over_dequantized_weights() {
                 let x_row = &x[i * k..(i + 1) * k];
                 for j in 0..n {
                     let w_row = &wd[j * k..(j + 1) * k];
-                    let exact: f64 = x_row.iter().zip(w_row).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-                    let magnitude: f64 = x_row.iter().zip(w_row).map(|(a, b)| f64::from((a * b).abs())).sum();
+                    let exact: f64 = x_row
+                        .iter()
+                        .zip(w_row)
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum();
+                    let magnitude: f64 = x_row
+                        .iter()
+                        .zip(w_row)
+                        .map(|(a, b)| f64::from((a * b).abs()))
+                        .sum();
                     // 8-bit activations err by ≤ half a step (amax/254) plus the f16 scale's share.
                     let ab = activation_block(ty);
                     let x_err: f64 = if ab == 1 {
@@ -49,13 +60,18 @@ fn matches_f32_matmul_over_dequantized_weights() {
                             .zip(w_row.chunks(ab))
                             .map(|(xb, wb)| {
                                 let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-                                f64::from(amax) * (1.0 / 254.0 + 1e-3) * wb.iter().map(|v| f64::from(v.abs())).sum::<f64>()
+                                f64::from(amax)
+                                    * (1.0 / 254.0 + 1e-3)
+                                    * wb.iter().map(|v| f64::from(v.abs())).sum::<f64>()
                             })
                             .sum()
                     };
                     let tol = 1e-5 * magnitude + x_err + 1e-3 * magnitude.min(x_err);
                     let got = f64::from(y[i * n + j]);
-                    assert!((got - exact).abs() <= tol, "{ty} m={m} y[{i},{j}] = {got}, f32 {exact}, tol {tol}");
+                    assert!(
+                        (got - exact).abs() <= tol,
+                        "{ty} m={m} y[{i},{j}] = {got}, f32 {exact}, tol {tol}"
+                    );
                 }
             }
         }
@@ -90,8 +106,18 @@ fn misaligned_weight_bytes_give_the_same_result() {
     shifted[1..].copy_from_slice(&data);
     let x = random(&mut rng, k, 1.0);
     let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
-    matmul_reference(&x, 1, &WeightMatrix::new(GgmlType::Q6_K, n, k, &data).unwrap(), &mut a);
-    matmul_reference(&x, 1, &WeightMatrix::new(GgmlType::Q6_K, n, k, &shifted[1..]).unwrap(), &mut b);
+    matmul_reference(
+        &x,
+        1,
+        &WeightMatrix::new(GgmlType::Q6_K, n, k, &data).unwrap(),
+        &mut a,
+    );
+    matmul_reference(
+        &x,
+        1,
+        &WeightMatrix::new(GgmlType::Q6_K, n, k, &shifted[1..]).unwrap(),
+        &mut b,
+    );
     assert_eq!(a, b);
 }
 
@@ -100,18 +126,31 @@ fn constructor_rejects_bad_shapes() {
     let data = vec![0u8; 144];
     assert_eq!(
         WeightMatrix::new(GgmlType::Q4_K, 1, 100, &data).unwrap_err(),
-        MatrixError::PartialBlock { ty: GgmlType::Q4_K, cols: 100, block_size: 256 }
+        MatrixError::PartialBlock {
+            ty: GgmlType::Q4_K,
+            cols: 100,
+            block_size: 256
+        }
     );
     assert_eq!(
         WeightMatrix::new(GgmlType::Q4_K, 2, 256, &data).unwrap_err(),
-        MatrixError::DataLength { ty: GgmlType::Q4_K, rows: 2, cols: 256, expected: 288, actual: 144 }
+        MatrixError::DataLength {
+            ty: GgmlType::Q4_K,
+            rows: 2,
+            cols: 256,
+            expected: 288,
+            actual: 144
+        }
     );
     assert!(matches!(
         WeightMatrix::new(GgmlType::Q8_0, usize::MAX, 32, &data).unwrap_err(),
         MatrixError::TooLarge { .. }
     ));
     let err = WeightMatrix::new(GgmlType::Q4_K, 2, 256, &data).unwrap_err();
-    assert_eq!(err.to_string(), "a 2×256 Q4_K matrix takes 288 bytes, got 144");
+    assert_eq!(
+        err.to_string(),
+        "a 2×256 Q4_K matrix takes 288 bytes, got 144"
+    );
     let w = WeightMatrix::new(GgmlType::Q4_K, 1, 256, &data).unwrap();
     assert_eq!((w.row_bytes(), w.row(0).len()), (144, 144));
 }

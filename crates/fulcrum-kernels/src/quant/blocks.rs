@@ -39,16 +39,23 @@ pub enum CastError {
 /// `B` (at most 4 bytes; GGUF tensor data is 32-byte aligned).
 pub fn blocks_from_bytes<B: Plain>(bytes: &[u8]) -> Result<&[B], CastError> {
     let block_bytes = size_of::<B>();
-    if bytes.len() % block_bytes != 0 {
-        return Err(CastError::Length { len: bytes.len(), block_bytes });
+    let num_blocks = bytes.len() / block_bytes;
+    if num_blocks * block_bytes != bytes.len() {
+        return Err(CastError::Length {
+            len: bytes.len(),
+            block_bytes,
+        });
     }
-    if bytes.as_ptr() as usize % align_of::<B>() != 0 {
-        return Err(CastError::Alignment { align: align_of::<B>() });
+    // Alignments are powers of two; `is_multiple_of` is newer than our MSRV.
+    if bytes.as_ptr() as usize & (align_of::<B>() - 1) > 0 {
+        return Err(CastError::Alignment {
+            align: align_of::<B>(),
+        });
     }
     // SAFETY: the pointer is aligned for `B` (checked above), the slice covers
     // exactly `len / size_of::<B>()` whole blocks (checked above), and `B: Plain`
     // guarantees every bit pattern is a valid `B`. The lifetime is tied to `bytes`.
-    Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / block_bytes) })
+    Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), num_blocks) })
 }
 
 /// Like [`blocks_from_bytes`], but copies when the slice is misaligned.
@@ -77,7 +84,9 @@ pub fn load_blocks<B: Plain>(bytes: &[u8]) -> Cow<'_, [B]> {
 pub fn blocks_as_bytes<B: Plain>(blocks: &[B]) -> &[u8] {
     // SAFETY: `B: Plain` has no padding, so all `size_of_val(blocks)` bytes are
     // initialized; `u8` has alignment 1; the lifetime is tied to `blocks`.
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks)) }
+    unsafe {
+        std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
+    }
 }
 
 #[cfg(test)]
@@ -92,8 +101,11 @@ mod tests {
         let mut buf = vec![0u8; 1 + size_of::<BlockQ8_K>()];
         buf[1..].copy_from_slice(blocks_as_bytes(&[block]));
         let view = &buf[1..];
-        if view.as_ptr() as usize % 4 != 0 {
-            assert_eq!(blocks_from_bytes::<BlockQ8_K>(view).unwrap_err(), CastError::Alignment { align: 4 });
+        if view.as_ptr() as usize & 3 > 0 {
+            assert_eq!(
+                blocks_from_bytes::<BlockQ8_K>(view).unwrap_err(),
+                CastError::Alignment { align: 4 }
+            );
         }
         let loaded = load_blocks::<BlockQ8_K>(view);
         assert_eq!(blocks_as_bytes(&loaded), blocks_as_bytes(&[block]));
@@ -104,7 +116,10 @@ mod tests {
         let bytes = [0u8; 19];
         assert_eq!(
             blocks_from_bytes::<BlockQ4_0>(&bytes).unwrap_err(),
-            CastError::Length { len: 19, block_bytes: 18 }
+            CastError::Length {
+                len: 19,
+                block_bytes: 18
+            }
         );
     }
 }

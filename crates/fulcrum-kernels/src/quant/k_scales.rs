@@ -69,15 +69,20 @@ pub(crate) fn quantize_min_max(src: &[f32], nmax: u8) -> MinMaxBlock {
     let src = &src[..256];
     let nmax_f = f32::from(nmax);
     // Offsets making each sub-block non-negative; the format stores −min ≥ 0.
-    let offsets: [f32; 8] =
-        std::array::from_fn(|j| -src[32 * j..32 * j + 32].iter().fold(0.0f32, |lo, &v| lo.min(v)));
+    let offsets: [f32; 8] = std::array::from_fn(|j| {
+        -src[32 * j..32 * j + 32]
+            .iter()
+            .fold(0.0f32, |lo, &v| lo.min(v))
+    });
     let dmin = f16_at_least(offsets.iter().fold(0.0f32, |a, &b| a.max(b)) / 63.0);
     let dmin_f = dmin.to_f32();
     let m: [u8; 8] = std::array::from_fn(|j| ceil_ratio(offsets[j], dmin_f, 63));
     let shift: [f32; 8] = std::array::from_fn(|j| dmin_f * f32::from(m[j]));
 
     let steps: [f32; 8] = std::array::from_fn(|j| {
-        let top = src[32 * j..32 * j + 32].iter().fold(0.0f32, |hi, &v| hi.max(v + shift[j]));
+        let top = src[32 * j..32 * j + 32]
+            .iter()
+            .fold(0.0f32, |hi, &v| hi.max(v + shift[j]));
         top / nmax_f
     });
     let d = f16_at_least(steps.iter().fold(0.0f32, |a, &b| a.max(b)) / 63.0);
@@ -93,7 +98,12 @@ pub(crate) fn quantize_min_max(src: &[f32], nmax: u8) -> MinMaxBlock {
             0
         }
     });
-    MinMaxBlock { d, dmin, scales: pack_scales_mins(&sc, &m), q }
+    MinMaxBlock {
+        d,
+        dmin,
+        scales: pack_scales_mins(&sc, &m),
+        q,
+    }
 }
 
 /// `ceil(num / den)` clamped to `[0, max]`; 0 when `den` is 0 or the ratio is NaN.
@@ -134,7 +144,10 @@ mod tests {
 
     #[test]
     fn unpacks_hand_packed_scales_and_mins() {
-        assert_eq!(HAND_PACKED, [0x41, 0x82, 0x03, 0xFF, 0x40, 0x01, 0xC2, 0x03, 0x41, 0x41, 0xF5, 0x10]);
+        assert_eq!(
+            HAND_PACKED,
+            [0x41, 0x82, 0x03, 0xFF, 0x40, 0x01, 0xC2, 0x03, 0x41, 0x41, 0xF5, 0x10]
+        );
         let (sc, m) = unpack_scales_mins(&HAND_PACKED);
         assert_eq!(sc, [1, 2, 3, 63, 17, 33, 5, 48]);
         assert_eq!(m, [0, 1, 2, 3, 20, 4, 63, 1]);

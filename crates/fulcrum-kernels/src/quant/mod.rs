@@ -33,8 +33,8 @@ pub(crate) mod test_util;
 
 pub use fulcrum_gguf::GgmlType;
 
-pub use blocks::{blocks_as_bytes, blocks_from_bytes, load_blocks, CastError};
 pub(crate) use blocks::sealed;
+pub use blocks::{blocks_as_bytes, blocks_from_bytes, load_blocks, CastError};
 pub use q4_0::{vec_dot_q4_0_q8_0, BlockQ4_0};
 pub use q4_1::{vec_dot_q4_1_q8_1, BlockQ4_1};
 pub use q4_k::{vec_dot_q4_k_q8_k, BlockQ4_K};
@@ -93,7 +93,12 @@ pub trait WeightBlock: QuantBlock {
 /// # Panics
 /// If `out.len() != blocks.len() * B::BLOCK`.
 pub fn dequantize_blocks<B: QuantBlock>(blocks: &[B], out: &mut [f32]) {
-    assert_eq!(out.len(), blocks.len() * B::BLOCK, "{} output length", B::NAME);
+    assert_eq!(
+        out.len(),
+        blocks.len() * B::BLOCK,
+        "{} output length",
+        B::NAME
+    );
     for (block, chunk) in blocks.iter().zip(out.chunks_exact_mut(B::BLOCK)) {
         block.dequantize(chunk);
     }
@@ -223,7 +228,9 @@ mod tests {
 
     #[test]
     fn row_api_round_trips_every_type_even_misaligned() {
-        let src: Vec<f32> = (0..512).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let src: Vec<f32> = (0..512)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
         for ty in GgmlType::ALL {
             let bytes = quantize_row(ty, &src);
             assert_eq!(bytes.len(), ty.type_size() * 512 / ty.block_size(), "{ty}");
@@ -232,7 +239,11 @@ mod tests {
             shifted[1..].copy_from_slice(&bytes);
             let mut out = vec![0.0; 512];
             dequantize_row(ty, &shifted[1..], &mut out);
-            let max_err = src.iter().zip(&out).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let max_err = src
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             // Range is [−2, 2]: the coarsest format (4-bit) is within ~2/7.
             assert!(max_err < 0.3, "{ty}: max error {max_err}");
         }

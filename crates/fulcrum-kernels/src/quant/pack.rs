@@ -7,7 +7,10 @@
 /// (−8, −16) so the asymmetric range [−8, 7] is used fully on the side where
 /// the extreme value lies.
 pub(crate) fn signed_absmax(src: &[f32]) -> f32 {
-    src.iter().fold(0.0f32, |best, &v| if v.abs() > best.abs() { v } else { best })
+    src.iter().fold(
+        0.0f32,
+        |best, &v| if v.abs() > best.abs() { v } else { best },
+    )
 }
 
 /// Largest magnitude, ignoring sign.
@@ -17,7 +20,10 @@ pub(crate) fn absmax(src: &[f32]) -> f32 {
 
 /// `(min, max)` of a non-empty slice; NaNs are skipped by `f32::min`/`max`.
 pub(crate) fn min_max(src: &[f32]) -> (f32, f32) {
-    src.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+    src.iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 /// `1 / d`, or 0 for a zero scale (an all-zero block quantizes to the zero quant).
@@ -47,13 +53,22 @@ pub(crate) fn pack_nibbles_32(q: &[u8; 32]) -> [u8; 16] {
 
 /// Inverse of [`pack_nibbles_32`].
 pub(crate) fn unpack_nibbles_32(qs: &[u8; 16]) -> [u8; 32] {
-    std::array::from_fn(|j| if j < 16 { qs[j] & 0x0F } else { qs[j - 16] >> 4 })
+    std::array::from_fn(|j| {
+        if j < 16 {
+            qs[j] & 0x0F
+        } else {
+            qs[j - 16] >> 4
+        }
+    })
 }
 
 /// Bit 4 of each of 32 five-bit values, as the little-endian `qh` word of
 /// Q5_0/Q5_1 (bit `j` belongs to value `j`).
 pub(crate) fn pack_high_bits_32(q: &[u8; 32]) -> [u8; 4] {
-    let qh = q.iter().enumerate().fold(0u32, |acc, (j, &v)| acc | (u32::from(v >> 4) & 1) << j);
+    let qh = q
+        .iter()
+        .enumerate()
+        .fold(0u32, |acc, (j, &v)| acc | (u32::from(v >> 4) & 1) << j);
     qh.to_le_bytes()
 }
 
@@ -71,7 +86,10 @@ pub(crate) fn with_high_bits_32(mut q: [u8; 32], qh: &[u8; 4]) -> [u8; 32] {
 /// No overflow for any block: at most 256 products of magnitude ≤ 127·128.
 pub(crate) fn dot_i32<A: Copy + Into<i32>>(a: &[A], b: &[i8]) -> i32 {
     debug_assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(&x, &y)| x.into() * i32::from(y)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| x.into() * i32::from(y))
+        .sum()
 }
 
 #[cfg(test)]

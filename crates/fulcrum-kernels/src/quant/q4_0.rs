@@ -7,7 +7,9 @@ use std::mem::size_of;
 
 use half::f16;
 
-use super::pack::{dot_i32, inverse, pack_nibbles_32, round_clamp, signed_absmax, unpack_nibbles_32};
+use super::pack::{
+    dot_i32, inverse, pack_nibbles_32, round_clamp, signed_absmax, unpack_nibbles_32,
+};
 use super::{sealed::Plain, BlockQ8_0, GgmlType, QuantBlock, WeightBlock};
 
 #[repr(C)]
@@ -48,7 +50,10 @@ impl QuantBlock for BlockQ4_0 {
         let d = signed_absmax(src) / -8.0;
         let id = inverse(d);
         let q: [u8; 32] = std::array::from_fn(|j| round_clamp(src[j] * id + 8.0, 0, 15) as u8);
-        BlockQ4_0 { d: f16::from_f32(d), qs: pack_nibbles_32(&q) }
+        BlockQ4_0 {
+            d: f16::from_f32(d),
+            qs: pack_nibbles_32(&q),
+        }
     }
 }
 
@@ -86,7 +91,10 @@ mod tests {
         let mut qs = [0x88; 16];
         qs[0] = 0x9F;
         qs[1] = 0x08;
-        let block = BlockQ4_0 { d: f16::from_f32(0.5), qs };
+        let block = BlockQ4_0 {
+            d: f16::from_f32(0.5),
+            qs,
+        };
         let mut out = [f32::NAN; 32];
         block.dequantize(&mut out);
         let mut want = [0.0; 32];
@@ -100,7 +108,9 @@ mod tests {
     fn round_trip_error_within_one_step() {
         // |d| = amax/8; the clipped side errs by up to |d|; the f16 scale adds
         // up to 8·|d|·2^-11 = amax·2^-11.
-        test_util::check_round_trip::<BlockQ4_0>(|blk| signed_absmax(blk).abs() * (1.0 / 8.0 + 1e-3));
+        test_util::check_round_trip::<BlockQ4_0>(|blk| {
+            signed_absmax(blk).abs() * (1.0 / 8.0 + 1e-3)
+        });
     }
 
     #[test]

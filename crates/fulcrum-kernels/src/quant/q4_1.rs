@@ -50,7 +50,11 @@ impl QuantBlock for BlockQ4_1 {
         let d = (max - min) / 15.0;
         let id = inverse(d);
         let q: [u8; 32] = std::array::from_fn(|j| round_clamp((src[j] - min) * id, 0, 15) as u8);
-        BlockQ4_1 { d: f16::from_f32(d), m: f16::from_f32(min), qs: pack_nibbles_32(&q) }
+        BlockQ4_1 {
+            d: f16::from_f32(d),
+            m: f16::from_f32(min),
+            qs: pack_nibbles_32(&q),
+        }
     }
 }
 
@@ -86,7 +90,11 @@ mod tests {
         // weight 0 = 10·0.25 − 1 = 1.5, weight 16 = 3·0.25 − 1 = −0.25.
         let mut qs = [0; 16];
         qs[0] = 0x3A;
-        let block = BlockQ4_1 { d: f16::from_f32(0.25), m: f16::from_f32(-1.0), qs };
+        let block = BlockQ4_1 {
+            d: f16::from_f32(0.25),
+            m: f16::from_f32(-1.0),
+            qs,
+        };
         let mut out = [f32::NAN; 32];
         block.dequantize(&mut out);
         let mut want = [-1.0; 32];

@@ -71,7 +71,12 @@ impl QuantBlock for BlockQ4_K {
             let (chunk, l) = (k / 32, k % 32);
             b.q[64 * chunk + l] | (b.q[64 * chunk + 32 + l] << 4)
         });
-        BlockQ4_K { d: b.d, dmin: b.dmin, scales: b.scales, qs }
+        BlockQ4_K {
+            d: b.d,
+            dmin: b.dmin,
+            scales: b.scales,
+            qs,
+        }
     }
 }
 
@@ -118,23 +123,31 @@ mod tests {
         // qs = 0x21 everywhere: sub-blocks 0, 2, 4, 6 (low nibbles) get q = 1,
         // sub-blocks 1, 3, 5, 7 (high nibbles) get q = 2. Value 0.5·sc·q − 0.25·m:
         let per_sub_block = [
-            0.5 * 1.0 * 1.0 - 0.25 * 0.0,  //  0.5
-            0.5 * 2.0 * 2.0 - 0.25 * 1.0,  //  1.75
-            0.5 * 3.0 * 1.0 - 0.25 * 2.0,  //  1.0
-            0.5 * 63.0 * 2.0 - 0.25 * 3.0, // 62.25
+            0.5 * 1.0 * 1.0 - 0.25 * 0.0,   //  0.5
+            0.5 * 2.0 * 2.0 - 0.25 * 1.0,   //  1.75
+            0.5 * 3.0 * 1.0 - 0.25 * 2.0,   //  1.0
+            0.5 * 63.0 * 2.0 - 0.25 * 3.0,  // 62.25
             0.5 * 17.0 * 1.0 - 0.25 * 20.0, // 3.5
-            0.5 * 33.0 * 2.0 - 0.25 * 4.0, // 32.0
-            0.5 * 5.0 * 1.0 - 0.25 * 63.0, // −13.25
-            0.5 * 48.0 * 2.0 - 0.25 * 1.0, // 47.75
+            0.5 * 33.0 * 2.0 - 0.25 * 4.0,  // 32.0
+            0.5 * 5.0 * 1.0 - 0.25 * 63.0,  // −13.25
+            0.5 * 48.0 * 2.0 - 0.25 * 1.0,  // 47.75
         ];
-        assert_eq!(per_sub_block, [0.5, 1.75, 1.0, 62.25, 3.5, 32.0, -13.25, 47.75]);
+        assert_eq!(
+            per_sub_block,
+            [0.5, 1.75, 1.0, 62.25, 3.5, 32.0, -13.25, 47.75]
+        );
         let mut qs = [0x21; 128];
         // qs[0] = 0xF0: weight 0 (sub-block 0) q = 0 → 0.0; weight 32 (sub-block 1) q = 15 → 0.5·2·15 − 0.25 = 14.75
         qs[0] = 0xF0;
         // qs[127] = 0x0F (chunk 3, byte 31): weight 223 (sub-block 6) q = 15 → 0.5·5·15 − 15.75 = 21.75;
         // weight 255 (sub-block 7) q = 0 → −0.25
         qs[127] = 0x0F;
-        let block = BlockQ4_K { d: f16::from_f32(0.5), dmin: f16::from_f32(0.25), scales: HAND_PACKED, qs };
+        let block = BlockQ4_K {
+            d: f16::from_f32(0.5),
+            dmin: f16::from_f32(0.25),
+            scales: HAND_PACKED,
+            qs,
+        };
         let mut out = [f32::NAN; 256];
         block.dequantize(&mut out);
         let mut want: [f32; 256] = std::array::from_fn(|i| per_sub_block[i / 32]);

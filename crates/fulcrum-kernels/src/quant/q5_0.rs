@@ -9,8 +9,8 @@ use std::mem::size_of;
 use half::f16;
 
 use super::pack::{
-    dot_i32, inverse, pack_high_bits_32, pack_nibbles_32, round_clamp, signed_absmax, unpack_nibbles_32,
-    with_high_bits_32,
+    dot_i32, inverse, pack_high_bits_32, pack_nibbles_32, round_clamp, signed_absmax,
+    unpack_nibbles_32, with_high_bits_32,
 };
 use super::{sealed::Plain, BlockQ8_0, GgmlType, QuantBlock, WeightBlock};
 
@@ -52,7 +52,11 @@ impl QuantBlock for BlockQ5_0 {
         let d = signed_absmax(src) / -16.0;
         let id = inverse(d);
         let q: [u8; 32] = std::array::from_fn(|j| round_clamp(src[j] * id + 16.0, 0, 31) as u8);
-        BlockQ5_0 { d: f16::from_f32(d), qh: pack_high_bits_32(&q), qs: pack_nibbles_32(&q.map(|v| v & 0x0F)) }
+        BlockQ5_0 {
+            d: f16::from_f32(d),
+            qh: pack_high_bits_32(&q),
+            qs: pack_nibbles_32(&q.map(|v| v & 0x0F)),
+        }
     }
 }
 
@@ -91,7 +95,11 @@ mod tests {
         let mut qs = [0; 16];
         qs[0] = 0x21;
         qs[15] = 0xF0;
-        let block = BlockQ5_0 { d: f16::from_f32(0.5), qh: [0x01, 0x00, 0x01, 0x80], qs };
+        let block = BlockQ5_0 {
+            d: f16::from_f32(0.5),
+            qh: [0x01, 0x00, 0x01, 0x80],
+            qs,
+        };
         let mut out = [f32::NAN; 32];
         block.dequantize(&mut out);
         let mut want = [-8.0; 32];
@@ -105,7 +113,9 @@ mod tests {
     fn round_trip_error_within_one_step() {
         // |d| = amax/16; the clipped side errs by up to |d|; the f16 scale adds
         // up to 16·|d|·2^-11 = amax·2^-11.
-        test_util::check_round_trip::<BlockQ5_0>(|blk| signed_absmax(blk).abs() * (1.0 / 16.0 + 1e-3));
+        test_util::check_round_trip::<BlockQ5_0>(|blk| {
+            signed_absmax(blk).abs() * (1.0 / 16.0 + 1e-3)
+        });
     }
 
     #[test]

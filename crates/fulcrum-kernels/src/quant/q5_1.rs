@@ -97,7 +97,12 @@ mod tests {
         let mut qs = [0; 16];
         qs[3] = 0x07;
         qs[4] = 0x52;
-        let block = BlockQ5_1 { d: f16::from_f32(1.0), m: f16::from_f32(0.5), qh: [0x08, 0x00, 0x10, 0x00], qs };
+        let block = BlockQ5_1 {
+            d: f16::from_f32(1.0),
+            m: f16::from_f32(0.5),
+            qh: [0x08, 0x00, 0x10, 0x00],
+            qs,
+        };
         let mut out = [f32::NAN; 32];
         block.dequantize(&mut out);
         let mut want = [0.5; 32];

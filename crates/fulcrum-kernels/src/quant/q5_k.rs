@@ -68,8 +68,15 @@ impl QuantBlock for BlockQ5_K {
             let (chunk, l) = (k / 32, k % 32);
             (b.q[64 * chunk + l] & 0x0F) | ((b.q[64 * chunk + 32 + l] & 0x0F) << 4)
         });
-        let qh = std::array::from_fn(|l| (0..8).fold(0u8, |acc, j| acc | ((b.q[32 * j + l] >> 4) << j)));
-        BlockQ5_K { d: b.d, dmin: b.dmin, scales: b.scales, qh, qs }
+        let qh =
+            std::array::from_fn(|l| (0..8).fold(0u8, |acc, j| acc | ((b.q[32 * j + l] >> 4) << j)));
+        BlockQ5_K {
+            d: b.d,
+            dmin: b.dmin,
+            scales: b.scales,
+            qh,
+            qs,
+        }
     }
 }
 
@@ -120,8 +127,14 @@ mod tests {
         qs[0] = 0x3F; // weight 0: 15 | 16 = 31 → 1·31 − 0 = 31; weight 32: q = 3 → 2·3 − 0.5·1 = 5.5
         qs[32] = 0x01; // weight 64: 1 | 16 = 17 → 3·17 − 0.5·2 = 50; weight 96: q = 0 → 63·0 − 0.5·3 = −1.5
         qs[127] = 0xA0; // weight 223: q = 0 → −0.5·63 = −31.5; weight 255: 10 | 16 = 26 → 48·26 − 0.5 = 1247.5
-        // weight 63 (qs[31] = 0, qh[31] bit 1): q = 16 → 2·16 − 0.5 = 31.5
-        let block = BlockQ5_K { d: f16::from_f32(1.0), dmin: f16::from_f32(0.5), scales: HAND_PACKED, qh, qs };
+                        // weight 63 (qs[31] = 0, qh[31] bit 1): q = 16 → 2·16 − 0.5 = 31.5
+        let block = BlockQ5_K {
+            d: f16::from_f32(1.0),
+            dmin: f16::from_f32(0.5),
+            scales: HAND_PACKED,
+            qh,
+            qs,
+        };
         let mut out = [f32::NAN; 256];
         block.dequantize(&mut out);
         let m = [0.0, 1.0, 2.0, 3.0, 20.0, 4.0, 63.0, 1.0];

@@ -85,10 +85,19 @@ impl QuantBlock for BlockQ6_K {
                 0
             }
         });
-        let mut block = BlockQ6_K { ql: [0; 128], qh: [0; 64], scales, d };
+        let mut block = BlockQ6_K {
+            ql: [0; 128],
+            qh: [0; 64],
+            scales,
+            d,
+        };
         for (i, &v) in src.iter().enumerate() {
             let step = d_f * f32::from(scales[i / 16]);
-            let q = if step > 0.0 { round_clamp(v / step, -32, 31) } else { 0 };
+            let q = if step > 0.0 {
+                round_clamp(v / step, -32, 31)
+            } else {
+                0
+            };
             let biased = (q + 32) as u8;
             let (ql, ql_shift, qh, qh_shift) = bit_position(i);
             block.ql[ql] |= (biased & 0x0F) << ql_shift;
@@ -153,13 +162,26 @@ mod tests {
         ql[95] = 0x0F;
         ql[127] = 0xF1;
         qh[63] = 0b01_00_11_10;
-        let block = BlockQ6_K { ql, qh, scales, d: f16::from_f32(0.5) };
+        let block = BlockQ6_K {
+            ql,
+            qh,
+            scales,
+            d: f16::from_f32(0.5),
+        };
         let mut out = [f32::NAN; 256];
         block.dequantize(&mut out);
         // Everything else has q = 0 → 0.5·sc·−32 = −16·sc.
         let mut want: [f32; 256] = std::array::from_fn(|i| -16.0 * f32::from(scales[i / 16]));
-        for (i, v) in [(0, -13.5), (32, -4.0), (64, 15.0), (96, 38.0), (159, -37.5), (191, -51.0), (223, 112.0), (255, 64.0)]
-        {
+        for (i, v) in [
+            (0, -13.5),
+            (32, -4.0),
+            (64, 15.0),
+            (96, 38.0),
+            (159, -37.5),
+            (191, -51.0),
+            (223, 112.0),
+            (255, 64.0),
+        ] {
             want[i] = v;
         }
         assert_eq!(out, want);

@@ -41,7 +41,10 @@ impl QuantBlock for BlockQ8_0 {
         let src = &src[..Self::BLOCK];
         let d = absmax(src) / 127.0;
         let id = inverse(d);
-        BlockQ8_0 { d: f16::from_f32(d), qs: std::array::from_fn(|j| round_clamp(src[j] * id, -127, 127) as i8) }
+        BlockQ8_0 {
+            d: f16::from_f32(d),
+            qs: std::array::from_fn(|j| round_clamp(src[j] * id, -127, 127) as i8),
+        }
     }
 }
 
@@ -78,7 +81,10 @@ mod tests {
         qs[0] = -128;
         qs[1] = 127;
         qs[31] = -3;
-        let block = BlockQ8_0 { d: f16::from_f32(0.25), qs };
+        let block = BlockQ8_0 {
+            d: f16::from_f32(0.25),
+            qs,
+        };
         let mut out = [f32::NAN; 32];
         block.dequantize(&mut out);
         let mut want = [0.0; 32];

@@ -45,7 +45,11 @@ impl QuantBlock for BlockQ8_1 {
         let id = inverse(d);
         let qs: [i8; 32] = std::array::from_fn(|j| round_clamp(src[j] * id, -127, 127) as i8);
         let sum: i32 = qs.iter().map(|&q| i32::from(q)).sum();
-        BlockQ8_1 { d: f16::from_f32(d), s: f16::from_f32(d * sum as f32), qs }
+        BlockQ8_1 {
+            d: f16::from_f32(d),
+            s: f16::from_f32(d * sum as f32),
+            qs,
+        }
     }
 }
 
@@ -60,7 +64,11 @@ mod tests {
         let mut qs = [0; 32];
         qs[5] = 3;
         qs[6] = -127;
-        let block = BlockQ8_1 { d: f16::from_f32(0.5), s: f16::from_f32(-62.0), qs };
+        let block = BlockQ8_1 {
+            d: f16::from_f32(0.5),
+            s: f16::from_f32(-62.0),
+            qs,
+        };
         let mut out = [f32::NAN; 32];
         block.dequantize(&mut out);
         let mut want = [0.0; 32];

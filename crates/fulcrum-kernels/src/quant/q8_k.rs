@@ -52,7 +52,8 @@ impl QuantBlock for BlockQ8_K {
         let id = inverse(d);
         let qs: [i8; 256] = std::array::from_fn(|j| round_clamp(src[j] * id, -127, 127) as i8);
         // At most 16·127 = 2032 in magnitude: fits i16.
-        let bsums = std::array::from_fn(|i| qs[16 * i..16 * i + 16].iter().map(|&q| i16::from(q)).sum());
+        let bsums =
+            std::array::from_fn(|i| qs[16 * i..16 * i + 16].iter().map(|&q| i16::from(q)).sum());
         BlockQ8_K { d, qs, bsums }
     }
 }
@@ -69,7 +70,11 @@ mod tests {
         qs[0] = -128;
         qs[128] = 100;
         qs[255] = 1;
-        let block = BlockQ8_K { d: 0.25, qs, bsums: [0; 16] };
+        let block = BlockQ8_K {
+            d: 0.25,
+            qs,
+            bsums: [0; 16],
+        };
         let mut out = [f32::NAN; 256];
         block.dequantize(&mut out);
         let mut want = [0.0; 256];
@@ -84,9 +89,9 @@ mod tests {
         // amax = 127 → d = 1, so quants equal the (integer) inputs.
         let src: [f32; 256] = std::array::from_fn(|i| match i {
             0 => -127.0,
-            1..=15 => 2.0, // first 16: −127 + 15·2 = −97
+            1..=15 => 2.0,   // first 16: −127 + 15·2 = −97
             16..=31 => -1.0, // next 16: −16
-            255 => 127.0,  // last 16: 127
+            255 => 127.0,    // last 16: 127
             _ => 0.0,
         });
         let block = BlockQ8_K::quantize(&src);

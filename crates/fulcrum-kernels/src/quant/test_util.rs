@@ -21,7 +21,11 @@ pub(crate) fn rows(block: usize) -> impl Strategy<Value = Vec<f32>> {
 }
 
 fn runner() -> TestRunner {
-    TestRunner::new(Config { cases: 128, failure_persistence: None, ..Config::default() })
+    TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    })
 }
 
 fn round_trip<B: QuantBlock>(src: &[f32]) -> Vec<f32> {
@@ -34,14 +38,24 @@ fn round_trip<B: QuantBlock>(src: &[f32]) -> Vec<f32> {
 /// Checks `|x − dequantize(quantize(x))| ≤ bound(block)` for every value on
 /// random rows, and that zeros survive exactly.
 pub(crate) fn check_round_trip<B: QuantBlock>(bound: impl Fn(&[f32]) -> f32) {
-    assert!(round_trip::<B>(&vec![0.0; B::BLOCK]).iter().all(|&v| v == 0.0), "{}: zeros", B::NAME);
+    assert!(
+        round_trip::<B>(&vec![0.0; B::BLOCK])
+            .iter()
+            .all(|&v| v == 0.0),
+        "{}: zeros",
+        B::NAME
+    );
     runner()
         .run(&rows(B::BLOCK), |src| {
             let out = round_trip::<B>(&src);
             for (blk_idx, (s, o)) in src.chunks(B::BLOCK).zip(out.chunks(B::BLOCK)).enumerate() {
                 let tol = bound(s) + SUBNORMAL_SLACK;
                 for (i, (a, b)) in s.iter().zip(o).enumerate() {
-                    prop_assert!((a - b).abs() <= tol, "{} block {blk_idx}[{i}]: {a} → {b}, tol {tol}", B::NAME);
+                    prop_assert!(
+                        (a - b).abs() <= tol,
+                        "{} block {blk_idx}[{i}]: {a} → {b}, tol {tol}",
+                        B::NAME
+                    );
                 }
             }
             Ok(())
@@ -74,7 +88,10 @@ pub(crate) fn check_vec_dot<W: WeightBlock>() {
     });
     runner()
         .run(&strategy, |(w_src, x_unit, x_log_scale)| {
-            let x: Vec<f32> = x_unit.iter().map(|v| v * 10f32.powf(x_log_scale - 1.0)).collect();
+            let x: Vec<f32> = x_unit
+                .iter()
+                .map(|v| v * 10f32.powf(x_log_scale - 1.0))
+                .collect();
             let nb = w_src.len() / W::BLOCK;
             let wq: Vec<W> = w_src.chunks_exact(W::BLOCK).map(W::quantize).collect();
             let mut xq = vec![W::Activation::quantize(&[0.0; 256]); nb];
@@ -84,8 +101,16 @@ pub(crate) fn check_vec_dot<W: WeightBlock>() {
             dequantize_blocks(&xq, &mut xd);
 
             let got = W::vec_dot(&wq, &xq);
-            let exact: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-            let magnitude: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum();
+            let exact: f64 = wd
+                .iter()
+                .zip(&xd)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            let magnitude: f64 = wd
+                .iter()
+                .zip(&xd)
+                .map(|(a, b)| f64::from((a * b).abs()))
+                .sum();
             // Q8_1's `s` is f16: |m·s| errs by ≤ 2^-11 of |m|·Σ|x| per block.
             let s_slack: f64 = wd
                 .chunks(W::BLOCK)
@@ -95,15 +120,30 @@ pub(crate) fn check_vec_dot<W: WeightBlock>() {
                     f64::from(wmax) * xb.iter().map(|v| f64::from(v.abs())).sum::<f64>() * 1e-3
                 })
                 .sum();
-            let tight = 1e-5 * magnitude + if W::Activation::NAME == "Q8_1" { s_slack } else { 0.0 } + 1e-9;
-            prop_assert!((f64::from(got) - exact).abs() <= tight, "{}: {got} vs {exact}, tol {tight}", W::NAME);
+            let tight = 1e-5 * magnitude
+                + if W::Activation::NAME == "Q8_1" {
+                    s_slack
+                } else {
+                    0.0
+                }
+                + 1e-9;
+            prop_assert!(
+                (f64::from(got) - exact).abs() <= tight,
+                "{}: {got} vs {exact}, tol {tight}",
+                W::NAME
+            );
 
-            let original: f64 = wd.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            let original: f64 = wd
+                .iter()
+                .zip(&x)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
             let x_err: f64 = wd
                 .chunks(W::BLOCK)
                 .zip(x.chunks(W::BLOCK))
                 .map(|(wb, xb)| {
-                    let step_half = f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs()))) * (1.0 / 254.0 + 1e-3);
+                    let step_half = f64::from(xb.iter().fold(0.0f32, |a, v| a.max(v.abs())))
+                        * (1.0 / 254.0 + 1e-3);
                     step_half * wb.iter().map(|v| f64::from(v.abs())).sum::<f64>()
                 })
                 .sum();

@@ -1,0 +1,235 @@
+//! The forward pass over a ragged batch.
+//!
+//! A batch is every scheduled sequence's new tokens for one step: prefill
+//! chunks and single decode tokens together. Every linear layer runs once
+//! over all `T` tokens of the step as one matrix product (each weight read
+//! once per step), attention runs per sequence over its paged cache, and
+//! logits are computed only for the sequences that need them (those whose
+//! step ends at their last known token).
+
+use fulcrum_kernels::attention::{paged_attention, write_kv, AttentionParams, AttentionSeq};
+use fulcrum_kernels::gemm::{matmul, MatmulScratch};
+use fulcrum_kernels::ops::{self, RopeTable};
+use fulcrum_kernels::quant::dequantize_row;
+use fulcrum_kernels::{WeightMatrix, WorkerPool};
+use fulcrum_gguf::GgufFile;
+
+use crate::config::{Arch, ModelConfig};
+use crate::kv_cache::KvCache;
+use crate::weights::{Linear, Weights};
+
+/// One sequence's part of a step.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqInput<'a> {
+    /// Its new tokens in this step (a decode has one).
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`: how many of its tokens are already in the cache.
+    pub start_pos: usize,
+    /// Physical KV blocks holding positions `0..start_pos + tokens.len()`.
+    pub block_table: &'a [u32],
+    /// Whether to compute next-token logits after its last new token.
+    pub want_logits: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ForwardError {
+    #[error("sequence {seq}: token id {id} is outside the vocabulary ({vocab} tokens)")]
+    TokenOutOfRange { seq: usize, id: u32, vocab: usize },
+    #[error("sequence {seq}: block table of {blocks} blocks cannot hold {positions} positions")]
+    BlockTableTooShort { seq: usize, blocks: usize, positions: usize },
+    #[error("sequence {seq}: block id {block} is outside the cache ({num_blocks} blocks)")]
+    BlockOutOfRange { seq: usize, block: u32, num_blocks: usize },
+    #[error("sequence {seq} has no tokens")]
+    Empty { seq: usize },
+}
+
+/// Buffers reused from step to step (no allocation once they have grown to
+/// the largest batch seen).
+#[derive(Default)]
+pub struct ForwardScratch {
+    positions: Vec<u32>,
+    x: Vec<f32>,      // [T, d]
+    xn: Vec<f32>,     // [T, d]
+    q: Vec<f32>,      // [T, q_dim]
+    k: Vec<f32>,      // [T, kv_dim]
+    v: Vec<f32>,      // [T, kv_dim]
+    attn: Vec<f32>,   // [T, q_dim]
+    proj: Vec<f32>,   // [T, d]
+    gate: Vec<f32>,   // [T, ffn]
+    up: Vec<f32>,     // [T, ffn]
+    last: Vec<f32>,   // [L, d]
+    logits: Vec<f32>, // [L, vocab]
+    rope: Vec<(f32, RopeTable)>,
+    mm: MatmulScratch,
+}
+
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+/// Checks a batch against the model and cache before anything is computed.
+pub fn validate_batch(cfg: &ModelConfig, kv: &KvCache, seqs: &[SeqInput]) -> Result<(), ForwardError> {
+    for (i, s) in seqs.iter().enumerate() {
+        if s.tokens.is_empty() {
+            return Err(ForwardError::Empty { seq: i });
+        }
+        if let Some(&id) = s.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(ForwardError::TokenOutOfRange { seq: i, id, vocab: cfg.vocab_size });
+        }
+        let positions = s.start_pos + s.tokens.len();
+        if s.block_table.len() * kv.block_size() < positions {
+            return Err(ForwardError::BlockTableTooShort { seq: i, blocks: s.block_table.len(), positions });
+        }
+        if let Some(&b) = s.block_table.iter().find(|&&b| b as usize >= kv.num_blocks()) {
+            return Err(ForwardError::BlockOutOfRange { seq: i, block: b, num_blocks: kv.num_blocks() });
+        }
+    }
+    Ok(())
+}
+
+/// Runs one step. Returns `[L, vocab]` logits, one row per sequence with
+/// `want_logits`, in batch order.
+pub fn forward<'s>(
+    cfg: &ModelConfig,
+    weights: &Weights,
+    file: &GgufFile,
+    pool: &WorkerPool,
+    seqs: &[SeqInput],
+    kv: &mut KvCache,
+    s: &'s mut ForwardScratch,
+) -> Result<&'s [f32], ForwardError> {
+    validate_batch(cfg, kv, seqs)?;
+    let t_total: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+    let (d, qd, kvd, ffn) = (cfg.d_model, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
+    let hd = cfg.head_dim;
+
+    s.positions.clear();
+    for sq in seqs {
+        s.positions.extend((0..sq.tokens.len() as u32).map(|i| sq.start_pos as u32 + i));
+    }
+    // Rope tables, one per distinct base (Gemma has a local and a global one).
+    s.rope.retain(|_| false);
+    for layer in &cfg.layers {
+        if !s.rope.iter().any(|(b, _)| *b == layer.rope_base) {
+            let mut t = RopeTable::default();
+            t.fill(&s.positions, cfg.rope_dim, layer.rope_base);
+            s.rope.push((layer.rope_base, t));
+        }
+    }
+
+    // Embeddings.
+    let x = sized(&mut s.x, t_total * d);
+    let embd = weights.token_embd.matrix(file);
+    for (row, &tok) in x.chunks_exact_mut(d).zip(seqs.iter().flat_map(|s| s.tokens)) {
+        dequantize_row(embd.ty, embd.row(tok as usize), row);
+    }
+    if cfg.arch == Arch::Gemma3 {
+        let scale = (d as f32).sqrt();
+        x.iter_mut().for_each(|v| *v *= scale);
+    }
+
+    let mut attn_seqs = Vec::with_capacity(seqs.len());
+    let mut first_row = 0;
+    for sq in seqs {
+        attn_seqs.push(AttentionSeq { first_row, num_rows: sq.tokens.len(), first_pos: sq.start_pos, block_table: sq.block_table });
+        first_row += sq.tokens.len();
+    }
+
+    let mm = |pool: &WorkerPool, w: &Linear, x: &[f32], y: &mut [f32], scratch: &mut MatmulScratch| {
+        let wm: WeightMatrix = w.matrix(file);
+        matmul(pool, x, x.len() / w.cols, &wm, y, scratch);
+    };
+
+    for (li, (lw, la)) in weights.layers.iter().zip(&cfg.layers).enumerate() {
+        let x = &mut s.x[..t_total * d];
+        let xn = sized(&mut s.xn, t_total * d);
+        ops::rms_norm(x, &lw.attn_norm, cfg.rms_eps, xn);
+        let q = sized(&mut s.q, t_total * qd);
+        mm(pool, &lw.wq, xn, q, &mut s.mm);
+        let k = sized(&mut s.k, t_total * kvd);
+        mm(pool, &lw.wk, xn, k, &mut s.mm);
+        let v = sized(&mut s.v, t_total * kvd);
+        mm(pool, &lw.wv, xn, v, &mut s.mm);
+        if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+            ops::rms_norm_inplace(q, qn, cfg.rms_eps);
+            ops::rms_norm_inplace(k, kn, cfg.rms_eps);
+        }
+        let rope = &s.rope.iter().find(|(b, _)| *b == la.rope_base).expect("table filled above").1;
+        for t in 0..t_total {
+            let (c, sn) = rope.row(t);
+            ops::rope(&mut q[t * qd..(t + 1) * qd], hd, c, sn, cfg.rope_style);
+            ops::rope(&mut k[t * kvd..(t + 1) * kvd], hd, c, sn, cfg.rope_style);
+        }
+        let shape = kv.shape;
+        let (kc, vc) = kv.layer_mut(li);
+        for a in &attn_seqs {
+            for r in 0..a.num_rows {
+                let t = a.first_row + r;
+                write_kv(&shape, kc, vc, a.block_table, a.first_pos + r, &k[t * kvd..(t + 1) * kvd], &v[t * kvd..(t + 1) * kvd]);
+            }
+        }
+        let params = AttentionParams {
+            n_heads: cfg.num_heads,
+            n_kv_heads: cfg.num_kv_heads,
+            head_dim: hd,
+            scale: cfg.attention_scale,
+            window: la.window,
+        };
+        let attn = sized(&mut s.attn, t_total * qd);
+        paged_attention(pool, &params, &shape, q, kc, vc, &attn_seqs, attn);
+        let proj = sized(&mut s.proj, t_total * d);
+        mm(pool, &lw.wo, attn, proj, &mut s.mm);
+        if let Some(pn) = &lw.post_attn_norm {
+            ops::rms_norm_inplace(proj, pn, cfg.rms_eps);
+        }
+        ops::add_inplace(x, proj);
+
+        ops::rms_norm(x, &lw.ffn_norm, cfg.rms_eps, xn);
+        let gate = sized(&mut s.gate, t_total * ffn);
+        mm(pool, &lw.w_gate, xn, gate, &mut s.mm);
+        let up = sized(&mut s.up, t_total * ffn);
+        mm(pool, &lw.w_up, xn, up, &mut s.mm);
+        // The activation is written over `gate` via a split so no extra buffer is needed.
+        match cfg.arch {
+            Arch::Llama => swiglu_inplace(gate, up),
+            Arch::Gemma3 => geglu_inplace(gate, up),
+        }
+        mm(pool, &lw.w_down, gate, proj, &mut s.mm);
+        if let Some(pn) = &lw.post_ffn_norm {
+            ops::rms_norm_inplace(proj, pn, cfg.rms_eps);
+        }
+        ops::add_inplace(x, proj);
+    }
+
+    // Final norm and logits for the last token of each sequence that wants them.
+    let num_logits = seqs.iter().filter(|s| s.want_logits).count();
+    let last = sized(&mut s.last, num_logits * d);
+    let mut li = 0;
+    for a in attn_seqs.iter().zip(seqs).filter(|(_, s)| s.want_logits).map(|(a, _)| a) {
+        let t = a.first_row + a.num_rows - 1;
+        ops::rms_norm(&s.x[t * d..(t + 1) * d], &weights.output_norm, cfg.rms_eps, &mut last[li * d..(li + 1) * d]);
+        li += 1;
+    }
+    let logits = sized(&mut s.logits, num_logits * cfg.vocab_size);
+    if num_logits > 0 {
+        mm(pool, &weights.output, last, logits, &mut s.mm);
+    }
+    Ok(&s.logits[..num_logits * cfg.vocab_size])
+}
+
+fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()) * u;
+    }
+}
