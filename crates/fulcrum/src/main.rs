@@ -1,1 +1,36 @@
-fn main() {}
+//! `fulcrum` — the command-line interface. Each subcommand lives in its own
+//! module under `cmd/`; this file only parses and dispatches.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fulcrum", version, about = "An LLM inference server: continuous batching, paged KV cache, chunked prefill, measured trade-offs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage models: list aliases, pull, print a cached file's path.
+    Models(cmd::models::ModelsArgs),
+    /// Tokenize text (or detokenize ids) with a model's tokenizer.
+    Tokenize(cmd::tokenize::TokenizeArgs),
+    /// Measure throughput and latency: load-test a server, sweep engine knobs.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Models(a) => cmd::models::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
