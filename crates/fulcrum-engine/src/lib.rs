@@ -1,1 +1,46 @@
-//! placeholder
+//! # fulcrum-engine — the model-free core of the serving engine
+//!
+//! Everything between "a request was accepted" and "the model runs a ragged
+//! batch": bookkeeping of the paged KV cache, the scheduling policies that
+//! trade time-to-first-token against time-per-output-token and throughput,
+//! and turning logits into tokens and text into stops. Pure, synchronous and
+//! deterministic; unit-tested with fake sequences and no model.
+//!
+//! Principal types:
+//! - [`Scheduler`]: waiting queue, running set, the block pool; `plan` →
+//!   [`StepPlan`] → `apply` → (model) → `update`. Policies: [`Policy`].
+//! - [`SchedulerConfig`]: the knobs, validated once.
+//! - [`BlockPool`] / [`BlockTable`]: the index arena of KV blocks with
+//!   reference counts and the LRU prefix cache ([`prefix_cache`]).
+//! - [`Sequence`]: tokens, `num_computed_tokens`, block table, timings.
+//! - [`SamplingParams`] / [`sample`]: logits → token, with penalties,
+//!   top-k/top-p/min-p, seeded per-sequence RNG and logprobs.
+//! - [`StopMatcher`]: stop strings over the detokenized stream, never leaked.
+//!
+//! One step, as the step loop drives it:
+//! ```text
+//! scheduler.add(SequenceRequest)             // between steps; finish() aborts
+//! let plan = scheduler.schedule(now)          // plan() + apply(): blocks allocated
+//! for s in &plan.scheduled                    // ragged batch for the model:
+//!     seq = scheduler.sequence(s.seq_id)      //   tokens[s.num_computed_tokens..][..s.num_new_tokens],
+//!                                             //   seq.block_table().as_slice(), s.wants_logits
+//! logits = model.forward(batch)               // one row per wants_logits, plan order
+//! sample(row, &params, prompt, output, &mut rng) -> SampledToken
+//! scheduler.update(&plan, &[StepOutput], now) // advance, commit cached blocks, finish on length/stop
+//! scheduler.take_finished()                   // blocks already released
+//! ```
+
+pub mod block_pool;
+pub mod config;
+pub mod prefix_cache;
+pub mod sampler;
+pub mod scheduler;
+pub mod sequence;
+pub mod stop;
+
+pub use block_pool::{BlockId, BlockPool, BlockTable, OutOfBlocks};
+pub use config::{ConfigError, Policy, SchedulerConfig};
+pub use sampler::{sample, sampler_rng, SampledToken, SamplerRng, SamplingError, SamplingParams};
+pub use scheduler::{AddError, ScheduledSeq, Scheduler, SchedulerStats, StepError, StepOutput, StepPlan};
+pub use sequence::{FinishReason, SeqId, Sequence, SequenceRequest, SequenceStatus, SequenceTimings};
+pub use stop::{StopMatcher, StopMatch};
