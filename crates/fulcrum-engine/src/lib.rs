@@ -32,6 +32,7 @@
 
 pub mod block_pool;
 pub mod config;
+pub mod engine;
 pub mod prefix_cache;
 pub mod sampler;
 pub mod scheduler;
@@ -40,6 +41,11 @@ pub mod stop;
 
 pub use block_pool::{BlockId, BlockPool, BlockTable, OutOfBlocks};
 pub use config::{ConfigError, Policy, SchedulerConfig};
+pub use engine::{
+    ChoiceFinished, ChoiceOutput, Engine, EngineConfig, EngineConfigError, EngineError, EngineHandle, EngineMetrics,
+    EngineOptions, KvCacheSize, ModelRunner, Prompt, RequestEvent, RequestFailure, RequestHandle, RequestId,
+    RequestInput, RequestOutput, StartError, StepRunner, StopReason, TokenEvent, TokenLogprobs, Usage,
+};
 pub use sampler::{sample, sampler_rng, SampledToken, SamplerRng, SamplingError, SamplingParams};
 pub use scheduler::{AddError, ScheduledSeq, Scheduler, SchedulerStats, StepError, StepOutput, StepPlan};
 pub use sequence::{FinishReason, SeqId, Sequence, SequenceRequest, SequenceStatus, SequenceTimings};

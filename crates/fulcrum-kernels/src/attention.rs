@@ -6,10 +6,17 @@
 //! whole step: prefill chunks (each query attends causally within its chunk
 //! and fully to earlier positions) and single-token decodes side by side.
 //!
-//! Softmax is computed online, one key block at a time (running max, running
-//! sum, rescaled accumulator), so no score matrix is ever allocated. Every
-//! query row's result depends only on its own query vector and the keys it
-//! sees, visited block by block in position order: the same whether the
+//! Each task takes up to 16 query rows of one sequence and one KV head (with
+//! the query heads sharing it) and sweeps the key blocks twice: scores and
+//! maxima, then the weighted values; only the task's own score rows are kept
+//! (`rows × heads × visible keys`), never a step-wide score matrix. The
+//! arithmetic follows llama.cpp's CPU attention (q rounded to f16 like the
+//! keys, softmax sums in f64, normalized weights rounded to f16 before they
+//! multiply the f16 values): the small models fulcrum runs are sensitive
+//! enough that this decides whether greedy outputs agree with llama.cpp's.
+//!
+//! Every query row's result depends only on its own query vector and the keys
+//! it sees, visited block by block in position order: the same whether the
 //! prompt was chunked or not, whatever else is in the batch, and whatever the
 //! thread count. That is why new K/V are written to the cache *before*
 //! attention and always read back from it (f16), even within a chunk.
@@ -148,82 +155,100 @@ fn attend_chunk(
     let group = p.n_heads / p.n_kv_heads;
     let stride = p.n_heads * hd;
     let n_q = rows.len() * group; // query vectors in this task
+    let bs = shape.block_size;
+    let pos_of = |r: usize| s.first_pos + r;
+    let lo_of = |r: usize| match p.window {
+        Some(w) => (pos_of(r) + 1).saturating_sub(w),
+        None => 0,
+    };
+    let lo = lo_of(rows.start);
+    let hi = pos_of(rows.end - 1); // inclusive
+    let span = hi - lo + 1; // keys any query of the task may see
     SCRATCH.with(|cell| {
         let mut buf = cell.borrow_mut();
-        // [n_q] max, [n_q] sum, [n_q*hd] acc, [n_q*hd] scaled q, [bs] scores, [bs*hd] k, [bs*hd] v
-        let need = 2 * n_q + 2 * n_q * hd + shape.block_size + 2 * shape.block_size * hd;
+        // [n_q] max, [n_q] 1/sum, [n_q*hd] acc, [n_q*hd] q, [n_q*span] scores, [bs*hd] k or v
+        let need = 2 * n_q + 2 * n_q * hd + n_q * span + bs * hd;
         if buf.len() < need {
             buf.resize(need, 0.0);
         }
         let (m, rest) = buf.split_at_mut(n_q);
-        let (l, rest) = rest.split_at_mut(n_q);
+        let (inv, rest) = rest.split_at_mut(n_q);
         let (acc, rest) = rest.split_at_mut(n_q * hd);
         let (qs, rest) = rest.split_at_mut(n_q * hd);
-        let (scores, rest) = rest.split_at_mut(shape.block_size);
-        let (kbuf, rest) = rest.split_at_mut(shape.block_size * hd);
-        let vbuf = &mut rest[..shape.block_size * hd];
+        let (scores, rest) = rest.split_at_mut(n_q * span);
+        let kv = &mut rest[..bs * hd];
         m.fill(f32::NEG_INFINITY);
-        l.fill(0.0);
         acc.fill(0.0);
         for (i, r) in rows.clone().enumerate() {
             for g in 0..group {
                 let h = kv_head * group + g;
                 let src = &q[(s.first_row + r) * stride + h * hd..][..hd];
+                // q is rounded to f16 like the cached keys, as llama.cpp's f16
+                // K·q product does; the scale applies to the dot product.
                 for (d, &v) in qs[(i * group + g) * hd..][..hd].iter_mut().zip(src) {
-                    *d = v * p.scale;
+                    *d = f16::from_f32(v).to_f32();
                 }
             }
         }
-        let pos_of = |r: usize| s.first_pos + r;
-        let lo_of = |r: usize| match p.window {
-            Some(w) => (pos_of(r) + 1).saturating_sub(w),
-            None => 0,
-        };
-        let lo = lo_of(rows.start);
-        let hi = pos_of(rows.end - 1); // inclusive
-        let bs = shape.block_size;
+        // Visible keys of row r within block b: positions qlo..=qhi.
+        let visible = |r: usize, b: usize| ((b * bs).max(lo_of(r)), ((b + 1) * bs - 1).min(pos_of(r)));
+
+        // Sweep 1: scores and running maxima, one key block at a time.
         for b in lo / bs..=hi / bs {
             let block = s.block_table[b] as usize;
-            let first = (b * bs).max(lo);
-            let last = ((b + 1) * bs - 1).min(hi);
-            let base = shape.offset(block, kv_head, 0);
-            let nslots = last - first + 1;
-            let so = first - b * bs;
-            let span = base + so * hd..base + (so + nslots) * hd;
-            k_layer[span.clone()].convert_to_f32_slice(&mut kbuf[..nslots * hd]);
-            v_layer[span].convert_to_f32_slice(&mut vbuf[..nslots * hd]);
-            // Per query: scores for its visible slots of this block, then one online update.
+            let (first, last) = ((b * bs).max(lo), ((b + 1) * bs - 1).min(hi));
+            let base = shape.offset(block, kv_head, 0) + (first - b * bs) * hd;
+            let n = last - first + 1;
+            k_layer[base..base + n * hd].convert_to_f32_slice(&mut kv[..n * hd]);
             for (i, r) in rows.clone().enumerate() {
-                let (qlo, qhi) = (lo_of(r).max(first), pos_of(r).min(last));
-                if qlo > qhi {
-                    continue; // nothing visible in this block: state untouched
-                }
+                let (qlo, qhi) = visible(r, b);
                 for g in 0..group {
                     let qi = i * group + g;
                     let qv = &qs[qi * hd..(qi + 1) * hd];
-                    let mut bmax = f32::NEG_INFINITY;
                     for pos in qlo..=qhi {
-                        let sc = dot(qv, &kbuf[(pos - first) * hd..(pos - first + 1) * hd]);
-                        scores[pos - qlo] = sc;
-                        bmax = bmax.max(sc);
+                        let sc = dot(qv, &kv[(pos - first) * hd..(pos - first + 1) * hd]) * p.scale;
+                        scores[qi * span + pos - lo] = sc;
+                        m[qi] = m[qi].max(sc);
                     }
-                    let m_new = m[qi].max(bmax);
-                    let alpha = if m[qi] == f32::NEG_INFINITY { 0.0 } else { (m[qi] - m_new).exp() };
+                }
+            }
+        }
+        // Softmax weights, normalized, then rounded to f16 as llama.cpp's
+        // f16 V·p product does (the sum is accumulated in f64 there too).
+        for (i, r) in rows.clone().enumerate() {
+            let (qlo, qhi) = (lo_of(r), pos_of(r));
+            for g in 0..group {
+                let qi = i * group + g;
+                let row = &mut scores[qi * span + qlo - lo..qi * span + qhi - lo + 1];
+                let mut sum = 0f64;
+                for v in row.iter_mut() {
+                    *v = crate::ops::exp_approx(*v - m[qi]);
+                    sum += f64::from(*v);
+                }
+                inv[qi] = (1.0 / sum) as f32;
+                for v in row.iter_mut() {
+                    *v = f16::from_f32(*v * inv[qi]).to_f32();
+                }
+            }
+        }
+        // Sweep 2: weighted values.
+        for b in lo / bs..=hi / bs {
+            let block = s.block_table[b] as usize;
+            let (first, last) = ((b * bs).max(lo), ((b + 1) * bs - 1).min(hi));
+            let base = shape.offset(block, kv_head, 0) + (first - b * bs) * hd;
+            let n = last - first + 1;
+            v_layer[base..base + n * hd].convert_to_f32_slice(&mut kv[..n * hd]);
+            for (i, r) in rows.clone().enumerate() {
+                let (qlo, qhi) = visible(r, b);
+                for g in 0..group {
+                    let qi = i * group + g;
                     let a = &mut acc[qi * hd..(qi + 1) * hd];
-                    if alpha != 1.0 {
-                        a.iter_mut().for_each(|x| *x *= alpha);
-                    }
-                    let mut lsum = l[qi] * alpha;
                     for pos in qlo..=qhi {
-                        let w = (scores[pos - qlo] - m_new).exp();
-                        lsum += w;
-                        let vr = &vbuf[(pos - first) * hd..(pos - first + 1) * hd];
-                        for (x, &v) in a.iter_mut().zip(vr) {
+                        let w = scores[qi * span + pos - lo];
+                        for (x, &v) in a.iter_mut().zip(&kv[(pos - first) * hd..(pos - first + 1) * hd]) {
                             *x += w * v;
                         }
                     }
-                    l[qi] = lsum;
-                    m[qi] = m_new;
                 }
             }
         }
@@ -231,11 +256,7 @@ fn attend_chunk(
             for g in 0..group {
                 let qi = i * group + g;
                 let h = kv_head * group + g;
-                let inv = 1.0 / l[qi];
-                let dst = &mut out[(s.first_row + r) * stride + h * hd..][..hd];
-                for (d, &a) in dst.iter_mut().zip(&acc[qi * hd..(qi + 1) * hd]) {
-                    *d = a * inv;
-                }
+                out[(s.first_row + r) * stride + h * hd..][..hd].copy_from_slice(&acc[qi * hd..(qi + 1) * hd]);
             }
         }
     });

@@ -33,19 +33,11 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    // Eight partial sums: vectorizes, and the order is fixed for a given length.
-    let mut acc = [0f32; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for i in 0..8 {
-            acc[i] += c[i] * c[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for &v in chunks.remainder() {
-        sum += v * v;
-    }
-    1.0 / (sum / x.len() as f32 + eps).sqrt()
+    // Squares rounded to f32, summed in f64, as llama.cpp does: these models
+    // carry residual values in the thousands, where an f32 sum drifts.
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    1.0 / (mean + eps).sqrt()
 }
 
 /// Which elements of a head rotate together.
@@ -67,18 +59,22 @@ pub struct RopeTable {
 }
 
 impl RopeTable {
-    /// Fills the table for `positions`, reusing its buffers.
+    /// Fills the table for `positions`, reusing its buffers. Angles are
+    /// built as llama.cpp builds them (f32, each pair's angle the previous
+    /// one times `base^(-2/rot_dim)`), so rotated keys round to the same f16
+    /// values in the cache.
     pub fn fill(&mut self, positions: &[u32], rot_dim: usize, base: f32) {
         let half = rot_dim / 2;
         self.half = half;
         self.cos.clear();
         self.sin.clear();
-        let inv_freq: Vec<f64> = (0..half).map(|i| (base as f64).powf(-2.0 * i as f64 / rot_dim as f64)).collect();
+        let theta_scale = base.powf(-2.0 / rot_dim as f32);
         for &p in positions {
-            for &f in &inv_freq {
-                let (s, c) = (p as f64 * f).sin_cos();
-                self.cos.push(c as f32);
-                self.sin.push(s as f32);
+            let mut theta = p as f32;
+            for _ in 0..half {
+                self.cos.push(theta.cos());
+                self.sin.push(theta.sin());
+                theta *= theta_scale;
             }
         }
     }
@@ -114,19 +110,77 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: Rop
     }
 }
 
-/// `out[i] = silu(gate[i]) * up[i]` (SwiGLU, llama).
-pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g / (1.0 + (-g).exp()) * u;
+/// `e^x` by the range reduction and degree-5 polynomial llama.cpp's CPU
+/// softmax uses (`x = n·ln2 + b`, `e^b` by a minimax polynomial, then scaled
+/// by `2^n`), within about one ulp of the true value. fulcrum uses it where a
+/// result is rounded to f16 right after (attention weights), so the rounding
+/// lands where llama.cpp's does.
+pub fn exp_approx(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let r = c(0x4b40_0000); // 1.5 · 2^23: adding it rounds to an integer
+    let z = x.mul_add(c(0x3fb8_aa3b), r); // x / ln 2 + r
+    let n = z - r;
+    // b = x - n·ln2, with ln2 split in two parts for precision.
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+    // j · 2^n, exact as long as the result is a normal number.
+    let ni = n as i32;
+    if (-126..=127).contains(&ni) {
+        j * f32::from_bits(((ni + 127) as u32) << 23)
+    } else {
+        // Split the scaling so neither factor over- or underflows early.
+        let half = ni / 2;
+        j * f32::from_bits(((half + 127) as u32) << 23) * f32::from_bits(((ni - half + 127) as u32) << 23)
     }
 }
 
-/// `out[i] = gelu_tanh(gate[i]) * up[i]` (GeGLU with the tanh approximation, Gemma).
-pub fn geglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// `silu(g) · u` (SwiGLU, llama), with [`exp_approx`] as llama.cpp computes it.
+#[inline]
+pub fn swiglu_one(g: f32, u: f32) -> f32 {
+    g / (1.0 + exp_approx(-g)) * u
+}
+
+/// `out[i] = silu(gate[i]) * up[i]`.
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        let inner = SQRT_2_OVER_PI * (g + 0.044715 * g * g * g);
-        *o = 0.5 * g * (1.0 + inner.tanh()) * u;
+        *o = swiglu_one(g, u);
+    }
+}
+
+/// GELU with the tanh approximation.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+}
+
+/// `gelu(g) · u` (GeGLU, Gemma), computed as llama.cpp does: GELU looked up
+/// at f16 precision (input and output rounded to f16), identity above 10 and
+/// zero below -10. The rounding is part of what the reference outputs saw.
+#[inline]
+pub fn geglu_one(g: f32, u: f32) -> f32 {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<Vec<half::f16>> = OnceLock::new();
+    if g <= -10.0 {
+        return 0.0;
+    }
+    if g >= 10.0 {
+        return g * u;
+    }
+    let table = TABLE.get_or_init(|| (0..=u16::MAX).map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32()))).collect());
+    table[half::f16::from_f32(g).to_bits() as usize].to_f32() * u
+}
+
+/// `out[i] = gelu(gate[i]) * up[i]`.
+pub fn geglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = geglu_one(g, u);
     }
 }
 
@@ -193,7 +247,24 @@ mod tests {
         swiglu(&[0.0, 1.0, -1.0], &[2.0, 2.0, 2.0], &mut o);
         assert!((o[0]).abs() < 1e-7 && (o[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
         geglu(&[0.0, 1.0, 3.0], &[1.0, 1.0, 1.0], &mut o);
-        assert!(o[0].abs() < 1e-7 && (o[1] - 0.841192).abs() < 1e-5 && (o[2] - 2.996363).abs() < 1e-5);
+        // f16 precision: within 2^-11 relative.
+        assert!(o[0].abs() < 1e-7 && (o[1] - 0.841192).abs() < 5e-4 && (o[2] - 2.996363).abs() < 2e-3);
+        geglu(&[-11.0, 12.0, -0.5], &[2.0, 2.0, 1.0], &mut o);
+        assert_eq!(&o[..2], &[0.0, 24.0]);
+        assert!((o[2] + 0.154286).abs() < 2e-4);
+    }
+
+    #[test]
+    fn exp_approx_is_within_two_ulps() {
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let want = (x as f64).exp();
+            let got = exp_approx(x) as f64;
+            assert!((got - want).abs() <= 2.5 * want * f32::EPSILON as f64 + f32::MIN_POSITIVE as f64, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(exp_approx(-1000.0), 0.0);
+        assert_eq!(exp_approx(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_approx(0.0), 1.0);
     }
 
     #[test]

@@ -8,10 +8,10 @@
 //! step ends at their last known token).
 
 use fulcrum_kernels::attention::{paged_attention, write_kv, AttentionParams, AttentionSeq};
-use fulcrum_kernels::gemm::{matmul, MatmulScratch};
+use fulcrum_kernels::gemm::{matmul, matmul_quantized, ActScheme, MatmulScratch, PackedData};
 use fulcrum_kernels::ops::{self, RopeTable};
 use fulcrum_kernels::quant::dequantize_row;
-use fulcrum_kernels::{WeightMatrix, WorkerPool};
+use fulcrum_kernels::WorkerPool;
 use fulcrum_gguf::GgufFile;
 
 use crate::config::{Arch, ModelConfig};
@@ -139,8 +139,25 @@ pub fn forward<'s>(
     }
 
     let mm = |pool: &WorkerPool, w: &Linear, x: &[f32], y: &mut [f32], scratch: &mut MatmulScratch| {
-        let wm: WeightMatrix = w.matrix(file);
-        matmul(pool, x, x.len() / w.cols, &wm, y, scratch);
+        matmul(pool, x, x.len() / w.cols, &w.packed, y, scratch);
+    };
+    // Several products of the same input (q/k/v, gate/up) quantize it once.
+    let mm_same_input = |pool: &WorkerPool, ws: &[&Linear], x: &[f32], ys: &mut [&mut [f32]], scratch: &mut MatmulScratch| {
+        if ws.iter().all(|w| matches!(w.packed.data, PackedData::Quant { .. })) {
+            let mut current = None;
+            for (w, y) in ws.iter().zip(ys.iter_mut()) {
+                let scheme = ActScheme::for_type(w.ty);
+                if current != Some(scheme) {
+                    scratch.acts.quantize(pool, x, x.len() / w.cols, w.cols, scheme);
+                    current = Some(scheme);
+                }
+                matmul_quantized(pool, &scratch.acts, &w.packed, y);
+            }
+        } else {
+            for (w, y) in ws.iter().zip(ys.iter_mut()) {
+                matmul(pool, x, x.len() / w.cols, &w.packed, y, scratch);
+            }
+        }
     };
 
     for (li, (lw, la)) in weights.layers.iter().zip(&cfg.layers).enumerate() {
@@ -148,11 +165,14 @@ pub fn forward<'s>(
         let xn = sized(&mut s.xn, t_total * d);
         ops::rms_norm(x, &lw.attn_norm, cfg.rms_eps, xn);
         let q = sized(&mut s.q, t_total * qd);
-        mm(pool, &lw.wq, xn, q, &mut s.mm);
         let k = sized(&mut s.k, t_total * kvd);
-        mm(pool, &lw.wk, xn, k, &mut s.mm);
         let v = sized(&mut s.v, t_total * kvd);
-        mm(pool, &lw.wv, xn, v, &mut s.mm);
+        mm_same_input(pool, &[&lw.wq, &lw.wk, &lw.wv], xn, &mut [&mut *q, &mut *k, &mut *v], &mut s.mm);
+        let dbg = |name: &str, v: &[f32]| debug_dump(&format!("{name}-{li}"), v);
+        dbg("attn_norm", xn);
+        dbg("Qcur", q);
+        dbg("Kcur", k);
+        dbg("Vcur", v);
         if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
             ops::rms_norm_inplace(q, qn, cfg.rms_eps);
             ops::rms_norm_inplace(k, kn, cfg.rms_eps);
@@ -180,28 +200,37 @@ pub fn forward<'s>(
         };
         let attn = sized(&mut s.attn, t_total * qd);
         paged_attention(pool, &params, &shape, q, kc, vc, &attn_seqs, attn);
+        dbg("Qrope", q);
+        dbg("kqv_out", attn);
         let proj = sized(&mut s.proj, t_total * d);
         mm(pool, &lw.wo, attn, proj, &mut s.mm);
+        dbg("attn_out", proj);
         if let Some(pn) = &lw.post_attn_norm {
             ops::rms_norm_inplace(proj, pn, cfg.rms_eps);
         }
         ops::add_inplace(x, proj);
 
+        dbg("ffn_inp", x);
         ops::rms_norm(x, &lw.ffn_norm, cfg.rms_eps, xn);
+        dbg("ffn_norm", xn);
         let gate = sized(&mut s.gate, t_total * ffn);
-        mm(pool, &lw.w_gate, xn, gate, &mut s.mm);
         let up = sized(&mut s.up, t_total * ffn);
-        mm(pool, &lw.w_up, xn, up, &mut s.mm);
+        mm_same_input(pool, &[&lw.w_gate, &lw.w_up], xn, &mut [&mut *gate, &mut *up], &mut s.mm);
         // The activation is written over `gate` via a split so no extra buffer is needed.
+        dbg("ffn_gate", gate);
+        dbg("ffn_up", up);
         match cfg.arch {
             Arch::Llama => swiglu_inplace(gate, up),
             Arch::Gemma3 => geglu_inplace(gate, up),
         }
+        dbg("ffn_act", gate);
         mm(pool, &lw.w_down, gate, proj, &mut s.mm);
+        dbg("ffn_out", proj);
         if let Some(pn) = &lw.post_ffn_norm {
             ops::rms_norm_inplace(proj, pn, cfg.rms_eps);
         }
         ops::add_inplace(x, proj);
+        debug_dump(&format!("l_out-{li}"), x);
     }
 
     // Final norm and logits for the last token of each sequence that wants them.
@@ -220,16 +249,23 @@ pub fn forward<'s>(
     Ok(&s.logits[..num_logits * cfg.vocab_size])
 }
 
+/// Development aid: with `FULCRUM_DUMP_DIR` set, writes intermediate tensors
+/// as raw little-endian f32 (compared against llama.cpp's by tools/).
+fn debug_dump(name: &str, v: &[f32]) {
+    if let Some(dir) = std::env::var_os("FULCRUM_DUMP_DIR") {
+        let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{name}.bin")), bytes);
+    }
+}
+
 fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
+        *g = ops::swiglu_one(*g, u);
     }
 }
 
 fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     for (g, &u) in gate.iter_mut().zip(up) {
-        let x = *g;
-        *g = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()) * u;
+        *g = ops::geglu_one(*g, u);
     }
 }

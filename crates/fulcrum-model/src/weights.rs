@@ -1,11 +1,14 @@
 //! Where each weight lives in the GGUF file, checked against the config.
 //!
-//! Matrices stay in the memory map in their stored format (the kernels read
-//! them directly); the small norm vectors are widened to f32 at load time.
+//! Matrices are repacked once into the kernels' layout ([`PackedMatrix`],
+//! same bits per weight as the file); the embedding table is also read in
+//! place from the memory map for row lookups; the small norm vectors are
+//! widened to f32.
 
 use std::ops::Range;
 
 use fulcrum_gguf::{GgmlType, GgufFile, TensorInfo};
+use fulcrum_kernels::gemm::PackedMatrix;
 use fulcrum_kernels::quant::dequantize_row;
 use fulcrum_kernels::WeightMatrix;
 
@@ -19,23 +22,33 @@ pub enum WeightsError {
     Shape { name: String, found: Vec<u64>, expected: Vec<u64> },
 }
 
-/// A linear layer's weight: `rows` outputs × `cols` inputs, in the file.
+/// A linear layer's weight: `rows` outputs × `cols` inputs, packed.
 #[derive(Clone, Debug)]
 pub struct Linear {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub packed: PackedMatrix,
+}
+
+impl Linear {
+    pub fn num_bytes(&self) -> usize {
+        self.packed.num_bytes()
+    }
+}
+
+/// A matrix read in place from the file (the embedding table, for row lookups).
+#[derive(Clone, Debug)]
+pub struct InPlace {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     range: Range<usize>,
 }
 
-impl Linear {
-    /// The weight as the kernels see it, borrowing the file's bytes.
+impl InPlace {
     pub fn matrix<'a>(&self, file: &'a GgufFile) -> WeightMatrix<'a> {
         WeightMatrix { ty: self.ty, rows: self.rows, cols: self.cols, data: &file.bytes()[self.range.clone()] }
-    }
-
-    pub fn num_bytes(&self) -> usize {
-        self.range.len()
     }
 }
 
@@ -62,7 +75,7 @@ pub struct LayerWeights {
 #[derive(Clone, Debug)]
 pub struct Weights {
     /// `[vocab, d_model]`: row `t` is token t's embedding.
-    pub token_embd: Linear,
+    pub token_embd: InPlace,
     pub output_norm: Vec<f32>,
     /// `[vocab, d_model]`; the embedding itself when tied.
     pub output: Linear,
@@ -72,10 +85,10 @@ pub struct Weights {
 impl Weights {
     pub fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Weights, WeightsError> {
         let d = cfg.d_model;
-        let token_embd = linear(file, "token_embd.weight", cfg.vocab_size, d)?;
+        let token_embd = in_place(file, "token_embd.weight", cfg.vocab_size, d)?;
         let output = match file.tensor("output.weight") {
             Some(_) => linear(file, "output.weight", cfg.vocab_size, d)?,
-            None => token_embd.clone(),
+            None => linear(file, "token_embd.weight", cfg.vocab_size, d)?,
         };
         let output_norm = vector(file, "output_norm.weight", d)?;
         let gemma = cfg.arch == Arch::Gemma3;
@@ -124,13 +137,22 @@ fn tensor<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, WeightsE
     file.tensor(name).ok_or_else(|| WeightsError::Missing(name.to_string()))
 }
 
-fn linear(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Linear, WeightsError> {
+fn in_place(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<InPlace, WeightsError> {
     let t = tensor(file, name)?;
     let expected = vec![cols as u64, rows as u64];
     if t.dims != expected {
         return Err(WeightsError::Shape { name: name.into(), found: t.dims.clone(), expected });
     }
-    Ok(Linear { ty: t.ty, rows, cols, range: t.range.clone() })
+    Ok(InPlace { ty: t.ty, rows, cols, range: t.range.clone() })
+}
+
+fn linear(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Linear, WeightsError> {
+    let m = in_place(file, name, rows, cols)?;
+    if cols % 32 != 0 {
+        return Err(WeightsError::Shape { name: name.into(), found: vec![cols as u64, rows as u64], expected: vec![cols.div_ceil(32) as u64 * 32, rows as u64] });
+    }
+    let packed = PackedMatrix::pack(&m.matrix(file));
+    Ok(Linear { ty: m.ty, rows, cols, packed })
 }
 
 fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, WeightsError> {

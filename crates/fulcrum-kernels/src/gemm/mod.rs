@@ -1,44 +1,187 @@
-//! The fast batched matrix product `Y[m×n] = X[m×k]·Wᵀ` (provisional:
-//! parallel over output rows on top of the scalar reference, until the SIMD
-//! kernels land).
+//! The batched matrix product every linear layer runs, `Y[m×n] = X[m×k]·Wᵀ`,
+//! over *all* tokens of a step at once.
+//!
+//! - [`PackedMatrix`] (`packed.rs`): weights repacked at load time into
+//!   128-weight groups the SIMD kernels consume directly.
+//! - [`QuantizedActivations`] (`activations.rs`): each activation row quantized
+//!   to 8 bits once per product (and reused for q/k/v, gate/up).
+//! - Kernels: `avx512.rs` (AVX-512 VNNI, register-blocked 4 rows × 4 tokens)
+//!   and `portable.rs` (the same arithmetic lane for lane, for any CPU and as
+//!   the exact oracle of the SIMD tests).
+//!
+//! Work is split into tasks of (row block × token block) claimed by the
+//! worker pool. Every output element is computed entirely inside one tile by
+//! the same sequence of operations whatever the tile shape, the task split or
+//! the thread count: results are bit-identical for a token whether it is
+//! alone or batched, and across thread counts.
 
-use crate::matmul::{matmul_reference, WeightMatrix};
+mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod lanes;
+mod packed;
+mod portable;
+
+pub use activations::{ActScheme, QuantizedActivations};
+pub use packed::{AlignedBytes, Bits, PackedData, PackedMatrix, QuantLayout};
+
+use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};
 
-/// Buffers reused across calls so the hot path does not allocate.
+/// Buffers reused across products so the hot path does not allocate.
 #[derive(Default)]
 pub struct MatmulScratch {
-    y_part: Vec<f32>,
+    pub acts: QuantizedActivations,
 }
 
-/// Output rows per task: large enough to amortize the per-task cost.
-const ROWS_PER_TASK: usize = 64;
+/// Which kernel runs the quantized products on this machine.
+pub fn kernel_isa() -> Isa {
+    match Isa::active() {
+        Isa::Avx512 => Isa::Avx512,
+        _ => Isa::Scalar,
+    }
+}
 
-pub fn matmul(pool: &WorkerPool, x: &[f32], m: usize, w: &WeightMatrix, y: &mut [f32], _scratch: &mut MatmulScratch) {
-    let n = w.rows;
-    let rb = w.row_bytes();
-    let tasks = n.div_ceil(ROWS_PER_TASK);
-    let yp = SendPtr(y.as_mut_ptr());
-    pool.run(tasks, |t| {
-        let r0 = t * ROWS_PER_TASK;
-        let r1 = (r0 + ROWS_PER_TASK).min(n);
-        let sub = WeightMatrix { ty: w.ty, rows: r1 - r0, cols: w.cols, data: &w.data[r0 * rb..r1 * rb] };
-        let mut part = vec![0f32; m * (r1 - r0)];
-        if std::env::var("FULCRUM_F32_MATMUL").is_ok() {
-            let wf = crate::matmul::dequantize_matrix_f32(&sub);
-            for i in 0..m {
-                for j in 0..(r1 - r0) {
-                    part[i * (r1 - r0) + j] = x[i * w.cols..(i + 1) * w.cols].iter().zip(&wf[j * w.cols..(j + 1) * w.cols]).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>() as f32;
-                }
-            }
-        } else {
-            matmul_reference(x, m, &sub, &mut part);
+/// `y = x·wᵀ`: quantizes `x` (`[m, w.cols]`) into `scratch` and multiplies.
+pub fn matmul(pool: &WorkerPool, x: &[f32], m: usize, w: &PackedMatrix, y: &mut [f32], scratch: &mut MatmulScratch) {
+    assert_eq!(x.len(), m * w.cols, "x must be [m, k]");
+    assert_eq!(y.len(), m * w.rows, "y must be [m, n]");
+    match &w.data {
+        PackedData::F32(wf) => matmul_f32(pool, x, m, w, wf, y),
+        PackedData::Quant { .. } => {
+            scratch.acts.quantize(pool, x, m, w.cols, ActScheme::for_type(w.ty));
+            matmul_quantized(pool, &scratch.acts, w, y);
         }
-        for i in 0..m {
-            for j in r0..r1 {
-                // SAFETY: each task writes only columns r0..r1 of every row of y.
-                unsafe { *yp.get().add(i * n + j) = part[i * (r1 - r0) + j - r0] };
+    }
+}
+
+/// `y = acts·wᵀ` with activations already quantized (for the same `cols`).
+pub fn matmul_quantized(pool: &WorkerPool, acts: &QuantizedActivations, w: &PackedMatrix, y: &mut [f32]) {
+    let PackedData::Quant { layout, bytes } = &w.data else {
+        panic!("matmul_quantized needs a quantized matrix; use matmul for float weights");
+    };
+    assert_eq!(acts.cols, w.cols, "activations quantized for {} columns, matrix has {}", acts.cols, w.cols);
+    assert_eq!(acts.scheme, Some(ActScheme::for_type(w.ty)), "activations quantized with the wrong scheme for {}", w.ty);
+    let (m, n) = (acts.m, w.rows);
+    assert_eq!(y.len(), m * n, "y must be [m, n]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let tb = m.min(64);
+    let token_blocks = m.div_ceil(tb);
+    let per_block = (pool.num_threads() * 8).div_ceil(token_blocks);
+    let rb = n.div_ceil(per_block).clamp(16, 256).div_ceil(4) * 4;
+    let row_blocks = n.div_ceil(rb);
+    let isa = kernel_isa();
+    let yp = SendPtr(y.as_mut_ptr());
+    let bytes = bytes.as_slice();
+    pool.run(row_blocks * token_blocks, |task| {
+        let (rbi, tbi) = (task % row_blocks, task / row_blocks);
+        let rows = rbi * rb..((rbi + 1) * rb).min(n);
+        let toks = tbi * tb..((tbi + 1) * tb).min(m);
+        // SAFETY: task (rbi, tbi) writes only y[t, r] for its own rows × tokens.
+        let y = unsafe { std::slice::from_raw_parts_mut(yp.get(), m * n) };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512_block(layout, w, bytes, acts, rows, toks, y),
+            _ => {
+                for t in toks {
+                    let a = acts.token(t);
+                    for r in rows.clone() {
+                        y[t * n + r] = portable::dot(layout, &bytes[r * w.row_stride..(r + 1) * w.row_stride], w, a);
+                    }
+                }
             }
         }
     });
 }
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_block(
+    layout: &QuantLayout,
+    w: &PackedMatrix,
+    bytes: &[u8],
+    acts: &QuantizedActivations,
+    rows: std::ops::Range<usize>,
+    toks: std::ops::Range<usize>,
+    y: &mut [f32],
+) {
+    use avx512::{tile, Geometry};
+    let g = Geometry {
+        row_stride: w.row_stride,
+        full_groups: w.full_groups,
+        has_half: w.has_half,
+        full: layout.record(4),
+        half: layout.record(2),
+        act_stride: acts.token_stride(),
+    };
+    let n = w.rows;
+    macro_rules! run_tile {
+        ($r:literal, $c:literal, $row:expr, $tok:expr) => {{
+            let mut out = [[0f32; $c]; $r];
+            let wp = bytes[$row * w.row_stride..].as_ptr();
+            let ap = acts.token($tok).as_ptr();
+            // SAFETY: `kernel_isa()` returned Avx512, so the CPU has the features;
+            // rows $row..$row+$r and tokens $tok..$tok+$c exist (checked by the
+            // loops below); the layout matches the const parameters (dispatch below).
+            unsafe {
+                match (layout.bits, layout.f32_scales, layout.per16, layout.offset_shift, layout.float_min) {
+                    (Bits::B4, false, false, Some(3), false) => tile::<4, false, false, 3, false, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B4, false, false, None, true) => tile::<4, false, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B5, false, false, Some(4), false) => tile::<5, false, false, 4, false, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B5, false, false, None, true) => tile::<5, false, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B8, false, false, Some(7), false) => tile::<8, false, false, 7, false, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B4, true, false, None, true) => tile::<4, true, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B5, true, false, None, true) => tile::<5, true, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B6, true, true, Some(5), false) => tile::<6, true, true, 5, false, $r, $c>(&g, wp, ap, &mut out),
+                    other => unreachable!("no kernel for packed layout {other:?}"),
+                }
+            }
+            for (i, row_out) in out.iter().enumerate() {
+                for (j, &v) in row_out.iter().enumerate() {
+                    y[($tok + j) * n + $row + i] = v;
+                }
+            }
+        }};
+    }
+    let mut r = rows.start;
+    while r < rows.end {
+        let full_rows = rows.end - r >= 4;
+        let mut t = toks.start;
+        while t < toks.end {
+            let left = toks.end - t;
+            match (full_rows, left) {
+                (true, 4..) => run_tile!(4, 4, r, t),
+                (true, 3) => run_tile!(4, 3, r, t),
+                (true, 2) => run_tile!(4, 2, r, t),
+                (true, _) => run_tile!(4, 1, r, t),
+                (false, 4..) => run_tile!(1, 4, r, t),
+                (false, 3) => run_tile!(1, 3, r, t),
+                (false, 2) => run_tile!(1, 2, r, t),
+                (false, _) => run_tile!(1, 1, r, t),
+            }
+            t += left.min(4);
+        }
+        r += if full_rows { 4 } else { 1 };
+    }
+}
+
+/// Float weights (F32/F16/BF16 files: tests and tiny models): plain f32 dots.
+fn matmul_f32(pool: &WorkerPool, x: &[f32], m: usize, w: &PackedMatrix, wf: &[f32], y: &mut [f32]) {
+    let (n, k) = (w.rows, w.cols);
+    let yp = SendPtr(y.as_mut_ptr());
+    let rb = 16;
+    pool.run(n.div_ceil(rb), |t| {
+        for r in t * rb..((t + 1) * rb).min(n) {
+            let wr = &wf[r * k..(r + 1) * k];
+            for i in 0..m {
+                let s: f32 = x[i * k..(i + 1) * k].iter().zip(wr).map(|(a, b)| a * b).sum();
+                // SAFETY: task t writes only column block t of y.
+                unsafe { *yp.get().add(i * n + r) = s };
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

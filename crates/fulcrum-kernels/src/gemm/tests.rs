@@ -1,0 +1,150 @@
+//! Packed kernels against the scalar reference (tolerance) and, for SIMD,
+//! against the portable kernel (bit for bit).
+
+use fulcrum_gguf::GgmlType;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::matmul::{matmul_reference, WeightMatrix};
+use crate::quant::quantize_row;
+
+const QUANT_TYPES: [GgmlType; 8] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut impl Rng) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for _ in 0..rows {
+        let row: Vec<f32> = (0..cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        bytes.extend(quantize_row(ty, &row));
+    }
+    bytes
+}
+
+fn compare(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let data = random_matrix(ty, n, k, &mut rng);
+    let w = WeightMatrix::new(ty, n, k, &data).unwrap();
+    let packed = PackedMatrix::pack(&w);
+    let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let mut want = vec![0f32; m * n];
+    matmul_reference(&x, m, &w, &mut want);
+    let pool = WorkerPool::new(2);
+    let mut got = vec![0f32; m * n];
+    let mut scratch = MatmulScratch::default();
+    matmul(&pool, &x, m, &packed, &mut got, &mut scratch);
+    // Both quantize activations to 8 bits per 32 values (the K-quant reference
+    // per 256), so they differ by activation rounding only.
+    let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() <= 0.02 * scale, "{ty} m{m} n{n} k{k} [{i}]: {a} vs reference {b}");
+    }
+    // The portable kernel must agree with whatever kernel ran, bit for bit.
+    let PackedData::Quant { layout, bytes } = &packed.data else { unreachable!() };
+    let mut port = vec![0f32; m * n];
+    portable::matmul(&scratch.acts, &packed, layout, bytes.as_slice(), &mut port, 0..n);
+    assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty}: {:?} kernel differs from portable", kernel_isa());
+}
+
+#[test]
+fn every_format_matches_the_reference() {
+    for (i, ty) in QUANT_TYPES.into_iter().enumerate() {
+        let k = if ty.block_size() == 256 { 768 } else { 576 };
+        for (m, n) in [(1, 13), (3, 8), (7, 33), (17, 5)] {
+            compare(ty, m, n, k, i as u64 * 100 + m as u64);
+        }
+    }
+}
+
+#[test]
+fn full_and_half_groups() {
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+        for k in [32, 64, 96, 128, 160, 192, 256] {
+            compare(ty, 2, 6, k, k as u64);
+        }
+    }
+    compare(GgmlType::Q6_K, 5, 9, 256, 1);
+    compare(GgmlType::Q4_K, 5, 9, 512, 2);
+}
+
+#[test]
+fn batch_and_threads_do_not_change_results() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for ty in QUANT_TYPES {
+        let k = 512;
+        let (n, m) = (37, 23);
+        let data = random_matrix(ty, n, k, &mut rng);
+        let packed = PackedMatrix::pack(&WeightMatrix::new(ty, n, k, &data).unwrap());
+        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let mut s = MatmulScratch::default();
+        let mut all = vec![0f32; m * n];
+        matmul(&WorkerPool::new(2), &x, m, &packed, &mut all, &mut s);
+        for (threads, tok) in [(1, 0), (3, 5), (2, 22)] {
+            let mut one = vec![0f32; n];
+            matmul(&WorkerPool::new(threads), &x[tok * k..(tok + 1) * k], 1, &packed, &mut one, &mut s);
+            assert!(one.iter().zip(&all[tok * n..(tok + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty} token {tok}");
+        }
+    }
+}
+
+#[test]
+fn float_weights() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        let (m, n, k) = (3, 7, 40);
+        let data = random_matrix(ty, n, k, &mut rng);
+        let w = WeightMatrix::new(ty, n, k, &data).unwrap();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let (mut want, mut got) = (vec![0f32; m * n], vec![0f32; m * n]);
+        matmul_reference(&x, m, &w, &mut want);
+        matmul(&WorkerPool::new(2), &x, m, &PackedMatrix::pack(&w), &mut got, &mut MatmulScratch::default());
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Random shapes and edge values (zeros, huge, tiny) for every format.
+    #[test]
+    fn random_shapes_and_edge_values(t in 0usize..8, m in 1usize..9, n in 1usize..12, groups in 1usize..4, edge in 0u8..4, seed in any::<u64>()) {
+        let ty = QUANT_TYPES[t];
+        let k = groups * ty.block_size().max(64);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let data = random_matrix(ty, n, k, &mut rng);
+        let w = WeightMatrix::new(ty, n, k, &data).unwrap();
+        let packed = PackedMatrix::pack(&w);
+        let x: Vec<f32> = (0..m * k).map(|i| match edge {
+            0 => rng.gen_range(-1.0..1.0),
+            1 => 0.0,
+            2 => if i % 7 == 0 { 1e4 } else { 1e-6 },
+            _ => if i % 2 == 0 { 3.0 } else { -3.0 },
+        }).collect();
+        let mut s = MatmulScratch::default();
+        let mut got = vec![0f32; m * n];
+        matmul(&WorkerPool::new(2), &x, m, &packed, &mut got, &mut s);
+        let mut want = vec![0f32; m * n];
+        matmul_reference(&x, m, &w, &mut want);
+        let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1e-3);
+        for (a, b) in got.iter().zip(&want) {
+            prop_assert!(a.is_finite());
+            prop_assert!((a - b).abs() <= 0.03 * scale, "{} {} vs {}", ty, a, b);
+        }
+        let PackedData::Quant { layout, bytes } = &packed.data else { unreachable!() };
+        let mut port = vec![0f32; m * n];
+        portable::matmul(&s.acts, &packed, layout, bytes.as_slice(), &mut port, 0..n);
+        prop_assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+#[test]
+fn reports_kernel() {
+    eprintln!("gemm kernel: {:?}", kernel_isa());
+}
