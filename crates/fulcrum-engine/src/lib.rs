@@ -1,12 +1,19 @@
-//! # fulcrum-engine — the model-free core of the serving engine
+//! # fulcrum-engine — the serving engine
 //!
 //! Everything between "a request was accepted" and "the model runs a ragged
 //! batch": bookkeeping of the paged KV cache, the scheduling policies that
 //! trade time-to-first-token against time-per-output-token and throughput,
-//! and turning logits into tokens and text into stops. Pure, synchronous and
-//! deterministic; unit-tested with fake sequences and no model.
+//! turning logits into tokens and text into stops — all pure, synchronous
+//! and deterministic, unit-tested with fake sequences and no model — and the
+//! step loop ([`engine`]) that drives them on its own thread.
 //!
-//! Principal types:
+//! The engine, as a server uses it:
+//! - [`Engine::start`] (model + [`EngineConfig`] from [`EngineOptions`]) →
+//!   [`EngineHandle`]: `add_request(`[`RequestInput`]`)` → [`RequestHandle`]
+//!   streaming [`RequestEvent`]s (`recv().await` or `blocking_recv()`);
+//!   `abort`, `metrics` ([`EngineMetrics`]), `shutdown`.
+//!
+//! The model-free core:
 //! - [`Scheduler`]: waiting queue, running set, the block pool; `plan` →
 //!   [`StepPlan`] → `apply` → (model) → `update`. Policies: [`Policy`].
 //! - [`SchedulerConfig`]: the knobs, validated once.

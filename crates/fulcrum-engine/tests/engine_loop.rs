@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{greedy, options, resolve, smollm2, text_request, ScriptedRunner};
 use fulcrum_engine::{
-    Engine, EngineError, EngineHandle, EngineOptions, FinishReason, Prompt, RequestEvent, RequestFailure,
-    RequestInput, SamplingParams, StopReason,
+    Engine, EngineError, EngineHandle, EngineOptions, FinishReason, Prompt, RequestEvent, RequestFailure, RequestInput,
+    SamplingParams, StopReason,
 };
 
 fn start(options: EngineOptions, runner: ScriptedRunner) -> EngineHandle {
@@ -75,7 +75,10 @@ fn a_stream_is_tokens_then_finished_then_done() {
     assert_eq!((usage.prompt_tokens, usage.completion_tokens), (prompt.len(), 6));
 
     // The text is the tokenizer's decoding of the ids, streamed.
-    let text: String = events[..6].iter().map(|e| if let RequestEvent::Token(t) = e { t.text.clone() } else { String::new() }).collect();
+    let text: String = events[..6]
+        .iter()
+        .map(|e| if let RequestEvent::Token(t) = e { t.text.clone() } else { String::new() })
+        .collect();
     assert_eq!(text, engine.model().tokenizer.decode(&tokens, true));
     wait_until_idle(&engine);
     let m = engine.metrics();
@@ -183,7 +186,7 @@ fn the_waiting_queue_pushes_back_when_full() {
 fn bad_requests_are_refused_with_typed_errors() {
     let engine = start(options(256, 64), scripted());
     let vocab = engine.model().config.vocab_size;
-    let refuse = |input: RequestInput| engine.add_request(input).err().expect("refused");
+    let refuse = |input: RequestInput| engine.add_request(input).expect_err("refused");
     assert_eq!(refuse(RequestInput::new(Prompt::Tokens(vec![]), greedy(4))), EngineError::EmptyPrompt);
     assert_eq!(refuse(RequestInput::new(Prompt::Text(String::new()), greedy(4))), EngineError::EmptyPrompt);
     assert_eq!(
@@ -250,4 +253,30 @@ fn priorities_order_admission() {
     let high_first = high.blocking_collect().unwrap().choices[0].timings.first_scheduled.unwrap();
     assert!(high_first < low_first, "the higher priority (lower number) runs first");
     drop(entered);
+}
+
+/// The server shares the engine handle across tasks and moves request
+/// handles into streaming responses.
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<EngineHandle>();
+    assert_send_sync::<fulcrum_engine::RequestHandle>();
+}
+
+/// The server's path: events awaited on an async runtime, a request
+/// dropped mid-stream (a client gone) is aborted.
+#[tokio::test(flavor = "current_thread")]
+async fn events_can_be_awaited() {
+    let mut runner = scripted();
+    runner.delay = Duration::from_millis(1);
+    let engine = start(options(256, 128), runner);
+    let out = engine.add_request(text_request("async", greedy(4))).unwrap().collect().await.unwrap();
+    assert_eq!(out.choices[0].token_ids.len(), 4);
+    let mut streaming = engine.add_request(text_request("gone", greedy(100))).unwrap();
+    assert!(matches!(streaming.recv().await, Some(RequestEvent::Token(_))));
+    drop(streaming);
+    let engine_for_wait = engine.clone();
+    tokio::task::spawn_blocking(move || wait_until_idle(&engine_for_wait)).await.unwrap();
+    assert_eq!(engine.metrics().num_finished.abort, 1);
 }

@@ -94,16 +94,13 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: Rop
             RopeStyle::Interleaved => {
                 for i in 0..half {
                     let (a, b) = (head[2 * i], head[2 * i + 1]);
-                    head[2 * i] = a * cos[i] - b * sin[i];
-                    head[2 * i + 1] = a * sin[i] + b * cos[i];
+                    (head[2 * i], head[2 * i + 1]) = rotate(a, b, cos[i], sin[i]);
                 }
             }
             RopeStyle::Halves => {
                 let (lo, hi) = head.split_at_mut(half);
                 for i in 0..half {
-                    let (a, b) = (lo[i], hi[i]);
-                    lo[i] = a * cos[i] - b * sin[i];
-                    hi[i] = a * sin[i] + b * cos[i];
+                    (lo[i], hi[i]) = rotate(lo[i], hi[i], cos[i], sin[i]);
                 }
             }
         }
@@ -139,6 +136,14 @@ pub fn exp_approx(x: f32) -> f32 {
         let half = ni / 2;
         j * f32::from_bits(((half + 127) as u32) << 23) * f32::from_bits(((ni - half + 127) as u32) << 23)
     }
+}
+
+/// One rotated pair, with the fused multiply-adds llama.cpp's compiled rope
+/// uses (`x0·cos − x1·sin` as `fma(x0, cos, −x1·sin)`), so keys round to the
+/// same f16 values.
+#[inline]
+fn rotate(x0: f32, x1: f32, c: f32, s: f32) -> (f32, f32) {
+    (x0.mul_add(c, -(x1 * s)), x0.mul_add(s, x1 * c))
 }
 
 /// `silu(g) · u` (SwiGLU, llama), with [`exp_approx`] as llama.cpp computes it.

@@ -201,6 +201,7 @@ pub fn forward<'s>(
         let attn = sized(&mut s.attn, t_total * qd);
         paged_attention(pool, &params, &shape, q, kc, vc, &attn_seqs, attn);
         dbg("Qrope", q);
+        dbg("Krope", k);
         dbg("kqv_out", attn);
         let proj = sized(&mut s.proj, t_total * d);
         mm(pool, &lw.wo, attn, proj, &mut s.mm);

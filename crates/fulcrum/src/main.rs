@@ -18,6 +18,10 @@ enum Command {
     Models(cmd::models::ModelsArgs),
     /// Tokenize text (or detokenize ids) with a model's tokenizer.
     Tokenize(cmd::tokenize::TokenizeArgs),
+    /// Generate text from a prompt (or, with --prompts, from a file of prompts at once).
+    Generate(cmd::generate::GenerateArgs),
+    /// Chat with a model in the terminal.
+    Chat(cmd::chat::ChatArgs),
     /// Measure throughput and latency: load-test a server, sweep engine knobs.
     Bench(cmd::bench::BenchArgs),
 }
@@ -28,6 +32,8 @@ fn main() {
         Command::Models(a) => cmd::models::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,5 +1,8 @@
-//! Engine gauges and counters, published by the step loop after every step
-//! as one plain snapshot ([`EngineMetrics`]) behind a mutex.
+//! Engine gauges and counters, published by the step loop as one plain
+//! snapshot ([`EngineMetrics`]) behind a mutex: when a step's batch is
+//! formed, before each request's `Done`, and when the loop goes idle. So a
+//! client that has its `Done` (or a token) sees a snapshot at least that
+//! recent.
 //!
 //! Why a snapshot and not a metrics library: the engine has one writer (its
 //! thread) and rare readers (a `/metrics` scrape, a progress line), so a
@@ -18,7 +21,8 @@ pub struct StepMetrics {
     pub num_seqs: usize,
     pub num_prefill_tokens: usize,
     pub num_decode_tokens: usize,
-    /// Schedule, forward pass, sampling and events.
+    /// Schedule, forward pass, sampling and token events (zero while the
+    /// step runs).
     pub duration: Duration,
 }
 

@@ -43,8 +43,8 @@ use tokio::sync::mpsc as events;
 pub use metrics::{EngineMetrics, FinishCounts, StepMetrics};
 pub use options::{
     available_memory_bytes, format_bytes, EngineConfig, EngineConfigError, EngineOptions, KvCacheSize,
-    DEFAULT_BLOCK_SIZE, DEFAULT_KV_CACHE_FRACTION, DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_MAX_MODEL_LEN_CAP,
-    DEFAULT_MAX_NUM_SEQS,
+    DEFAULT_BLOCK_SIZE, DEFAULT_KV_CACHE_FRACTION, DEFAULT_KV_CACHE_MAX_BYTES, DEFAULT_MAX_BATCHED_TOKENS,
+    DEFAULT_MAX_MODEL_LEN_CAP, DEFAULT_MAX_NUM_SEQS,
 };
 pub use request::{
     ChoiceFinished, ChoiceOutput, EngineError, Prompt, RequestEvent, RequestFailure, RequestId, RequestInput,
@@ -70,6 +70,7 @@ pub struct Engine;
 impl Engine {
     /// Allocates the KV cache, starts the worker pool and the step loop.
     pub fn start(model: Arc<Model>, config: EngineConfig) -> Result<EngineHandle, StartError> {
+        config.scheduler.validate()?;
         let runner = ModelRunner::new(model.clone(), &config);
         Self::start_with_runner(model, config, Box::new(runner))
     }
@@ -146,8 +147,12 @@ impl EngineHandle {
     /// Token ids of a conversation rendered with the model's chat template
     /// (ending with the opening of an assistant turn), for `Prompt::Tokens`.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
-        let text =
-            self.inner.model.chat_template.render(messages, true).map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
+        let text = self
+            .inner
+            .model
+            .chat_template
+            .render(messages, true)
+            .map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
         Ok(self.inner.model.tokenizer.encode(&text, false, true))
     }
 
@@ -326,7 +331,10 @@ impl std::fmt::Debug for RequestHandle {
 
 impl std::fmt::Debug for EngineHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineHandle").field("model", &self.inner.model.name).field("config", &self.inner.config).finish()
+        f.debug_struct("EngineHandle")
+            .field("model", &self.inner.model.name)
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 

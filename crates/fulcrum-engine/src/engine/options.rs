@@ -5,10 +5,13 @@
 //! they hold, the step budget. The start-up summary a server prints is
 //! [`EngineConfig`]'s `Display`.
 //!
-//! Why the KV size defaults to a fraction of *available* memory, capped at
-//! what the batch can use: on a CPU the cache competes with everything else
-//! on the machine, and blocks beyond `max_num_seqs × max_model_len` tokens
-//! could only ever hold evictable prefix-cache entries.
+//! Why the KV size defaults to a fraction of *available* memory, at most
+//! [`DEFAULT_KV_CACHE_MAX_BYTES`] and at most what the batch can use: on a
+//! CPU the cache competes with everything else on the machine (vLLM's CPU
+//! backend defaults to a fixed 4 GiB for the same reason), and blocks beyond
+//! `max_num_seqs × max_model_len` tokens could only ever hold evictable
+//! prefix-cache entries. A single-stream caller (`max_num_seqs = 1`) thus
+//! gets exactly one context's worth.
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,6 +29,7 @@ pub const DEFAULT_MAX_NUM_SEQS: usize = 64;
 pub const DEFAULT_MAX_BATCHED_TOKENS: usize = 2048;
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
 pub const DEFAULT_KV_CACHE_FRACTION: f64 = 0.25;
+pub const DEFAULT_KV_CACHE_MAX_BYTES: u64 = 4 << 30;
 
 /// How much memory the KV cache gets.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,7 +117,8 @@ pub struct EngineOptions {
     /// Default: the model's context length, at most [`DEFAULT_MAX_MODEL_LEN_CAP`].
     pub max_model_len: Option<usize>,
     pub block_size: usize,
-    /// Default: [`DEFAULT_KV_CACHE_FRACTION`] of available memory, capped at `max_num_seqs × max_model_len` tokens.
+    /// Default: [`DEFAULT_KV_CACHE_FRACTION`] of available memory, at most
+    /// [`DEFAULT_KV_CACHE_MAX_BYTES`] and `max_num_seqs × max_model_len` tokens.
     pub kv_cache: Option<KvCacheSize>,
     pub enable_prefix_cache: bool,
     /// Worker threads of the forward pass. Default: the physical cores.
@@ -213,11 +218,16 @@ impl EngineConfig {
         let usable_tokens = options.max_num_seqs.saturating_mul(max_model_len);
         let num_blocks = match options.kv_cache {
             Some(KvCacheSize::Tokens(n)) => n.div_ceil(block_size.max(1)),
-            Some(KvCacheSize::Bytes(b)) => KvCache::blocks_for_bytes(model, block_size, usize::try_from(b).unwrap_or(usize::MAX)),
+            Some(KvCacheSize::Bytes(b)) => {
+                KvCache::blocks_for_bytes(model, block_size, usize::try_from(b).unwrap_or(usize::MAX))
+            }
             Some(KvCacheSize::FractionOfAvailable(x)) => blocks_for_fraction(x, bytes_per_block, available_memory)?,
             None => {
-                let cap = usable_tokens.div_ceil(block_size.max(1));
-                blocks_for_fraction(DEFAULT_KV_CACHE_FRACTION, bytes_per_block, available_memory)?.min(cap)
+                let num_usable_blocks = usable_tokens.div_ceil(block_size.max(1));
+                let num_max_blocks =
+                    usize::try_from(DEFAULT_KV_CACHE_MAX_BYTES / bytes_per_block.max(1)).unwrap_or(usize::MAX);
+                let num_blocks = blocks_for_fraction(DEFAULT_KV_CACHE_FRACTION, bytes_per_block, available_memory)?;
+                num_blocks.min(num_max_blocks).min(num_usable_blocks)
             }
         };
         let scheduler = SchedulerConfig {

@@ -55,13 +55,18 @@ fn meminfo_is_read_in_kib() {
 #[test]
 fn defaults_cap_the_context_and_the_kv_cache() {
     let options = EngineOptions::default();
-    let config = EngineConfig::resolve_with_available_memory(&options, &model_config(32768), || Some(64 * GIB)).unwrap();
+    let config =
+        EngineConfig::resolve_with_available_memory(&options, &model_config(32768), || Some(64 * GIB)).unwrap();
     assert_eq!(config.max_model_len(), DEFAULT_MAX_MODEL_LEN_CAP);
     assert_eq!(config.scheduler.max_batched_tokens, DEFAULT_MAX_BATCHED_TOKENS);
-    // 25% of 64 GiB is more than 64 sequences × 8192 tokens can use.
-    assert_eq!(config.num_kv_tokens(), DEFAULT_MAX_NUM_SEQS * DEFAULT_MAX_MODEL_LEN_CAP);
+    // 25% of 64 GiB is 16 GiB: capped at 4 GiB.
+    assert_eq!(config.scheduler.num_blocks, (DEFAULT_KV_CACHE_MAX_BYTES / (23040 * 16)) as usize);
     assert_eq!(config.kv_cache_bytes, config.num_kv_tokens() as u64 * 23040);
     assert_eq!(config.max_waiting, usize::MAX);
+    // One sequence needs one context, whatever the memory.
+    let single = EngineOptions { max_num_seqs: 1, ..EngineOptions::default() };
+    let config = EngineConfig::resolve_with_available_memory(&single, &model_config(32768), || Some(64 * GIB)).unwrap();
+    assert_eq!(config.num_kv_tokens(), DEFAULT_MAX_MODEL_LEN_CAP);
 
     let small = EngineConfig::resolve_with_available_memory(&options, &model_config(2048), || Some(GIB)).unwrap();
     assert_eq!(small.max_model_len(), 2048);

@@ -8,8 +8,10 @@
 //! Choices of one request (`n > 1`) share the prompt's KV blocks through the
 //! prefix cache: the first choice is added alone, and the others once it has
 //! produced its first token — by then its full prompt blocks are committed
-//! to the cache, so the others prefill only the last partial block. Without
-//! the prefix cache all choices are added together (nothing to share).
+//! to the cache, so the others prefill only the last partial block. (They
+//! keep the request's arrival time, so their TTFT includes that wait, but
+//! queue behind requests that arrived meanwhile.) Without the prefix cache
+//! all choices are added together (nothing to share).
 //!
 //! A step that panics (or whose batch the model refuses, which means a
 //! bookkeeping bug) fails every request in flight with an error event and
@@ -307,7 +309,10 @@ impl StepLoop {
 
     /// After a failed step: fail everything in flight and start over.
     fn recover(&mut self, failure: RequestFailure) {
-        tracing::error!(requests = self.requests.len(), "engine step failed: {failure}; failing the requests in flight");
+        tracing::error!(
+            requests = self.requests.len(),
+            "engine step failed: {failure}; failing the requests in flight"
+        );
         self.metrics.num_step_failures += 1;
         let stats = self.scheduler.stats();
         self.stats_base.num_steps += stats.num_steps;
@@ -342,13 +347,19 @@ impl StepLoop {
             self.drain_finished();
             return Ok(if is_stalled { StepOutcome::Stalled } else { StepOutcome::Ran });
         }
+        // Gauges show this step's batch while it runs; counters are final
+        // before any event of the step goes out.
+        self.record_plan(&plan);
+        self.publish_metrics();
         let sampled = self.forward_and_sample(&plan)?;
         let outputs: Vec<StepOutput> = sampled.iter().map(|(output, _)| *output).collect();
         let now = Instant::now();
         self.scheduler.update(&plan, &outputs, now).map_err(|e| RequestFailure::Internal(e.to_string()))?;
         self.emit_tokens(sampled, now);
+        let duration = started.elapsed();
+        self.metrics.last_step.duration = duration;
+        self.metrics.busy_time += duration;
         self.drain_finished();
-        self.record_step(&plan, started.elapsed());
         Ok(StepOutcome::Ran)
     }
 
@@ -372,7 +383,8 @@ impl StepLoop {
         for s in &plan.scheduled {
             let seq = scheduler.sequence(s.seq_id).ok_or_else(|| internal(format!("{} is not live", s.seq_id)))?;
             let end = s.num_computed_tokens + s.num_new_tokens;
-            let tokens = seq.tokens().get(s.num_computed_tokens..end).ok_or_else(|| internal("plan past the tokens".into()))?;
+            let tokens =
+                seq.tokens().get(s.num_computed_tokens..end).ok_or_else(|| internal("plan past the tokens".into()))?;
             inputs.push(SeqInput {
                 tokens,
                 start_pos: s.num_computed_tokens,
@@ -491,15 +503,14 @@ impl StepLoop {
         let _ = request.events.send(RequestEvent::Done(usage));
     }
 
-    fn record_step(&mut self, plan: &StepPlan, duration: Duration) {
+    fn record_plan(&mut self, plan: &StepPlan) {
         let m = &mut self.metrics;
         m.last_step = StepMetrics {
             num_seqs: plan.num_seqs(),
             num_prefill_tokens: plan.num_prefill_tokens(),
             num_decode_tokens: plan.num_decode_tokens(),
-            duration,
+            duration: Duration::ZERO,
         };
-        m.busy_time += duration;
         m.num_prefill_tokens_computed += plan.num_prefill_tokens() as u64;
         m.num_decode_tokens_computed += plan.num_decode_tokens() as u64;
     }

@@ -67,7 +67,14 @@ pub struct ScriptedRunner {
 
 impl ScriptedRunner {
     pub fn new(vocab: usize) -> Self {
-        ScriptedRunner { vocab, logits: Vec::new(), num_calls: 0, panic_on_call: None, delay: Duration::ZERO, gate: None }
+        ScriptedRunner {
+            vocab,
+            logits: Vec::new(),
+            num_calls: 0,
+            panic_on_call: None,
+            delay: Duration::ZERO,
+            gate: None,
+        }
     }
 
     pub fn next_token(last: u32, num_tokens: usize) -> u32 {

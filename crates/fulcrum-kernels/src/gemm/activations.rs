@@ -1,32 +1,28 @@
-//! Activations quantized once per matrix product, in the group layout the
-//! packed weights use (see `packed.rs`).
+//! Activations quantized once per matrix product (and reused for q/k/v,
+//! gate/up), laid out for the kernels.
 //!
-//! Per token and per 128-weight group, one 384-byte record:
-//! `[low-half quants: 64 i8][high-half quants: 64 i8][dx: 16 f32][Σ low: 16 i32][Σ high: 16 i32][s: 16 f32]`
-//! where lane `l` of `dx` is the scale of the block lane `l` belongs to, `Σ`
-//! lane `l` sums that lane's four quants (the integer correction of a weight
-//! offset needs it), and the lanes of `s` sum, per block, to `d·Σq` (the
-//! float-min term of Q4_1-like formats: `Σ min·s` over blocks). A half group
-//! (two blocks) uses the first vector as `[b0 low, b1 low, b0 high, b1 high]`,
-//! its `dx`, `Σ low` and `s` lanes matching; the rest is unused.
+//! Per token and per 32-value block, one 96-byte record:
+//! `[q: 32 i8 in value order][Σ: 8 i32, the sums of each 4 consecutive q][d: f32][padding]`
+//! (the lane sums let a weight offset be subtracted exactly inside the
+//! integer dot product). Separately, per block and token, `s = d·Σq` for the
+//! float-min formats, token-contiguous so a kernel loads several tokens' `s`
+//! at once.
 //!
-//! Two schemes, chosen by the weight format, reproduce the rounding llama.cpp
-//! uses, so results agree with it as closely as 8-bit arithmetic allows (the
-//! small models fulcrum runs carry activations in the thousands, and every
-//! rounding choice shows in their logits):
+//! Two schemes, chosen by the weight format, reproduce llama.cpp's rounding
+//! (the small models fulcrum runs carry activations in the thousands, and
+//! every rounding choice shows in their logits):
 //! - [`ActScheme::Block32`] (Q4_0…Q8_0), ggml's Q8_0/Q8_1: `d = max|x|/127`
 //!   per 32 values, levels rounded half to even, `d` kept at f16 precision,
-//!   `s = f16(d·Σq)`;
+//!   `s = f16(d·Σq)` with the unrounded `d`;
 //! - [`ActScheme::Super256`] (K-quants), ggml's Q8_K: one f32 scale per 256
-//!   values, `-127/max` with the sign of the largest-magnitude value.
+//!   values, `-127/max` with the sign of the largest-magnitude value, `s` exact.
 
 use half::f16;
 
-use super::packed::vector_position;
 use crate::pool::{SendPtr, WorkerPool};
 
-/// Bytes of one group record.
-pub const RECORD: usize = 384;
+/// Bytes of one block record.
+pub const RECORD: usize = 96;
 
 /// How activations are quantized (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,48 +41,49 @@ impl ActScheme {
     }
 }
 
-/// Quantized activations of `m` tokens, reused across every product with the
-/// same input (q/k/v, gate/up).
+/// Quantized activations of `m` tokens.
 #[derive(Default)]
 pub struct QuantizedActivations {
     pub(crate) bytes: Vec<u8>,
+    /// `[blocks, m]`: `s = d·Σq` per block and token.
+    pub(crate) sums: Vec<f32>,
     pub m: usize,
-    /// Columns of the input (before padding).
     pub cols: usize,
-    pub full_groups: usize,
-    pub has_half: bool,
+    pub blocks: usize,
     pub scheme: Option<ActScheme>,
 }
 
 impl QuantizedActivations {
     /// Bytes per token.
     pub fn token_stride(&self) -> usize {
-        (self.full_groups + self.has_half as usize) * RECORD
+        self.blocks * RECORD
     }
 
     /// Quantizes `x` (`[m, cols]`), reusing this buffer.
     pub fn quantize(&mut self, pool: &WorkerPool, x: &[f32], m: usize, cols: usize, scheme: ActScheme) {
         assert_eq!(x.len(), m * cols, "x must be [m, cols]");
-        assert_eq!(cols % 32, 0, "columns must be whole 32-weight blocks");
-        assert!(scheme == ActScheme::Block32 || cols % 256 == 0, "K-quant rows are whole 256-weight super-blocks");
-        self.scheme = Some(scheme);
-        let padded = cols.div_ceil(64) * 64;
+        assert_eq!(cols % 32, 0, "columns must be whole 32-value blocks");
+        assert!(scheme == ActScheme::Block32 || cols % 256 == 0, "K-quant rows are whole 256-value super-blocks");
         self.m = m;
         self.cols = cols;
-        self.full_groups = padded / 128;
-        self.has_half = padded % 128 != 0;
+        self.blocks = cols / 32;
+        self.scheme = Some(scheme);
         let stride = self.token_stride();
         if self.bytes.len() < m * stride {
             self.bytes.resize(m * stride, 0);
         }
-        let (full_groups, has_half) = (self.full_groups, self.has_half);
+        if self.sums.len() < m * self.blocks {
+            self.sums.resize(m * self.blocks, 0.0);
+        }
         let out = SendPtr(self.bytes.as_mut_ptr());
+        let sums = SendPtr(self.sums.as_mut_ptr());
         let per_task = if m >= 16 { 4 } else { m.max(1) };
         pool.run(m.div_ceil(per_task), |t| {
             for tok in t * per_task..((t + 1) * per_task).min(m) {
-                // SAFETY: each token writes only its own `stride` bytes.
+                // SAFETY: each token writes only its own `stride` bytes and its
+                // own column of `sums` (index b*m + tok).
                 let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(tok * stride), stride) };
-                quantize_token(&x[tok * cols..(tok + 1) * cols], full_groups, has_half, scheme, dst);
+                quantize_token(&x[tok * cols..(tok + 1) * cols], scheme, dst, |b, s| unsafe { *sums.get().add(b * m + tok) = s });
             }
         });
     }
@@ -95,56 +92,38 @@ impl QuantizedActivations {
         let s = self.token_stride();
         &self.bytes[tok * s..(tok + 1) * s]
     }
+
+    /// `s` of block `b` for token `tok`.
+    pub(crate) fn sum(&self, b: usize, tok: usize) -> f32 {
+        self.sums[b * self.m + tok]
+    }
 }
 
-fn quantize_token(x: &[f32], full_groups: usize, has_half: bool, scheme: ActScheme, out: &mut [u8]) {
-    let nblocks = x.len() / 32;
-    let groups = full_groups + has_half as usize;
-    // Q8_K: one scale per 256 values, computed per super-block.
+fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: impl FnMut(usize, f32)) {
     let mut super_scale = (0f32, 0f32); // (iscale, d) of the current super-block
-    for g in 0..groups {
-        let blocks = if g < full_groups { 4 } else { 2 };
-        let rec = &mut out[g * RECORD..(g + 1) * RECORD];
-        rec.fill(0);
-        let mut dx = [0f32; 16];
-        let mut s = [0f32; 16];
-        let mut sums = [[0i32; 16]; 2];
-        for b in 0..blocks {
-            let blk = 4 * g + b;
-            let (q, d, s_block) = if blk >= nblocks {
-                ([0i8; 32], 0.0, 0.0)
-            } else {
-                let xb = &x[32 * blk..32 * blk + 32];
-                match scheme {
-                    ActScheme::Block32 => quantize_block(xb),
-                    ActScheme::Super256 => {
-                        if blk % 8 == 0 {
-                            super_scale = super_block_scale(&x[32 * blk..32 * blk + 256]);
-                        }
-                        let (iscale, d) = super_scale;
-                        let q: [i8; 32] = std::array::from_fn(|i| (iscale * xb[i]).round_ties_even().min(127.0) as i8);
-                        let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
-                        (q, d, d * sum as f32)
-                    }
+    for (b, xb) in x.chunks_exact(32).enumerate() {
+        let (q, d, s) = match scheme {
+            ActScheme::Block32 => quantize_block(xb),
+            ActScheme::Super256 => {
+                if b % 8 == 0 {
+                    super_scale = super_block_scale(&x[32 * b..32 * b + 256]);
                 }
-            };
-            // Lanes of this block in the summed `s` vector: 4 in a full group
-            // (low and high halves share lanes), 8 in a half group.
-            let lanes = if blocks == 4 { 4.0 } else { 8.0 };
-            for (i, &qv) in q.iter().enumerate() {
-                let (v, byte) = vector_position(blocks, b, i);
-                rec[64 * v + byte] = qv as u8;
-                sums[v][byte / 4] += i32::from(qv);
-                dx[byte / 4] = d;
-                s[byte / 4] = s_block / lanes;
+                let (iscale, d) = super_scale;
+                let q: [i8; 32] = std::array::from_fn(|i| (iscale * xb[i]).round_ties_even().min(127.0) as i8);
+                let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
+                (q, d, d * sum as f32)
             }
+        };
+        let rec = &mut out[b * RECORD..(b + 1) * RECORD];
+        for (o, &v) in rec[..32].iter_mut().zip(&q) {
+            *o = v as u8;
         }
-        for l in 0..16 {
-            rec[128 + 4 * l..132 + 4 * l].copy_from_slice(&dx[l].to_le_bytes());
-            rec[192 + 4 * l..196 + 4 * l].copy_from_slice(&sums[0][l].to_le_bytes());
-            rec[256 + 4 * l..260 + 4 * l].copy_from_slice(&sums[1][l].to_le_bytes());
-            rec[320 + 4 * l..324 + 4 * l].copy_from_slice(&s[l].to_le_bytes());
+        for l in 0..8 {
+            let ls: i32 = q[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum();
+            rec[32 + 4 * l..36 + 4 * l].copy_from_slice(&ls.to_le_bytes());
         }
+        rec[64..68].copy_from_slice(&d.to_le_bytes());
+        put_sum(b, s);
     }
 }
 
@@ -184,23 +163,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_hold_levels_scales_and_lane_sums() {
+    fn records_hold_levels_lane_sums_and_scales() {
         let pool = WorkerPool::new(1);
-        // 192 columns: one full group and a half group.
-        let x: Vec<f32> = (0..192).map(|i| (i as f32 - 96.0) / 10.0).collect();
+        let x: Vec<f32> = (0..128).map(|i| (i as f32 - 64.0) / 10.0).collect();
         let mut a = QuantizedActivations::default();
-        a.quantize(&pool, &x, 1, 192, ActScheme::Block32);
-        assert_eq!((a.full_groups, a.has_half), (1, true));
+        a.quantize(&pool, &x, 1, 128, ActScheme::Block32);
         let t = a.token(0);
-        // Block 1 (x = 3.2-9.6+.. ) weight 16 sits in the high vector, lane (16 + 0)/4 = 4.
-        let (q, d, _) = quantize_block(&x[32..64]);
-        assert_eq!(t[64 + 16] as i8, q[16]);
-        let dx_lane4 = f32::from_le_bytes(t[128 + 16..132 + 16].try_into().unwrap());
-        assert_eq!(dx_lane4, d);
-        let sum_lane4: i32 = (0..4).map(|j| q[16 + j] as i32).sum();
-        assert_eq!(i32::from_le_bytes(t[256 + 16..260 + 16].try_into().unwrap()), sum_lane4);
-        // Half group: block 4's weight 20 is at byte 16*2 + 4 of vector 0.
-        let (q4, _, _) = quantize_block(&x[128..160]);
-        assert_eq!(t[RECORD + 36] as i8, q4[20]);
+        let (q, d, s) = quantize_block(&x[32..64]);
+        assert_eq!(t[RECORD + 5] as i8, q[5]);
+        let lane2: i32 = (8..12).map(|j| q[j] as i32).sum();
+        assert_eq!(i32::from_le_bytes(t[RECORD + 40..RECORD + 44].try_into().unwrap()), lane2);
+        assert_eq!(f32::from_le_bytes(t[RECORD + 64..RECORD + 68].try_into().unwrap()), d);
+        assert_eq!(a.sum(1, 0), s);
+        // Levels: 127 at the block's largest magnitude, rounding half to even.
+        assert_eq!(q.iter().map(|v| v.abs()).max(), Some(127));
+    }
+
+    #[test]
+    fn super_blocks_share_one_signed_scale() {
+        let pool = WorkerPool::new(1);
+        let mut x = vec![0.5f32; 256];
+        x[7] = -4.0; // largest magnitude, negative: iscale = -127 / -4 > 0
+        let mut a = QuantizedActivations::default();
+        a.quantize(&pool, &x, 1, 256, ActScheme::Super256);
+        let t = a.token(0);
+        assert_eq!(t[7] as i8, -127);
+        for b in 0..8 {
+            let d = f32::from_le_bytes(t[b * RECORD + 64..b * RECORD + 68].try_into().unwrap());
+            assert_eq!(d, 1.0 / (127.0f32 / 4.0));
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! The batched matrix product every linear layer runs, `Y[m×n] = X[m×k]·Wᵀ`,
 //! over *all* tokens of a step at once.
 //!
-//! - [`PackedMatrix`] (`packed.rs`): weights repacked at load time into
-//!   128-weight groups the SIMD kernels consume directly.
+//! - [`PackedMatrix`] (`packed.rs`): weights repacked at load time, rows in
+//!   pairs, blocks of 32 the SIMD kernels consume directly.
 //! - [`QuantizedActivations`] (`activations.rs`): each activation row quantized
-//!   to 8 bits once per product (and reused for q/k/v, gate/up).
-//! - Kernels: `avx512.rs` (AVX-512 VNNI, register-blocked 4 rows × 4 tokens)
-//!   and `portable.rs` (the same arithmetic lane for lane, for any CPU and as
-//!   the exact oracle of the SIMD tests).
+//!   to 8 bits once per product (and reused for q/k/v, gate/up), rounded as
+//!   llama.cpp rounds.
+//! - Kernels: `portable.rs` states the arithmetic (llama.cpp's order: 8 lanes
+//!   per output, blocks accumulated in sequence, a fixed final tree) and is
+//!   the kernel of CPUs without SIMD support; `avx512.rs` (AVX-512 VNNI,
+//!   register-blocked 2 row pairs × 4 tokens) reproduces it bit for bit.
 //!
 //! Work is split into tasks of (row block × token block) claimed by the
 //! worker pool. Every output element is computed entirely inside one tile by
@@ -18,12 +20,11 @@
 mod activations;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-mod lanes;
 mod packed;
 mod portable;
 
 pub use activations::{ActScheme, QuantizedActivations};
-pub use packed::{AlignedBytes, Bits, PackedData, PackedMatrix, QuantLayout};
+pub use packed::{AlignedBytes, Bits, PackedData, PackedMatrix, QuantLayout, RecordLayout};
 
 use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};
@@ -67,6 +68,7 @@ pub fn matmul_quantized(pool: &WorkerPool, acts: &QuantizedActivations, w: &Pack
     if m == 0 || n == 0 {
         return;
     }
+    // Tasks: blocks of rows (even, so pairs never straddle tasks) × blocks of tokens.
     let tb = m.min(64);
     let token_blocks = m.div_ceil(tb);
     let per_block = (pool.num_threads() * 8).div_ceil(token_blocks);
@@ -86,9 +88,8 @@ pub fn matmul_quantized(pool: &WorkerPool, acts: &QuantizedActivations, w: &Pack
             Isa::Avx512 => avx512_block(layout, w, bytes, acts, rows, toks, y),
             _ => {
                 for t in toks {
-                    let a = acts.token(t);
                     for r in rows.clone() {
-                        y[t * n + r] = portable::dot(layout, &bytes[r * w.row_stride..(r + 1) * w.row_stride], w, a);
+                        y[t * n + r] = portable::dot(layout, bytes, w, acts, r, t);
                     }
                 }
             }
@@ -107,54 +108,51 @@ fn avx512_block(
     y: &mut [f32],
 ) {
     use avx512::{tile, Geometry};
-    let g = Geometry {
-        row_stride: w.row_stride,
-        full_groups: w.full_groups,
-        has_half: w.has_half,
-        full: layout.record(4),
-        half: layout.record(2),
-        act_stride: acts.token_stride(),
-    };
+    let g = Geometry { pair_stride: w.pair_stride, blocks: w.blocks, rec: layout.record(), act_stride: acts.token_stride(), m: acts.m };
     let n = w.rows;
     macro_rules! run_tile {
-        ($r:literal, $c:literal, $row:expr, $tok:expr) => {{
-            let mut out = [[0f32; $c]; $r];
-            let wp = bytes[$row * w.row_stride..].as_ptr();
+        ($p:literal, $c:literal, $row:expr, $tok:expr) => {{
+            let mut out = [[0f32; $c]; 8];
+            let wp = bytes[($row / 2) * w.pair_stride..].as_ptr();
             let ap = acts.token($tok).as_ptr();
+            let sp = acts.sums.as_ptr();
             // SAFETY: `kernel_isa()` returned Avx512, so the CPU has the features;
-            // rows $row..$row+$r and tokens $tok..$tok+$c exist (checked by the
-            // loops below); the layout matches the const parameters (dispatch below).
+            // the pairs and tokens of the tile exist (checked by the loops
+            // below); the layout matches the const parameters (dispatch below).
             unsafe {
                 match (layout.bits, layout.f32_scales, layout.per16, layout.offset_shift, layout.float_min) {
-                    (Bits::B4, false, false, Some(3), false) => tile::<4, false, false, 3, false, $r, $c>(&g, wp, ap, &mut out),
-                    (Bits::B4, false, false, None, true) => tile::<4, false, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
-                    (Bits::B5, false, false, Some(4), false) => tile::<5, false, false, 4, false, $r, $c>(&g, wp, ap, &mut out),
-                    (Bits::B5, false, false, None, true) => tile::<5, false, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
-                    (Bits::B8, false, false, Some(7), false) => tile::<8, false, false, 7, false, $r, $c>(&g, wp, ap, &mut out),
-                    (Bits::B4, true, false, None, true) => tile::<4, true, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
-                    (Bits::B5, true, false, None, true) => tile::<5, true, false, 0, true, $r, $c>(&g, wp, ap, &mut out),
-                    (Bits::B6, true, true, Some(5), false) => tile::<6, true, true, 5, false, $r, $c>(&g, wp, ap, &mut out),
+                    (Bits::B4, false, false, Some(3), false) => tile::<4, false, false, 3, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
+                    (Bits::B4, false, false, None, true) => tile::<4, false, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
+                    (Bits::B5, false, false, Some(4), false) => tile::<5, false, false, 4, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
+                    (Bits::B5, false, false, None, true) => tile::<5, false, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
+                    (Bits::B8, false, false, Some(7), false) => tile::<8, false, false, 7, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
+                    (Bits::B4, true, false, None, true) => tile::<4, true, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
+                    (Bits::B5, true, false, None, true) => tile::<5, true, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
+                    (Bits::B6, true, true, Some(5), false) => tile::<6, true, true, 5, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
                     other => unreachable!("no kernel for packed layout {other:?}"),
                 }
             }
-            for (i, row_out) in out.iter().enumerate() {
-                for (j, &v) in row_out.iter().enumerate() {
-                    y[($tok + j) * n + $row + i] = v;
+            for (i, row_out) in out.iter().enumerate().take(2 * $p) {
+                if $row + i < rows.end {
+                    for (j, &v) in row_out.iter().enumerate() {
+                        y[($tok + j) * n + $row + i] = v;
+                    }
                 }
             }
         }};
     }
+    // `rows.start` is even (row blocks are multiples of 4).
     let mut r = rows.start;
     while r < rows.end {
-        let full_rows = rows.end - r >= 4;
+        let two_pairs = rows.end - r > 2;
         let mut t = toks.start;
         while t < toks.end {
             let left = toks.end - t;
-            match (full_rows, left) {
-                (true, 4..) => run_tile!(4, 4, r, t),
-                (true, 3) => run_tile!(4, 3, r, t),
-                (true, 2) => run_tile!(4, 2, r, t),
-                (true, _) => run_tile!(4, 1, r, t),
+            match (two_pairs, left) {
+                (true, 4..) => run_tile!(2, 4, r, t),
+                (true, 3) => run_tile!(2, 3, r, t),
+                (true, 2) => run_tile!(2, 2, r, t),
+                (true, _) => run_tile!(2, 1, r, t),
                 (false, 4..) => run_tile!(1, 4, r, t),
                 (false, 3) => run_tile!(1, 3, r, t),
                 (false, 2) => run_tile!(1, 2, r, t),
@@ -162,7 +160,7 @@ fn avx512_block(
             }
             t += left.min(4);
         }
-        r += if full_rows { 4 } else { 1 };
+        r += if two_pairs { 4 } else { 2 };
     }
 }
 

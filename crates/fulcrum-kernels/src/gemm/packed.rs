@@ -1,34 +1,25 @@
-//! Weights repacked once, at load time, into the layout the SIMD kernels want.
+//! Weights repacked once, at load time, into the layout the kernels want.
 //!
-//! GGUF stores each block as a struct (scales next to quants). The kernels
-//! instead consume *groups* of 128 weights (four 32-weight blocks) as two
-//! 64-byte vectors — the low halves (weights 0–15) of the four blocks, then
-//! their high halves (16–31) — so one 64-byte load of 4-bit quants yields
-//! both vectors with a mask and a shift, and `vpdpbusd` multiplies them
-//! against activations stored in the same order. Every format becomes:
+//! Every GGUF format becomes `w = scale · (level − offset) + min` with an
+//! unsigned `level` of 4, 5, 6 or 8 bits, a scale per 32 weights (per 16 for
+//! Q6_K), and either an integer `offset` (a power of two, subtracted exactly
+//! inside the integer dot product) or a float `min` per 32 weights. The
+//! K-quants' two-level scales are multiplied out (exact in f32).
 //!
-//! `w = scale · (level − offset) + min`
+//! Rows are packed in *pairs*: the kernels hold two rows' 8-lane partial sums
+//! in one 16-lane register. Per pair and per 32-weight block, one record:
+//! `[quants][bit planes][scales][mins]`
+//! - quants: 4-bit levels as 16 bytes per row (byte j: weight j in the low
+//!   nibble, weight j+16 in the high one — the Q4_0 convention), row A then
+//!   row B; 8-bit levels: 32 bytes per row in weight order;
+//! - bit planes (5-, 6-bit levels): one u64 per plane, bit i = weight i of
+//!   row A (i < 32) or weight i−32 of row B;
+//! - scales: A, B (per-16 formats: A low, A high, B low, B high), f16 or f32;
+//! - mins: A, B, same type.
 //!
-//! with an unsigned `level` of 4, 5, 6 or 8 bits, a scale per 32 (or per 16)
-//! weights, an integer `offset` (a power of two, folded into the integer dot
-//! product exactly) or a float `min` per 32 weights. The K-quants' two-level
-//! scales are multiplied out (exact in f32), so a single kernel shape serves
-//! all eight GGUF formats. The bytes per weight stay as in the file (plus at
-//! most a few percent for f32 scales of the K-quants), because single-token
-//! decode reads every weight once per token and is bound by memory traffic.
-//!
-//! Group record, per row, for a full group (128 weights):
-//! `[quants][bit planes][scales][mins]`:
-//! - quants: 4-bit nibbles, 64 bytes, block b's byte j holding weight j (low
-//!   nibble) and weight j+16 (high nibble) — the Q4_0 convention; 8-bit
-//!   levels: 128 bytes, the low-half vector then the high-half vector;
-//! - bit planes (5- and 6-bit levels): one u64 mask per vector and plane
-//!   (bit 16b+i of the low-half mask is bit 4 of block b's weight i);
-//! - scales: 4 per group (8 for per-16 scales, ordered b0 low, b0 high, b1 …),
-//!   f16 or f32; mins: 4, same type.
-//!
-//! A row whose length is 64 mod 128 ends with a half group (two blocks) packed
-//! as a single vector `[b0 low, b1 low, b0 high, b1 high]`.
+//! The bytes per weight stay as in the file for the formats whose scales are
+//! f16 (single-token decode reads every weight once per token and is bound by
+//! memory traffic); the K-quants grow by their f32 scales.
 
 use fulcrum_gguf::GgmlType;
 use half::f16;
@@ -61,6 +52,15 @@ pub struct QuantLayout {
     pub float_min: bool,
 }
 
+/// Byte offsets inside a pair record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordLayout {
+    pub planes: usize,
+    pub scales: usize,
+    pub mins: usize,
+    pub total: usize,
+}
+
 impl QuantLayout {
     pub fn for_type(ty: GgmlType) -> Option<QuantLayout> {
         let l = |bits, f32_scales, per16, offset_shift, float_min| Some(QuantLayout { bits, f32_scales, per16, offset_shift, float_min });
@@ -77,7 +77,7 @@ impl QuantLayout {
         }
     }
 
-    fn scale_bytes(&self) -> usize {
+    pub fn scale_bytes(&self) -> usize {
         if self.f32_scales {
             4
         } else {
@@ -85,23 +85,16 @@ impl QuantLayout {
         }
     }
 
-    /// Scales per group of `blocks` 32-weight blocks.
-    pub fn scales_per(&self, blocks: usize) -> usize {
+    /// Scales per row per block.
+    pub fn scales_per_block(&self) -> usize {
         if self.per16 {
-            2 * blocks
+            2
         } else {
-            blocks
+            1
         }
     }
 
-    fn quant_bytes(&self, weights: usize) -> usize {
-        match self.bits {
-            Bits::B8 => weights,
-            _ => weights / 2,
-        }
-    }
-
-    fn num_planes(&self) -> usize {
+    pub fn num_planes(&self) -> usize {
         match self.bits {
             Bits::B5 => 1,
             Bits::B6 => 2,
@@ -109,31 +102,22 @@ impl QuantLayout {
         }
     }
 
-    /// Byte offsets inside a group record of `blocks` (4 or 2) blocks:
-    /// (planes, scales, mins, total).
-    pub fn record(&self, blocks: usize) -> RecordLayout {
-        let vectors = blocks / 2; // a full group has 2 vectors, a half group 1
-        let planes = self.quant_bytes(32 * blocks);
-        let scales = planes + 8 * self.num_planes() * vectors;
-        let mins = scales + self.scale_bytes() * self.scales_per(blocks);
-        let total = mins + if self.float_min { self.scale_bytes() * blocks } else { 0 };
+    pub fn record(&self) -> RecordLayout {
+        let planes = match self.bits {
+            Bits::B8 => 64,
+            _ => 32,
+        };
+        let scales = planes + 8 * self.num_planes();
+        let mins = scales + 2 * self.scale_bytes() * self.scales_per_block();
+        let total = mins + if self.float_min { 2 * self.scale_bytes() } else { 0 };
         RecordLayout { planes, scales, mins, total }
     }
-}
-
-/// Offsets of the parts of one group record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordLayout {
-    pub planes: usize,
-    pub scales: usize,
-    pub mins: usize,
-    pub total: usize,
 }
 
 /// The stored numbers of a matrix.
 #[derive(Clone, Debug)]
 pub enum PackedData {
-    /// Quantized, in group records; see the module doc.
+    /// Quantized, in pair records; see the module doc.
     Quant { layout: QuantLayout, bytes: AlignedBytes },
     /// Float weights widened to f32, `[rows, cols]`.
     F32(Vec<f32>),
@@ -145,17 +129,14 @@ pub struct PackedMatrix {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    /// Columns rounded up to a multiple of 64 (zero weights fill the gap).
-    pub padded_cols: usize,
-    /// Full 128-weight groups per row, and whether a 64-weight half group follows.
-    pub full_groups: usize,
-    pub has_half: bool,
-    /// Bytes per packed row (a multiple of 64).
-    pub row_stride: usize,
+    /// 32-weight blocks per row.
+    pub blocks: usize,
+    /// Bytes per row pair.
+    pub pair_stride: usize,
     pub data: PackedData,
 }
 
-/// A 64-byte aligned byte buffer (cache lines; aligned vector loads).
+/// A 64-byte aligned byte buffer.
 #[derive(Clone, Debug, Default)]
 pub struct AlignedBytes {
     words: Vec<Align64>,
@@ -193,41 +174,37 @@ impl AlignedBytes {
 /// One row decoded to `w = scale · (level − offset) + min`.
 struct DecodedRow {
     levels: Vec<u8>,
-    /// Per 32 weights (or per 16 with `per16`).
+    /// Per 32 weights (per 16 for Q6_K).
     scales: Vec<f32>,
     /// Per 32 weights, when the format has mins.
     mins: Vec<f32>,
 }
 
 impl PackedMatrix {
-    /// Repacks a GGUF matrix. Rows are independent, so this is a plain loop.
+    /// Repacks a GGUF matrix (columns must be whole 32-weight blocks).
     pub fn pack(w: &WeightMatrix) -> PackedMatrix {
-        let padded_cols = w.cols.div_ceil(64) * 64;
-        let full_groups = padded_cols / 128;
-        let has_half = padded_cols % 128 != 0;
+        let blocks = w.cols / 32;
         let Some(layout) = QuantLayout::for_type(w.ty) else {
-            // F32 / F16 / BF16: widen once.
             let mut out = vec![0f32; w.rows * w.cols];
             for (r, dst) in out.chunks_exact_mut(w.cols.max(1)).enumerate().take(w.rows) {
                 dequantize_row(w.ty, w.row(r), dst);
             }
-            return PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, padded_cols, full_groups, has_half, row_stride: 0, data: PackedData::F32(out) };
+            return PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, pair_stride: 0, data: PackedData::F32(out) };
         };
-        let full = layout.record(4).total;
-        let half = if has_half { layout.record(2).total } else { 0 };
-        let row_stride = (full_groups * full + half).div_ceil(64) * 64;
-        let mut bytes = AlignedBytes::zeroed(row_stride * w.rows);
-        for r in 0..w.rows {
-            let dec = decode_row(w.ty, w.row(r), w.cols, padded_cols);
-            let dst = &mut bytes.as_mut_slice()[r * row_stride..(r + 1) * row_stride];
-            for g in 0..full_groups {
-                write_group(&layout, &dec, 4 * g, 4, &mut dst[g * full..(g + 1) * full]);
-            }
-            if has_half {
-                write_group(&layout, &dec, 4 * full_groups, 2, &mut dst[full_groups * full..full_groups * full + half]);
+        let rec = layout.record();
+        let pair_stride = blocks * rec.total;
+        let pairs = w.rows.div_ceil(2);
+        let mut bytes = AlignedBytes::zeroed(pair_stride * pairs);
+        let zero = DecodedRow { levels: vec![0; w.cols], scales: vec![0.0; 2 * blocks], mins: vec![0.0; blocks] };
+        for pair in 0..pairs {
+            let a = decode_row(w.ty, w.row(2 * pair), w.cols);
+            let b = if 2 * pair + 1 < w.rows { decode_row(w.ty, w.row(2 * pair + 1), w.cols) } else { zero.clone_row() };
+            let dst = &mut bytes.as_mut_slice()[pair * pair_stride..(pair + 1) * pair_stride];
+            for blk in 0..blocks {
+                write_record(&layout, [&a, &b], blk, &mut dst[blk * rec.total..(blk + 1) * rec.total]);
             }
         }
-        PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, padded_cols, full_groups, has_half, row_stride, data: PackedData::Quant { layout, bytes } }
+        PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, pair_stride, data: PackedData::Quant { layout, bytes } }
     }
 
     /// Bytes the kernels read for one pass over the matrix.
@@ -239,13 +216,19 @@ impl PackedMatrix {
     }
 }
 
-/// Decodes one GGUF row into levels, scales and mins, zero-padded to `padded` weights.
-fn decode_row(ty: GgmlType, row: &[u8], cols: usize, padded: usize) -> DecodedRow {
+impl DecodedRow {
+    fn clone_row(&self) -> DecodedRow {
+        DecodedRow { levels: self.levels.clone(), scales: self.scales.clone(), mins: self.mins.clone() }
+    }
+}
+
+/// Decodes one GGUF row into levels, scales and mins.
+fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
     let per16 = ty == GgmlType::Q6_K;
     let mut d = DecodedRow {
-        levels: vec![0; padded],
-        scales: vec![0.0; if per16 { padded / 16 } else { padded / 32 }],
-        mins: vec![0.0; padded / 32],
+        levels: vec![0; cols],
+        scales: vec![0.0; if per16 { cols / 16 } else { cols / 32 }],
+        mins: vec![0.0; cols / 32],
     };
     match ty {
         GgmlType::Q4_0 => {
@@ -318,60 +301,39 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize, padded: usize) -> DecodedRo
         }
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => unreachable!("float types are not quantized"),
     }
-    debug_assert!(cols <= padded);
     d
 }
 
-/// Byte positions of weight `i` (0..32) of block `b` in a group of `blocks`
-/// blocks: (vector index, byte index within the 64-byte vector).
-pub fn vector_position(blocks: usize, b: usize, i: usize) -> (usize, usize) {
-    let (half, j) = (i / 16, i % 16);
-    if blocks == 4 {
-        (half, 16 * b + j)
-    } else {
-        (0, 16 * (2 * half + b) + j)
-    }
-}
-
-/// Writes blocks `first..first + blocks` of a decoded row as one group record.
-fn write_group(layout: &QuantLayout, dec: &DecodedRow, first: usize, blocks: usize, out: &mut [u8]) {
-    let rec = layout.record(blocks);
-    let vectors = blocks / 2;
-    let mut planes = vec![0u64; layout.num_planes() * vectors];
-    for b in 0..blocks {
-        let levels = &dec.levels[32 * (first + b)..32 * (first + b) + 32];
+/// Writes block `blk` of rows A and B as one pair record.
+fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &mut [u8]) {
+    let rec = layout.record();
+    let mut planes = [0u64; 2];
+    for (ri, row) in rows.iter().enumerate() {
+        let levels = &row.levels[32 * blk..32 * blk + 32];
         match layout.bits {
-            Bits::B8 => {
-                for (i, &lv) in levels.iter().enumerate() {
-                    let (v, byte) = vector_position(blocks, b, i);
-                    out[64 * v + byte] = lv;
-                }
-            }
+            Bits::B8 => out[32 * ri..32 * ri + 32].copy_from_slice(levels),
             _ => {
-                // Q4_0 nibble convention inside the block's 16 bytes.
                 for j in 0..16 {
-                    out[16 * b + j] = (levels[j] & 0x0F) | ((levels[j + 16] & 0x0F) << 4);
+                    out[16 * ri + j] = (levels[j] & 0x0F) | ((levels[j + 16] & 0x0F) << 4);
                 }
                 for (i, &lv) in levels.iter().enumerate() {
-                    let (v, byte) = vector_position(blocks, b, i);
-                    for p in 0..layout.num_planes() {
+                    for (p, plane) in planes.iter_mut().enumerate().take(layout.num_planes()) {
                         if lv >> (4 + p) & 1 == 1 {
-                            planes[p * vectors + v] |= 1u64 << byte;
+                            *plane |= 1u64 << (32 * ri + i);
                         }
                     }
                 }
             }
         }
     }
-    for (k, m) in planes.iter().enumerate() {
-        out[rec.planes + 8 * k..rec.planes + 8 * k + 8].copy_from_slice(&m.to_le_bytes());
+    for (p, m) in planes.iter().enumerate().take(layout.num_planes()) {
+        out[rec.planes + 8 * p..rec.planes + 8 * p + 8].copy_from_slice(&m.to_le_bytes());
     }
-    let per = layout.scales_per(1);
-    let scales = &dec.scales[per * first..per * (first + blocks)];
-    let mins = &dec.mins[first..first + blocks];
-    put_floats(layout.f32_scales, scales, &mut out[rec.scales..rec.mins]);
+    let spb = layout.scales_per_block();
+    let scales: Vec<f32> = rows.iter().flat_map(|r| r.scales[spb * blk..spb * (blk + 1)].to_vec()).collect();
+    put_floats(layout.f32_scales, &scales, &mut out[rec.scales..rec.mins]);
     if layout.float_min {
-        put_floats(layout.f32_scales, mins, &mut out[rec.mins..rec.total]);
+        put_floats(layout.f32_scales, &[rows[0].mins[blk], rows[1].mins[blk]], &mut out[rec.mins..rec.total]);
     }
 }
 

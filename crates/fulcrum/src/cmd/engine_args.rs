@@ -56,12 +56,12 @@ impl EngineArgs {
             ..EngineOptions::default()
         }
     }
+}
 
-    /// Stage two: checked against the model and this machine.
-    pub fn resolve(&self, model: &ModelConfig) -> Result<EngineConfig> {
-        EngineConfig::resolve(&self.to_options(), model)
-            .map_err(|e| anyhow::anyhow!("invalid engine configuration: {}", flag_spelling(&e.to_string())))
-    }
+/// Stage two: `options` checked against the model and this machine.
+pub fn resolve(options: &EngineOptions, model: &ModelConfig) -> Result<EngineConfig> {
+    EngineConfig::resolve(options, model)
+        .map_err(|e| anyhow::anyhow!("invalid engine configuration: {}", flag_spelling(&e.to_string())))
 }
 
 /// Sampling flags shared by `generate` and `chat`; unset ones take the

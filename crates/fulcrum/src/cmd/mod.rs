@@ -1,6 +1,9 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod chat;
+pub mod engine_args;
+pub mod generate;
 pub mod models;
 pub mod tokenize;
 

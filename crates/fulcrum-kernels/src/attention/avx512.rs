@@ -1,0 +1,139 @@
+//! AVX-512 attention: the arithmetic of `portable.rs`, 16 lanes at a time.
+//!
+//! The task's keys are widened to f32 once (`[position][dim]`) and its values
+//! once, transposed (`[dim][position]`, positions from a multiple of 16).
+//! A score is `head_dim/16` fused multiply-adds and one tree reduction; an
+//! output dimension is one fused multiply-add per 16 visible positions and
+//! one tree reduction.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use super::Task;
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(crate) fn exp16(x: __m512) -> __m512 {
+    let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
+    let r = c(0x4b40_0000);
+    let z = _mm512_fmadd_ps(x, c(0x3fb8_aa3b), r);
+    let n = _mm512_sub_ps(z, r);
+    let b = _mm512_fnmadd_ps(n, c(0x35bf_be8e), _mm512_fnmadd_ps(n, c(0x3f31_7200), x));
+    let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
+    let u = _mm512_mul_ps(b, b);
+    let j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)), u, _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb))),
+        u,
+        _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
+    );
+    let res = _mm512_scalef_ps(j, n);
+    if big == 0 {
+        return res;
+    }
+    let nonpos = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps());
+    let alt = _mm512_mask_blend_ps(nonpos, _mm512_set1_ps(f32::INFINITY), _mm512_setzero_ps());
+    _mm512_mask_blend_ps(big, res, alt)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(crate) fn tree16(v: __m512) -> f32 {
+    let s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps::<1>(v));
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/DQ, FMA and F16C; `head_dim` must be
+/// a multiple of 16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
+    let (p, shape) = (t.p, t.shape);
+    let (hd, bs) = (p.head_dim, shape.block_size);
+    let stride = p.n_heads * hd;
+    let nq = t.num_queries();
+    let (base, span) = (t.base(), t.span());
+    let first_pos = t.lo_of(t.rows.start);
+    let last_pos = t.pos_of(t.rows.end - 1);
+    // [nq*span] scores | [span*hd] keys (f32, by position) | [hd*span] values (f32, by dim) | [hd] q
+    let need = nq * span + 2 * span * hd + hd;
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let (scores, rest) = buf.split_at_mut(nq * span);
+    let (keys, rest) = rest.split_at_mut(span * hd);
+    let (vals, rest) = rest.split_at_mut(hd * span);
+    let qv = &mut rest[..hd];
+    // Widen the task's keys and values once; positions outside the range stay
+    // zero (their weights are zero and their scores are never read).
+    vals.fill(0.0);
+    for pos in first_pos..=last_pos {
+        let head = shape.head_offset(t.s.block_table[pos / bs] as usize, t.kv_head);
+        let slot = pos % bs;
+        let ksrc = &t.k_layer[head + slot * hd..head + (slot + 1) * hd];
+        let kdst = &mut keys[(pos - base) * hd..(pos - base + 1) * hd];
+        for (dst, src) in kdst.chunks_exact_mut(16).zip(ksrc.chunks_exact(16)) {
+            // SAFETY: 16 f16 in, 16 f32 out.
+            unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(_mm256_loadu_si256(src.as_ptr().cast()))) };
+        }
+        for d in 0..hd {
+            vals[d * span + pos - base] = t.v_layer[head + d * bs + slot].to_f32();
+        }
+    }
+    let scale = p.scale;
+    for qi in 0..nq {
+        let (r, h) = t.query(qi);
+        for (d, x) in qv.iter_mut().enumerate() {
+            *x = f16::from_f32(t.q[(t.s.first_row + r) * stride + h * hd + d]).to_f32();
+        }
+        let (lo, hi) = (t.lo_of(r), t.pos_of(r));
+        let row = &mut scores[qi * span..(qi + 1) * span];
+        row.fill(f32::NEG_INFINITY);
+        let mut max = f32::NEG_INFINITY;
+        for pos in lo..=hi {
+            let kr = &keys[(pos - base) * hd..(pos - base + 1) * hd];
+            let mut acc = _mm512_setzero_ps();
+            for c in (0..hd).step_by(16) {
+                // SAFETY: `kr` and `qv` hold `hd` (a multiple of 16) floats.
+                unsafe { acc = _mm512_fmadd_ps(_mm512_loadu_ps(kr.as_ptr().add(c)), _mm512_loadu_ps(qv.as_ptr().add(c)), acc) };
+            }
+            let sc = tree16(acc) * scale;
+            row[pos - base] = sc;
+            max = max.max(sc);
+        }
+        let m = _mm512_set1_ps(max);
+        let mut total = 0f64;
+        for chunk in row.chunks_exact_mut(16) {
+            // SAFETY: a 16-element chunk.
+            unsafe {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(chunk.as_ptr()), m));
+                _mm512_storeu_ps(chunk.as_mut_ptr(), e);
+                total += f64::from(tree16(e));
+            }
+        }
+        let inv = _mm512_set1_ps((1.0 / total) as f32);
+        for chunk in row.chunks_exact_mut(16) {
+            // SAFETY: a 16-element chunk.
+            unsafe {
+                let w = _mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), inv);
+                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(w);
+                _mm512_storeu_ps(chunk.as_mut_ptr(), _mm512_cvtph_ps(h16));
+            }
+        }
+        // Visible positions lie in chunks c0..c1 of the row; weights outside
+        // [lo, hi] are exactly zero, adding nothing.
+        let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
+        let dst = &mut out[(t.s.first_row + r) * stride + h * hd..][..hd];
+        for (d, o) in dst.iter_mut().enumerate() {
+            let vr = &vals[d * span..(d + 1) * span];
+            let mut acc = _mm512_setzero_ps();
+            for c in c0..c1 {
+                // SAFETY: chunks lie inside the row (`span` is a multiple of 16).
+                unsafe { acc = _mm512_fmadd_ps(_mm512_loadu_ps(vr.as_ptr().add(16 * c)), _mm512_loadu_ps(row.as_ptr().add(16 * c)), acc) };
+            }
+            *o = tree16(acc);
+        }
+    }
+}
