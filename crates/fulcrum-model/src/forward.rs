@@ -208,6 +208,7 @@ pub fn forward<'s>(
         dbg("attn_out", proj);
         if let Some(pn) = &lw.post_attn_norm {
             ops::rms_norm_inplace(proj, pn, cfg.rms_eps);
+            dbg("attn_post_norm", proj);
         }
         ops::add_inplace(x, proj);
 
@@ -253,9 +254,10 @@ pub fn forward<'s>(
 /// Development aid: with `FULCRUM_DUMP_DIR` set, writes intermediate tensors
 /// as raw little-endian f32 (compared against llama.cpp's by tools/).
 fn debug_dump(name: &str, v: &[f32]) {
-    if let Some(dir) = std::env::var_os("FULCRUM_DUMP_DIR") {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    if let Some(dir) = DIR.get_or_init(|| std::env::var_os("FULCRUM_DUMP_DIR").map(Into::into)) {
         let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-        let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{name}.bin")), bytes);
+        let _ = std::fs::write(dir.join(format!("{name}.bin")), bytes);
     }
 }
 

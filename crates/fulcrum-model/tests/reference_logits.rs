@@ -1,17 +1,21 @@
 //! Next-token distributions against llama.cpp's on the same files
 //! (`tests/data/logits.jsonl`, copied from `shared/reference/`).
 //!
-//! fulcrum follows llama.cpp's rounding at every step (8-bit activations per
-//! 32 values, f16 keys/queries/attention weights, f16 GELU), and every matrix
-//! product agrees with llama.cpp's to float rounding *given the same input*
-//! (checked tensor by tensor with tools/dump_tensors.cpp). Summation order
-//! still differs, and these small models amplify one-ulp differences through
-//! 8-bit re-quantization at every layer: llama.cpp's own flash-attention path
-//! moves these top-10 log-probabilities by up to 0.39 (measured on this
-//! machine, docs/correctness.md). So the bar is: the same top-1 token; every
-//! top-10 log-probability within 0.45; their mean deviation within 0.15. A
-//! real bug (wrong rope, a missing norm, an off-by-one window) moves logits by
-//! whole units and fails all three.
+//! fulcrum computes as llama.cpp's CPU backend does (its rounding and its
+//! summation order, kernel by kernel; see docs/correctness.md), so for
+//! SmolLM2 (Q4_1/Q8_0) the log-probabilities are *bit-identical* to the
+//! reference: the test demands agreement to 1e-4.
+//!
+//! For Gemma 3 exact agreement is not a property any batch-invariant engine
+//! can have: llama.cpp's Q4_K kernels sum in a different order for groups of
+//! 4 prompt tokens than for the rest, so its own results depend on how a
+//! prompt is batched. fulcrum sums like its single-token path. These small
+//! models amplify one-ulp differences through 8-bit re-quantization at every
+//! layer; llama.cpp's own flash-attention path moves these top-10
+//! log-probabilities by up to 0.39 (measured). So the Gemma bar is: the same
+//! top-1 token; every top-10 log-probability within 0.45; their mean
+//! deviation within 0.15. A real bug (wrong rope, a missing norm, an
+//! off-by-one window) moves logits by whole units and fails all three.
 
 mod common;
 
@@ -31,12 +35,14 @@ fn logits_match_llama_cpp() {
         let best = lp.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
         let what = format!("{} {:?}", v["model"], v["prompt"]);
         assert_eq!(best as u64, top10[0]["id"].as_u64().unwrap(), "top-1 for {what}");
+        let exact = v["model"] == "smollm2";
         let mut total = 0f32;
         for e in top10 {
             let id = e["id"].as_u64().unwrap() as usize;
             let want = e["logprob"].as_f64().unwrap() as f32;
             let diff = (lp[id] - want).abs();
-            assert!(diff < 0.45, "{what}: token {id} logprob {} vs llama.cpp {want}", lp[id]);
+            let bound = if exact { 1e-4 } else { 0.45 };
+            assert!(diff < bound, "{what}: token {id} logprob {} vs llama.cpp {want}", lp[id]);
             total += diff;
         }
         assert!(total / 10.0 < 0.15, "{what}: mean top-10 deviation {}", total / 10.0);

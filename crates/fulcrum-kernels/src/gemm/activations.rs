@@ -2,7 +2,7 @@
 //! gate/up), laid out for the kernels.
 //!
 //! Per token and per 32-value block, one 96-byte record:
-//! `[q: 32 i8 in value order][Σ: 8 i32, the sums of each 4 consecutive q][d: f32][padding]`
+//! `[q: 32 i8 in value order][Σ: 8 i32, the sums of each 4 consecutive q][d: f32][Σ q0..16: i32][Σ q16..32: i32][padding]`
 //! (the lane sums let a weight offset be subtracted exactly inside the
 //! integer dot product). Separately, per block and token, `s = d·Σq` for the
 //! float-min formats, token-contiguous so a kernel loads several tokens' `s`
@@ -123,6 +123,9 @@ fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: imp
             rec[32 + 4 * l..36 + 4 * l].copy_from_slice(&ls.to_le_bytes());
         }
         rec[64..68].copy_from_slice(&d.to_le_bytes());
+        let half_sum = |h: usize| q[16 * h..16 * h + 16].iter().map(|&v| i32::from(v)).sum::<i32>();
+        rec[68..72].copy_from_slice(&half_sum(0).to_le_bytes());
+        rec[72..76].copy_from_slice(&half_sum(1).to_le_bytes());
         put_sum(b, s);
     }
 }

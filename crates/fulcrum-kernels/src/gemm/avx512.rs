@@ -172,3 +172,142 @@ pub unsafe fn tile<const BITS: u32, const F32S: bool, const PER16: bool, const S
         }
     }
 }
+
+/// Lanes 0 and 8 = the sums of lanes 0..8 and 8..16 (integers, exact).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+fn sum_halves(v: __m512i) -> __m512i {
+    let t = _mm512_add_epi32(v, _mm512_shuffle_epi32::<0x4E>(v));
+    let t = _mm512_add_epi32(t, _mm512_shuffle_epi32::<0xB1>(t));
+    _mm512_add_epi32(t, _mm512_shuffle_i32x4::<0b1011_0001>(t, t))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+fn lane0(v: __m512) -> f32 {
+    _mm512_cvtss_f32(v)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+fn lane8(v: __m512) -> f32 {
+    _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(v))
+}
+
+/// The K-quant kernel (`KIND` 0: Q4_K/Q5_K, 1: Q6_K); see `portable.rs` for
+/// the arithmetic it reproduces. Same contract as [`tile`].
+///
+/// # Safety
+/// As for [`tile`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
+    g: &Geometry,
+    w: *const u8,
+    a: *const u8,
+    out: &mut [[f32; C]; 8],
+) {
+    let sc_at = g.rec.scales;
+    let mut acc = [[_mm512_setzero_ps(); C]; P];
+    let mut acc_min = [[_mm512_setzero_ps(); C]; P];
+    let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    let quarters = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for sb in 0..g.blocks / 8 {
+        let mut iacc = [[_mm512_setzero_si512(); C]; P];
+        let mut imin = [[_mm512_setzero_si512(); C]; P];
+        for b in 8 * sb..8 * sb + 8 {
+            let mut wv = [_mm512_setzero_si512(); P];
+            let mut scv = [_mm512_setzero_si512(); P];
+            let mut mnv = [_mm512_setzero_si512(); P];
+            for p in 0..P {
+                // SAFETY: pair p's record b lies inside the packed matrix.
+                unsafe {
+                    let rec = w.add(p * g.pair_stride + b * g.rec.total);
+                    wv[p] = unpack::<BITS>(rec, g.rec.planes);
+                    if KIND == 0 {
+                        let sm = _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
+                        scv[p] = _mm512_permutexvar_epi32(halves, _mm512_cvtepu8_epi32(sm));
+                        mnv[p] = _mm512_permutexvar_epi32(halves, _mm512_cvtepu8_epi32(_mm_srli_si128::<2>(sm)));
+                    } else {
+                        let sm = _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
+                        scv[p] = _mm512_permutexvar_epi32(quarters, _mm512_cvtepi8_epi32(sm));
+                    }
+                }
+            }
+            for c in 0..C {
+                // SAFETY: token c's record b lies inside the activations.
+                let (x, bsum) = unsafe {
+                    let rec = a.add(c * g.act_stride + b * RECORD);
+                    let bs = rec.add(68).cast::<i32>().read_unaligned() + rec.add(72).cast::<i32>().read_unaligned();
+                    (_mm512_broadcast_i64x4(_mm256_loadu_si256(rec.cast())), bs)
+                };
+                for p in 0..P {
+                    let isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[p], x);
+                    iacc[p][c] = _mm512_add_epi32(iacc[p][c], _mm512_mullo_epi32(isum, scv[p]));
+                    if KIND == 0 {
+                        imin[p][c] = _mm512_add_epi32(imin[p][c], _mm512_mullo_epi32(mnv[p], _mm512_set1_epi32(bsum)));
+                    }
+                }
+            }
+        }
+        // One float step per super-block.
+        let last = 8 * sb + 7;
+        for c in 0..C {
+            // SAFETY: token c's records of this super-block.
+            let (dx, halfsums) = unsafe {
+                let dx = _mm512_set1_ps(a.add(c * g.act_stride + last * RECORD + 64).cast::<f32>().read_unaligned());
+                // [Σ block0 low, Σ block0 high, Σ block1 low, …]: 16 lanes.
+                let mut hs = [0i64; 8];
+                for (l, h) in hs.iter_mut().enumerate() {
+                    *h = a.add(c * g.act_stride + (8 * sb + l) * RECORD + 68).cast::<i64>().read_unaligned();
+                }
+                (dx, _mm512_loadu_si512(hs.as_ptr().cast()))
+            };
+            for p in 0..P {
+                // SAFETY: pair p's last record of the super-block.
+                let rec = unsafe { w.add(p * g.pair_stride + last * g.rec.total) };
+                if KIND == 0 {
+                    // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
+                    let (dv, dminv) = unsafe {
+                        let f = _mm512_castps128_ps512(_mm_loadu_ps(rec.add(sc_at + 4).cast()));
+                        (
+                            _mm512_permutexvar_ps(halves, f),
+                            _mm512_permutexvar_ps(_mm512_add_epi32(halves, _mm512_set1_epi32(2)), f),
+                        )
+                    };
+                    let red = sum_halves(iacc[p][c]);
+                    acc[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(red), _mm512_mul_ps(dv, dx), acc[p][c]);
+                    acc_min[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[p][c]), _mm512_mul_ps(dminv, dx), acc_min[p][c]);
+                } else {
+                    // SAFETY: the record holds A's and B's 16 scales, then d A, d B.
+                    let (sca, scb, dv) = unsafe {
+                        (
+                            _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 4).cast())),
+                            _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 20).cast())),
+                            _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(rec.add(sc_at + 36).cast())))),
+                        )
+                    };
+                    // Lane 2l (+1): block l's halves; pair sums in even lanes, then compacted.
+                    let pa = _mm512_mullo_epi32(sca, halfsums);
+                    let pb = _mm512_mullo_epi32(scb, halfsums);
+                    let pa = _mm512_add_epi32(pa, _mm512_shuffle_epi32::<0xB1>(pa));
+                    let pb = _mm512_add_epi32(pb, _mm512_shuffle_epi32::<0xB1>(pb));
+                    let idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+                    let corr = _mm512_slli_epi32::<5>(_mm512_permutex2var_epi32(pa, idx, pb));
+                    let s = _mm512_sub_epi32(iacc[p][c], corr);
+                    acc[p][c] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dv), _mm512_cvtepi32_ps(s), acc[p][c]);
+                }
+            }
+        }
+    }
+    for p in 0..P {
+        for c in 0..C {
+            if KIND == 0 {
+                out[2 * p][c] = lane0(acc[p][c]) - lane0(acc_min[p][c]);
+                out[2 * p + 1][c] = lane8(acc[p][c]) - lane8(acc_min[p][c]);
+            } else {
+                out[2 * p][c] = hsum8(_mm512_castps512_ps256(acc[p][c]));
+                out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(acc[p][c]));
+            }
+        }
+    }
+}

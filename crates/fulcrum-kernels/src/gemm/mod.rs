@@ -24,7 +24,7 @@ mod packed;
 mod portable;
 
 pub use activations::{ActScheme, QuantizedActivations};
-pub use packed::{AlignedBytes, Bits, PackedData, PackedMatrix, QuantLayout, RecordLayout};
+pub use packed::{AlignedBytes, Bits, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK};
 
 use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};
@@ -107,7 +107,7 @@ fn avx512_block(
     toks: std::ops::Range<usize>,
     y: &mut [f32],
 ) {
-    use avx512::{tile, Geometry};
+    use avx512::{tile, tile_super, Geometry};
     let g = Geometry { pair_stride: w.pair_stride, blocks: w.blocks, rec: layout.record(), act_stride: acts.token_stride(), m: acts.m };
     let n = w.rows;
     macro_rules! run_tile {
@@ -120,7 +120,12 @@ fn avx512_block(
             // the pairs and tokens of the tile exist (checked by the loops
             // below); the layout matches the const parameters (dispatch below).
             unsafe {
-                match (layout.bits, layout.f32_scales, layout.per16, layout.offset_shift, layout.float_min) {
+                match (layout.super_k, layout.bits) {
+                    (Some(SuperK::Mins), Bits::B4) => tile_super::<4, 0, $p, $c>(&g, wp, ap, &mut out),
+                    (Some(SuperK::Mins), Bits::B5) => tile_super::<5, 0, $p, $c>(&g, wp, ap, &mut out),
+                    (Some(SuperK::Signed16), Bits::B6) => tile_super::<6, 1, $p, $c>(&g, wp, ap, &mut out),
+                    (Some(k), b) => unreachable!("no kernel for {k:?} with {b:?}"),
+                    (None, _) => match (layout.bits, layout.f32_scales, layout.per16, layout.offset_shift, layout.float_min) {
                     (Bits::B4, false, false, Some(3), false) => tile::<4, false, false, 3, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
                     (Bits::B4, false, false, None, true) => tile::<4, false, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
                     (Bits::B5, false, false, Some(4), false) => tile::<5, false, false, 4, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
@@ -130,6 +135,7 @@ fn avx512_block(
                     (Bits::B5, true, false, None, true) => tile::<5, true, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
                     (Bits::B6, true, true, Some(5), false) => tile::<6, true, true, 5, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
                     other => unreachable!("no kernel for packed layout {other:?}"),
+                    },
                 }
             }
             for (i, row_out) in out.iter().enumerate().take(2 * $p) {

@@ -38,9 +38,22 @@ pub enum Bits {
     B8,
 }
 
+/// K-quant super-block formats, whose integer sub-block scales are kept so
+/// the kernel can sum exactly as llama.cpp does (integers per 256-weight
+/// super-block, one float step per super-block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuperK {
+    /// Q4_K, Q5_K: unsigned levels, 6-bit scale and min per 32, `d`, `dmin` per 256.
+    Mins,
+    /// Q6_K: levels offset by 32, signed 8-bit scale per 16, `d` per 256.
+    Signed16,
+}
+
 /// How a packed quantized matrix is laid out and what its numbers mean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuantLayout {
+    /// K-quants: the super-block record layout (the scale fields below unused).
+    pub super_k: Option<SuperK>,
     pub bits: Bits,
     /// Scales (and mins) stored as f32 rather than f16.
     pub f32_scales: bool,
@@ -63,16 +76,17 @@ pub struct RecordLayout {
 
 impl QuantLayout {
     pub fn for_type(ty: GgmlType) -> Option<QuantLayout> {
-        let l = |bits, f32_scales, per16, offset_shift, float_min| Some(QuantLayout { bits, f32_scales, per16, offset_shift, float_min });
+        let l = |bits, f32_scales, per16, offset_shift, float_min| Some(QuantLayout { super_k: None, bits, f32_scales, per16, offset_shift, float_min });
+        let k = |bits, kind| Some(QuantLayout { super_k: Some(kind), bits, f32_scales: false, per16: false, offset_shift: None, float_min: false });
         match ty {
             GgmlType::Q4_0 => l(Bits::B4, false, false, Some(3), false),
             GgmlType::Q4_1 => l(Bits::B4, false, false, None, true),
             GgmlType::Q5_0 => l(Bits::B5, false, false, Some(4), false),
             GgmlType::Q5_1 => l(Bits::B5, false, false, None, true),
             GgmlType::Q8_0 => l(Bits::B8, false, false, Some(7), false),
-            GgmlType::Q4_K => l(Bits::B4, true, false, None, true),
-            GgmlType::Q5_K => l(Bits::B5, true, false, None, true),
-            GgmlType::Q6_K => l(Bits::B6, true, true, Some(5), false),
+            GgmlType::Q4_K => k(Bits::B4, SuperK::Mins),
+            GgmlType::Q5_K => k(Bits::B5, SuperK::Mins),
+            GgmlType::Q6_K => k(Bits::B6, SuperK::Signed16),
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => None,
         }
     }
@@ -108,9 +122,17 @@ impl QuantLayout {
             _ => 32,
         };
         let scales = planes + 8 * self.num_planes();
-        let mins = scales + 2 * self.scale_bytes() * self.scales_per_block();
-        let total = mins + if self.float_min { 2 * self.scale_bytes() } else { 0 };
-        RecordLayout { planes, scales, mins, total }
+        match self.super_k {
+            // [sc A, sc B: u8][mn A, mn B: u8][d A, d B: f32][dmin A, dmin B: f32]
+            Some(SuperK::Mins) => RecordLayout { planes, scales, mins: scales + 2, total: scales + 20 },
+            // [sc A lo, A hi, B lo, B hi: i8][A's 16 scales, B's 16 scales: i8][d A, d B: f32]
+            Some(SuperK::Signed16) => RecordLayout { planes, scales, mins: scales + 4, total: scales + 44 },
+            None => {
+                let mins = scales + 2 * self.scale_bytes() * self.scales_per_block();
+                let total = mins + if self.float_min { 2 * self.scale_bytes() } else { 0 };
+                RecordLayout { planes, scales, mins, total }
+            }
+        }
     }
 }
 
@@ -178,6 +200,12 @@ struct DecodedRow {
     scales: Vec<f32>,
     /// Per 32 weights, when the format has mins.
     mins: Vec<f32>,
+    /// K-quants: integer sub-block scales (per 32, per 16 for Q6_K) and
+    /// mins (per 32), and per-super-block `d`, `dmin`.
+    k_scales: Vec<i32>,
+    k_mins: Vec<i32>,
+    k_d: Vec<f32>,
+    k_dmin: Vec<f32>,
 }
 
 impl PackedMatrix {
@@ -195,7 +223,15 @@ impl PackedMatrix {
         let pair_stride = blocks * rec.total;
         let pairs = w.rows.div_ceil(2);
         let mut bytes = AlignedBytes::zeroed(pair_stride * pairs);
-        let zero = DecodedRow { levels: vec![0; w.cols], scales: vec![0.0; 2 * blocks], mins: vec![0.0; blocks] };
+        let zero = DecodedRow {
+            levels: vec![0; w.cols],
+            scales: vec![0.0; 2 * blocks],
+            mins: vec![0.0; blocks],
+            k_scales: vec![0; 2 * blocks],
+            k_mins: vec![0; blocks],
+            k_d: vec![0.0; blocks.div_ceil(8)],
+            k_dmin: vec![0.0; blocks.div_ceil(8)],
+        };
         for pair in 0..pairs {
             let a = decode_row(w.ty, w.row(2 * pair), w.cols);
             let b = if 2 * pair + 1 < w.rows { decode_row(w.ty, w.row(2 * pair + 1), w.cols) } else { zero.clone_row() };
@@ -218,7 +254,15 @@ impl PackedMatrix {
 
 impl DecodedRow {
     fn clone_row(&self) -> DecodedRow {
-        DecodedRow { levels: self.levels.clone(), scales: self.scales.clone(), mins: self.mins.clone() }
+        DecodedRow {
+            levels: self.levels.clone(),
+            scales: self.scales.clone(),
+            mins: self.mins.clone(),
+            k_scales: self.k_scales.clone(),
+            k_mins: self.k_mins.clone(),
+            k_d: self.k_d.clone(),
+            k_dmin: self.k_dmin.clone(),
+        }
     }
 }
 
@@ -229,6 +273,10 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
         levels: vec![0; cols],
         scales: vec![0.0; if per16 { cols / 16 } else { cols / 32 }],
         mins: vec![0.0; cols / 32],
+        k_scales: Vec::new(),
+        k_mins: Vec::new(),
+        k_d: Vec::new(),
+        k_dmin: Vec::new(),
     };
     match ty {
         GgmlType::Q4_0 => {
@@ -273,20 +321,20 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
             for (s, blk) in load_blocks::<BlockQ4_K>(row).iter().enumerate() {
                 d.levels[256 * s..256 * s + 256].copy_from_slice(&blk.quants());
                 let (sc, mn) = blk.scales_mins();
-                for j in 0..8 {
-                    d.scales[8 * s + j] = blk.d.to_f32() * f32::from(sc[j]);
-                    d.mins[8 * s + j] = -blk.dmin.to_f32() * f32::from(mn[j]);
-                }
+                d.k_scales.extend(sc.map(i32::from));
+                d.k_mins.extend(mn.map(i32::from));
+                d.k_d.push(blk.d.to_f32());
+                d.k_dmin.push(blk.dmin.to_f32());
             }
         }
         GgmlType::Q5_K => {
             for (s, blk) in load_blocks::<BlockQ5_K>(row).iter().enumerate() {
                 d.levels[256 * s..256 * s + 256].copy_from_slice(&blk.quants());
                 let (sc, mn) = blk.scales_mins();
-                for j in 0..8 {
-                    d.scales[8 * s + j] = blk.d.to_f32() * f32::from(sc[j]);
-                    d.mins[8 * s + j] = -blk.dmin.to_f32() * f32::from(mn[j]);
-                }
+                d.k_scales.extend(sc.map(i32::from));
+                d.k_mins.extend(mn.map(i32::from));
+                d.k_d.push(blk.d.to_f32());
+                d.k_dmin.push(blk.dmin.to_f32());
             }
         }
         GgmlType::Q6_K => {
@@ -294,9 +342,8 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
                 for (i, q) in blk.quants().into_iter().enumerate() {
                     d.levels[256 * s + i] = (q + 32) as u8;
                 }
-                for j in 0..16 {
-                    d.scales[16 * s + j] = blk.d.to_f32() * f32::from(blk.scales[j]);
-                }
+                d.k_scales.extend(blk.scales.map(i32::from));
+                d.k_d.push(blk.d.to_f32());
             }
         }
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => unreachable!("float types are not quantized"),
@@ -328,6 +375,30 @@ fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &
     }
     for (p, m) in planes.iter().enumerate().take(layout.num_planes()) {
         out[rec.planes + 8 * p..rec.planes + 8 * p + 8].copy_from_slice(&m.to_le_bytes());
+    }
+    let sb = blk / 8; // super-block
+    match layout.super_k {
+        Some(SuperK::Mins) => {
+            out[rec.scales] = rows[0].k_scales[blk] as u8;
+            out[rec.scales + 1] = rows[1].k_scales[blk] as u8;
+            out[rec.scales + 2] = rows[0].k_mins[blk] as u8;
+            out[rec.scales + 3] = rows[1].k_mins[blk] as u8;
+            let f = [rows[0].k_d[sb], rows[1].k_d[sb], rows[0].k_dmin[sb], rows[1].k_dmin[sb]];
+            put_floats(true, &f, &mut out[rec.scales + 4..rec.total]);
+            return;
+        }
+        Some(SuperK::Signed16) => {
+            for (ri, row) in rows.iter().enumerate() {
+                out[rec.scales + 2 * ri] = row.k_scales[2 * blk] as i8 as u8;
+                out[rec.scales + 2 * ri + 1] = row.k_scales[2 * blk + 1] as i8 as u8;
+                for g in 0..16 {
+                    out[rec.scales + 4 + 16 * ri + g] = row.k_scales[16 * sb + g] as i8 as u8;
+                }
+            }
+            put_floats(true, &[rows[0].k_d[sb], rows[1].k_d[sb]], &mut out[rec.scales + 36..rec.total]);
+            return;
+        }
+        None => {}
     }
     let spb = layout.scales_per_block();
     let scales: Vec<f32> = rows.iter().flat_map(|r| r.scales[spb * blk..spb * (blk + 1)].to_vec()).collect();

@@ -8,11 +8,18 @@
 //! converted to f32, and accumulates `fma(d_w·d_x, isum_j, acc_j)`; formats
 //! with a float min add `fma(m_b, s_b, summs)` per block on the side; the
 //! result is `hsum8(acc) + summs` with a fixed pairing tree.
+//!
+//! K-quants sum in integers per 256-weight super-block, then take one float
+//! step, as llama.cpp's kernels for them do: Q4_K/Q5_K (its repacked path)
+//! per output `acc += I·(d·dx)`, `acc_min += M·(dmin·dx)`, result
+//! `acc − acc_min`, with `I = Σ sc·Σq·x` and `M = Σ mn·Σx`; Q6_K (its
+//! `vec_dot`) per lane `l`: `S_l = Σ_b sc·Σ_(lane l of block b) q·x −
+//! 32·(sc·Σx over block l)`, `acc_l = fma(dx·d, S_l, acc_l)`, result `hsum8`.
 
 use half::f16;
 
 use super::activations::{QuantizedActivations, RECORD};
-use super::packed::{Bits, PackedMatrix, QuantLayout};
+use super::packed::{Bits, PackedMatrix, QuantLayout, SuperK};
 
 /// `((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3))`: llama.cpp's `hsum_float_8`.
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
@@ -53,8 +60,78 @@ pub(crate) fn levels(layout: &QuantLayout, rec: &[u8], ri: usize) -> [u8; 32] {
     out
 }
 
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn f32_at(b: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+/// One output of a K-quant matrix.
+fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
+    let rl = layout.record();
+    let ri = r % 2;
+    let pair = &bytes[(r / 2) * w.pair_stride..(r / 2 + 1) * w.pair_stride];
+    let a = acts.token(tok);
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    let mut lanes = [0f32; 8];
+    for sb in 0..w.blocks / 8 {
+        let (mut i_sum, mut m_sum) = (0i32, 0i32);
+        let mut s_l = [0i32; 8];
+        let mut dx = 0f32;
+        let mut last = &pair[..0];
+        for b in 8 * sb..8 * sb + 8 {
+            let rec = &pair[b * rl.total..(b + 1) * rl.total];
+            let x = &a[b * RECORD..(b + 1) * RECORD];
+            dx = f32_at(x, 64);
+            let lv = levels(layout, rec, ri);
+            let qx = |l: usize| (4 * l..4 * l + 4).map(|t| i32::from(lv[t]) * i32::from(x[t] as i8)).sum::<i32>();
+            match kind {
+                SuperK::Mins => {
+                    let sc = i32::from(rec[rl.scales + ri]);
+                    let mn = i32::from(rec[rl.scales + 2 + ri]);
+                    i_sum += sc * (0..8).map(qx).sum::<i32>();
+                    m_sum += mn * (i32_at(x, 68) + i32_at(x, 72));
+                }
+                SuperK::Signed16 => {
+                    for (l, s) in s_l.iter_mut().enumerate() {
+                        let sc = i32::from(rec[rl.scales + 2 * ri + l / 4] as i8);
+                        *s += sc * qx(l);
+                    }
+                }
+            }
+            last = rec;
+        }
+        match kind {
+            SuperK::Mins => {
+                let (d, dmin) = (f32_at(last, rl.scales + 4 + 4 * ri), f32_at(last, rl.scales + 12 + 4 * ri));
+                acc = (i_sum as f32).mul_add(d * dx, acc);
+                acc_min = (m_sum as f32).mul_add(dmin * dx, acc_min);
+            }
+            SuperK::Signed16 => {
+                let d = f32_at(last, rl.scales + 36 + 4 * ri);
+                for (l, s) in s_l.iter().enumerate() {
+                    // The offset correction of block l, all in lane l.
+                    let x = &a[(8 * sb + l) * RECORD..(8 * sb + l + 1) * RECORD];
+                    let sc = |h: usize| i32::from(last[rl.scales + 4 + 16 * ri + 2 * l + h] as i8);
+                    let corr = (sc(0) * i32_at(x, 68) + sc(1) * i32_at(x, 72)) << 5;
+                    lanes[l] = (dx * d).mul_add((s - corr) as f32, lanes[l]);
+                }
+            }
+        }
+    }
+    match kind {
+        SuperK::Mins => acc - acc_min,
+        SuperK::Signed16 => hsum8(&lanes),
+    }
+}
+
 /// One output: row `r` against token `tok`.
 pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
+    if let Some(kind) = layout.super_k {
+        return dot_super(kind, layout, bytes, w, acts, r, tok);
+    }
     let rl = layout.record();
     let ri = r % 2;
     let pair = &bytes[(r / 2) * w.pair_stride..(r / 2 + 1) * w.pair_stride];
