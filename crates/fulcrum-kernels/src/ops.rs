@@ -85,6 +85,47 @@ impl RopeTable {
     }
 }
 
+/// Whether fused multiply-add is an instruction here (else `f32::mul_add`
+/// calls a library routine: same results, much slower).
+fn has_fma() -> bool {
+    use std::sync::OnceLock;
+    static FMA: OnceLock<bool> = OnceLock::new();
+    *FMA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            crate::isa::Isa::active() >= crate::isa::Isa::Avx2 && crate::isa::Isa::active() != crate::isa::Isa::Neon
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Defines `pub fn $name` running `$body` compiled with FMA instructions when
+/// the CPU has them (results are identical: `mul_add` is fused either way).
+macro_rules! with_fma {
+    ($(#[$m:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$m])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if has_fma() {
+                // SAFETY: `has_fma` checked the CPU supports AVX2 and FMA.
+                return unsafe { fast($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+with_fma! {
 /// Rotates every head of one token's `x` (`[n_heads * head_dim]`) in place.
 /// The first `2 * cos.len()` dimensions of each head rotate; the rest pass.
 pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
@@ -106,12 +147,14 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: Rop
         }
     }
 }
+}
 
 /// `e^x` by the range reduction and degree-5 polynomial llama.cpp's CPU
 /// softmax uses (`x = n·ln2 + b`, `e^b` by a minimax polynomial, then scaled
 /// by `2^n`), within about one ulp of the true value. fulcrum uses it where a
 /// result is rounded to f16 right after (attention weights), so the rounding
 /// lands where llama.cpp's does.
+#[inline(always)]
 pub fn exp_approx(x: f32) -> f32 {
     let c = f32::from_bits;
     let r = c(0x4b40_0000); // 1.5 · 2^23: adding it rounds to an integer
@@ -141,13 +184,13 @@ pub fn exp_approx(x: f32) -> f32 {
 /// One rotated pair, with the fused multiply-adds llama.cpp's compiled rope
 /// uses (`x0·cos − x1·sin` as `fma(x0, cos, −x1·sin)`), so keys round to the
 /// same f16 values.
-#[inline]
+#[inline(always)]
 fn rotate(x0: f32, x1: f32, c: f32, s: f32) -> (f32, f32) {
     (x0.mul_add(c, -(x1 * s)), x0.mul_add(s, x1 * c))
 }
 
 /// `silu(g) · u` (SwiGLU, llama), with [`exp_approx`] as llama.cpp computes it.
-#[inline]
+#[inline(always)]
 pub fn swiglu_one(g: f32, u: f32) -> f32 {
     g / (1.0 + exp_approx(-g)) * u
 }
@@ -157,6 +200,15 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = swiglu_one(g, u);
     }
+}
+
+with_fma! {
+/// `gate[i] = silu(gate[i]) * up[i]`, in place.
+pub fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = swiglu_one(*g, u);
+    }
+}
 }
 
 /// GELU with the tanh approximation.
@@ -180,6 +232,13 @@ pub fn geglu_one(g: f32, u: f32) -> f32 {
     }
     let table = TABLE.get_or_init(|| (0..=u16::MAX).map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32()))).collect());
     table[half::f16::from_f32(g).to_bits() as usize].to_f32() * u
+}
+
+/// `gate[i] = gelu(gate[i]) * up[i]`, in place.
+pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = geglu_one(*g, u);
+    }
 }
 
 /// `out[i] = gelu(gate[i]) * up[i]`.

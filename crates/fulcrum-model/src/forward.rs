@@ -222,8 +222,8 @@ pub fn forward<'s>(
         dbg("ffn_gate", gate);
         dbg("ffn_up", up);
         match cfg.arch {
-            Arch::Llama => swiglu_inplace(gate, up),
-            Arch::Gemma3 => geglu_inplace(gate, up),
+            Arch::Llama => ops::swiglu_inplace(gate, up),
+            Arch::Gemma3 => ops::geglu_inplace(gate, up),
         }
         dbg("ffn_act", gate);
         mm(pool, &lw.w_down, gate, proj, &mut s.mm);
@@ -261,14 +261,3 @@ fn debug_dump(name: &str, v: &[f32]) {
     }
 }
 
-fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = ops::swiglu_one(*g, u);
-    }
-}
-
-fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = ops::geglu_one(*g, u);
-    }
-}

@@ -78,12 +78,21 @@ impl QuantizedActivations {
         let out = SendPtr(self.bytes.as_mut_ptr());
         let sums = SendPtr(self.sums.as_mut_ptr());
         let per_task = if m >= 16 { 4 } else { m.max(1) };
+        let simd = crate::isa::Isa::active() == crate::isa::Isa::Avx512;
         pool.run(m.div_ceil(per_task), |t| {
             for tok in t * per_task..((t + 1) * per_task).min(m) {
                 // SAFETY: each token writes only its own `stride` bytes and its
                 // own column of `sums` (index b*m + tok).
                 let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(tok * stride), stride) };
-                quantize_token(&x[tok * cols..(tok + 1) * cols], scheme, dst, |b, s| unsafe { *sums.get().add(b * m + tok) = s });
+                let put = |b: usize, s: f32| unsafe { *sums.get().add(b * m + tok) = s };
+                let xt = &x[tok * cols..(tok + 1) * cols];
+                #[cfg(target_arch = "x86_64")]
+                if simd {
+                    // SAFETY: `simd` is set only when the CPU has AVX-512.
+                    unsafe { avx512::quantize_token(xt, scheme, dst, put) };
+                    continue;
+                }
+                quantize_token(xt, scheme, dst, put);
             }
         });
     }
@@ -161,6 +170,70 @@ fn super_block_scale(x: &[f32]) -> (f32, f32) {
     (iscale, 1.0 / iscale)
 }
 
+/// The same quantization with AVX-512, value for value.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{ActScheme, RECORD};
+
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+    pub unsafe fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: impl FnMut(usize, f32)) {
+        let abs = |v: __m512| _mm512_abs_ps(v);
+        let mut iscale_super = 0f32;
+        let mut d_super = 0f32;
+        for (b, xb) in x.chunks_exact(32).enumerate() {
+            // SAFETY: 32 floats per block.
+            let (v0, v1) = unsafe { (_mm512_loadu_ps(xb.as_ptr()), _mm512_loadu_ps(xb.as_ptr().add(16))) };
+            let (scale, d) = match scheme {
+                ActScheme::Block32 => {
+                    let amax = _mm512_reduce_max_ps(_mm512_max_ps(abs(v0), abs(v1)));
+                    if amax == 0.0 || !amax.is_finite() {
+                        (0.0, 0.0)
+                    } else {
+                        (127.0 / amax, amax / 127.0)
+                    }
+                }
+                ActScheme::Super256 => {
+                    if b % 8 == 0 {
+                        (iscale_super, d_super) = super::super_block_scale(&x[32 * b..32 * b + 256]);
+                    }
+                    (iscale_super, d_super)
+                }
+            };
+            let sv = _mm512_set1_ps(scale);
+            // Round half to even (the default rounding mode), then clamp.
+            let lim_hi = _mm512_set1_epi32(127);
+            let lim_lo = _mm512_set1_epi32(if scheme == ActScheme::Block32 { -127 } else { -128 });
+            let q0 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, sv)), lim_hi), lim_lo);
+            let q1 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, sv)), lim_hi), lim_lo);
+            let (q0, q1) = if d == 0.0 { (_mm512_setzero_si512(), _mm512_setzero_si512()) } else { (q0, q1) };
+            let qb = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+            let rec = &mut out[b * RECORD..(b + 1) * RECORD];
+            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            // Lane sums of 4 consecutive levels: dot with ones.
+            let ls = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), qb);
+            let half0 = _mm512_reduce_add_epi32(q0);
+            // SAFETY: the record has room for all fields.
+            unsafe {
+                _mm256_storeu_si256(rec.as_mut_ptr().cast(), qb);
+                _mm256_storeu_si256(rec.as_mut_ptr().add(32).cast(), ls);
+            }
+            let d_stored = if scheme == ActScheme::Block32 { half::f16::from_f32(d).to_f32() } else { d };
+            rec[64..68].copy_from_slice(&d_stored.to_le_bytes());
+            rec[68..72].copy_from_slice(&half0.to_le_bytes());
+            rec[72..76].copy_from_slice(&(sum - half0).to_le_bytes());
+            let s = match scheme {
+                ActScheme::Block32 => half::f16::from_f32(d * sum as f32).to_f32(),
+                ActScheme::Super256 => d * sum as f32,
+            };
+            put_sum(b, s);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +253,40 @@ mod tests {
         assert_eq!(a.sum(1, 0), s);
         // Levels: 127 at the block's largest magnitude, rounding half to even.
         assert_eq!(q.iter().map(|v| v.abs()).max(), Some(127));
+    }
+
+    /// The SIMD quantizer writes the same bytes as the portable one.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_quantizer_matches_portable() {
+        if !crate::isa::Isa::Avx512.is_supported() {
+            return;
+        }
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 * 8.0 - 4.0
+        };
+        for scheme in [ActScheme::Block32, ActScheme::Super256] {
+            for case in 0..4 {
+                let mut x: Vec<f32> = (0..512).map(|_| next()).collect();
+                match case {
+                    1 => x[..64].fill(0.0),
+                    2 => x.iter_mut().step_by(3).for_each(|v| *v *= 1000.0),
+                    3 => x.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0), // ties
+                    _ => {}
+                }
+                let (mut a, mut b) = (vec![0u8; 16 * RECORD], vec![0u8; 16 * RECORD]);
+                let (mut sa, mut sb) = (vec![0f32; 16], vec![0f32; 16]);
+                quantize_token(&x, scheme, &mut a, |i, s| sa[i] = s);
+                // SAFETY: checked above.
+                unsafe { avx512::quantize_token(&x, scheme, &mut b, |i, s| sb[i] = s) };
+                for blk in 0..16 {
+                    assert_eq!(&a[blk * RECORD..blk * RECORD + 76], &b[blk * RECORD..blk * RECORD + 76], "{scheme:?} case {case} block {blk}");
+                }
+                assert_eq!(sa, sb);
+            }
+        }
     }
 
     #[test]

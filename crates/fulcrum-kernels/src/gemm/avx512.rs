@@ -17,10 +17,34 @@ use std::arch::x86_64::*;
 use super::activations::RECORD;
 use super::packed::RecordLayout;
 
+/// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
+/// row `i`, token `c`.
+const ROW_OF_LANE: [[u32; 16]; 5] = lane_tables(true);
+const TOKEN_OF_LANE: [[u32; 16]; 5] = lane_tables(false);
+
+const fn lane_tables(rows: bool) -> [[u32; 16]; 5] {
+    let mut t = [[0u32; 16]; 5];
+    let mut c = 1;
+    while c <= 4 {
+        let mut l = 0;
+        while l < 16 {
+            t[c][l] = if rows { (l / c) as u32 % 4 } else { (l % c) as u32 };
+            l += 1;
+        }
+        c += 1;
+    }
+    t
+}
+
+/// Bytes ahead of the current record to prefetch: weights stream from memory
+/// once per step, and the hardware prefetcher alone leaves the kernel waiting.
+const PREFETCH_AHEAD: usize = 512;
+
 /// Geometry of one packed matrix for the kernel.
 #[derive(Clone, Copy)]
 pub struct Geometry {
-    pub pair_stride: usize,
+    /// Bytes from one block's records of a group to the next's.
+    pub step: usize,
     pub blocks: usize,
     pub rec: RecordLayout,
     pub act_stride: usize,
@@ -75,19 +99,6 @@ unsafe fn scales<const F32S: bool, const PER16: bool>(at: *const u8) -> __m512 {
     }
 }
 
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-unsafe fn min_of<const F32S: bool>(at: *const u8, ri: usize) -> f32 {
-    // SAFETY: the record holds 2 mins at `at`.
-    unsafe {
-        if F32S {
-            at.add(4 * ri).cast::<f32>().read_unaligned()
-        } else {
-            half::f16::from_bits(at.add(2 * ri).cast::<u16>().read_unaligned()).to_f32()
-        }
-    }
-}
-
 /// `llama.cpp`'s `hsum_float_8` of one 256-bit half.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
@@ -113,16 +124,21 @@ pub unsafe fn tile<const BITS: u32, const F32S: bool, const PER16: bool, const S
     tok0: usize,
     out: &mut [[f32; C]; 8],
 ) {
+    debug_assert!(P == 2 && C <= 4, "tiles are one group of four rows by up to four tokens");
     let mut acc = [[_mm512_setzero_ps(); C]; P];
-    let mut summs = [_mm256_setzero_ps(); 8]; // per row (2P), lanes = tokens
-    let cmask: __mmask8 = if C >= 8 { 0xFF } else { (1u8 << C) - 1 };
+    let mut summs = _mm512_setzero_ps();
+    let cmask: __mmask8 = (1u8 << C) - 1;
+    let row_idx = _mm512_loadu_si512(ROW_OF_LANE[C].as_ptr().cast());
+    let tok_idx = _mm512_loadu_si512(TOKEN_OF_LANE[C].as_ptr().cast());
     for b in 0..g.blocks {
         let mut wv = [_mm512_setzero_si512(); P];
         let mut ws = [_mm512_setzero_ps(); P];
         for p in 0..P {
-            // SAFETY: pair p's record b lies inside the packed matrix.
+            // SAFETY: pair p's record b lies inside the packed matrix; the
+            // prefetch address may run past it, which prefetches tolerate.
             unsafe {
-                let rec = w.add(p * g.pair_stride + b * g.rec.total);
+                let rec = w.add(b * g.step + p * g.rec.total);
+                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
                 wv[p] = unpack::<BITS>(rec, g.rec.planes);
                 ws[p] = scales::<F32S, PER16>(rec.add(g.rec.scales));
             }
@@ -146,29 +162,35 @@ pub unsafe fn tile<const BITS: u32, const F32S: bool, const PER16: bool, const S
             }
         }
         if FMIN {
-            // SAFETY: the s array holds `m` values per block; lanes past C are masked.
-            let sv = unsafe { _mm256_maskz_loadu_ps(cmask, s.add(b * g.m + tok0)) };
-            for p in 0..P {
-                for ri in 0..2 {
-                    // SAFETY: pair p's record b holds two mins.
-                    let m = unsafe { min_of::<F32S>(w.add(p * g.pair_stride + b * g.rec.total + g.rec.mins), ri) };
-                    summs[2 * p + ri] = _mm256_fmadd_ps(_mm256_set1_ps(m), sv, summs[2 * p + ri]);
-                }
+            // The min terms of all (row, token) pairs of the tile in one register,
+            // lane i·C + c for row i and token c.
+            // SAFETY: both pairs' records of block b hold two mins; the s array
+            // holds `m` values per block and lanes past C are masked off.
+            unsafe {
+                let r0 = w.add(b * g.step + g.rec.mins);
+                let r1 = w.add(b * g.step + g.rec.total + g.rec.mins);
+                let mins = if F32S {
+                    _mm_castpd_ps(_mm_set_pd(r1.cast::<f64>().read_unaligned(), r0.cast::<f64>().read_unaligned()))
+                } else {
+                    _mm_cvtph_ps(_mm_set_epi32(0, 0, r1.cast::<i32>().read_unaligned(), r0.cast::<i32>().read_unaligned()))
+                };
+                let sv = _mm_maskz_loadu_ps(cmask, s.add(b * g.m + tok0));
+                let mrow = _mm512_permutexvar_ps(row_idx, _mm512_castps128_ps512(mins));
+                let stok = _mm512_permutexvar_ps(tok_idx, _mm512_castps128_ps512(sv));
+                summs = _mm512_fmadd_ps(mrow, stok, summs);
             }
         }
     }
+    let mut sm = [0f32; 16];
+    if FMIN {
+        // SAFETY: 16 floats.
+        unsafe { _mm512_storeu_ps(sm.as_mut_ptr(), summs) };
+    }
     for p in 0..P {
-        let mut sm = [[0f32; 8]; 2];
-        if FMIN {
-            for (ri, row) in sm.iter_mut().enumerate() {
-                // SAFETY: 8 floats.
-                unsafe { _mm256_storeu_ps(row.as_mut_ptr(), summs[2 * p + ri]) };
-            }
-        }
         for c in 0..C {
             let v = acc[p][c];
-            out[2 * p][c] = hsum8(_mm512_castps512_ps256(v)) + sm[0][c];
-            out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(v)) + sm[1][c];
+            out[2 * p][c] = hsum8(_mm512_castps512_ps256(v)) + sm[2 * p * C + c];
+            out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(v)) + sm[(2 * p + 1) * C + c];
         }
     }
 }
@@ -221,7 +243,7 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
             for p in 0..P {
                 // SAFETY: pair p's record b lies inside the packed matrix.
                 unsafe {
-                    let rec = w.add(p * g.pair_stride + b * g.rec.total);
+                    let rec = w.add(b * g.step + p * g.rec.total);
                     wv[p] = unpack::<BITS>(rec, g.rec.planes);
                     if KIND == 0 {
                         let sm = _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
@@ -264,7 +286,7 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
             };
             for p in 0..P {
                 // SAFETY: pair p's last record of the super-block.
-                let rec = unsafe { w.add(p * g.pair_stride + last * g.rec.total) };
+                let rec = unsafe { w.add(last * g.step + p * g.rec.total) };
                 if KIND == 0 {
                     // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
                     let (dv, dminv) = unsafe {

@@ -108,12 +108,13 @@ fn avx512_block(
     y: &mut [f32],
 ) {
     use avx512::{tile, tile_super, Geometry};
-    let g = Geometry { pair_stride: w.pair_stride, blocks: w.blocks, rec: layout.record(), act_stride: acts.token_stride(), m: acts.m };
+    let rec = layout.record();
+    let g = Geometry { step: 2 * rec.total, blocks: w.blocks, rec, act_stride: acts.token_stride(), m: acts.m };
     let n = w.rows;
     macro_rules! run_tile {
         ($p:literal, $c:literal, $row:expr, $tok:expr) => {{
             let mut out = [[0f32; $c]; 8];
-            let wp = bytes[($row / 2) * w.pair_stride..].as_ptr();
+            let wp = bytes[w.record_offset(rec.total, $row, 0)..].as_ptr();
             let ap = acts.token($tok).as_ptr();
             let sp = acts.sums.as_ptr();
             // SAFETY: `kernel_isa()` returned Avx512, so the CPU has the features;
@@ -147,26 +148,22 @@ fn avx512_block(
             }
         }};
     }
-    // `rows.start` is even (row blocks are multiples of 4).
+    // One group (two pairs, four rows; the last one zero-padded) per tile.
+    // `rows.start` is a multiple of 4 (row blocks are).
     let mut r = rows.start;
     while r < rows.end {
-        let two_pairs = rows.end - r > 2;
         let mut t = toks.start;
         while t < toks.end {
             let left = toks.end - t;
-            match (two_pairs, left) {
-                (true, 4..) => run_tile!(2, 4, r, t),
-                (true, 3) => run_tile!(2, 3, r, t),
-                (true, 2) => run_tile!(2, 2, r, t),
-                (true, _) => run_tile!(2, 1, r, t),
-                (false, 4..) => run_tile!(1, 4, r, t),
-                (false, 3) => run_tile!(1, 3, r, t),
-                (false, 2) => run_tile!(1, 2, r, t),
-                (false, _) => run_tile!(1, 1, r, t),
+            match left {
+                4.. => run_tile!(2, 4, r, t),
+                3 => run_tile!(2, 3, r, t),
+                2 => run_tile!(2, 2, r, t),
+                _ => run_tile!(2, 1, r, t),
             }
             t += left.min(4);
         }
-        r += if two_pairs { 4 } else { 2 };
+        r += 4;
     }
 }
 

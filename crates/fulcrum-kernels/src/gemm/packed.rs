@@ -7,7 +7,11 @@
 //! K-quants' two-level scales are multiplied out (exact in f32).
 //!
 //! Rows are packed in *pairs*: the kernels hold two rows' 8-lane partial sums
-//! in one 16-lane register. Per pair and per 32-weight block, one record:
+//! in one 16-lane register. Two pairs (four rows) form a *group* whose
+//! records are interleaved block by block (`[pair 0, block 0][pair 1, block
+//! 0][pair 0, block 1]…`), so a kernel tile reads one sequential stream —
+//! what memory prefetchers follow best. Per pair and per 32-weight block,
+//! one record:
 //! `[quants][bit planes][scales][mins]`
 //! - quants: 4-bit levels as 16 bytes per row (byte j: weight j in the low
 //!   nibble, weight j+16 in the high one — the Q4_0 convention), row A then
@@ -153,8 +157,8 @@ pub struct PackedMatrix {
     pub cols: usize,
     /// 32-weight blocks per row.
     pub blocks: usize,
-    /// Bytes per row pair.
-    pub pair_stride: usize,
+    /// Bytes per group of four rows.
+    pub group_stride: usize,
     pub data: PackedData,
 }
 
@@ -217,12 +221,12 @@ impl PackedMatrix {
             for (r, dst) in out.chunks_exact_mut(w.cols.max(1)).enumerate().take(w.rows) {
                 dequantize_row(w.ty, w.row(r), dst);
             }
-            return PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, pair_stride: 0, data: PackedData::F32(out) };
+            return PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, group_stride: 0, data: PackedData::F32(out) };
         };
         let rec = layout.record();
-        let pair_stride = blocks * rec.total;
-        let pairs = w.rows.div_ceil(2);
-        let mut bytes = AlignedBytes::zeroed(pair_stride * pairs);
+        let group_stride = 2 * blocks * rec.total;
+        let pairs = w.rows.div_ceil(4) * 2;
+        let mut bytes = AlignedBytes::zeroed(group_stride * pairs / 2);
         let zero = DecodedRow {
             levels: vec![0; w.cols],
             scales: vec![0.0; 2 * blocks],
@@ -232,15 +236,23 @@ impl PackedMatrix {
             k_d: vec![0.0; blocks.div_ceil(8)],
             k_dmin: vec![0.0; blocks.div_ceil(8)],
         };
+        let row = |r: usize| if r < w.rows { decode_row(w.ty, w.row(r), w.cols) } else { zero.clone_row() };
+        let mut packed = PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, group_stride, data: PackedData::F32(Vec::new()) };
         for pair in 0..pairs {
-            let a = decode_row(w.ty, w.row(2 * pair), w.cols);
-            let b = if 2 * pair + 1 < w.rows { decode_row(w.ty, w.row(2 * pair + 1), w.cols) } else { zero.clone_row() };
-            let dst = &mut bytes.as_mut_slice()[pair * pair_stride..(pair + 1) * pair_stride];
+            let (a, b) = (row(2 * pair), row(2 * pair + 1));
             for blk in 0..blocks {
-                write_record(&layout, [&a, &b], blk, &mut dst[blk * rec.total..(blk + 1) * rec.total]);
+                let at = packed.record_offset(rec.total, 2 * pair, blk);
+                write_record(&layout, [&a, &b], blk, &mut bytes.as_mut_slice()[at..at + rec.total]);
             }
         }
-        PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, pair_stride, data: PackedData::Quant { layout, bytes } }
+        packed.data = PackedData::Quant { layout, bytes };
+        packed
+    }
+
+    /// Byte offset of the record holding block `b` of row `r` (and of its pair
+    /// partner), for records of `rec_bytes` bytes.
+    pub fn record_offset(&self, rec_bytes: usize, r: usize, b: usize) -> usize {
+        (r / 4) * self.group_stride + (2 * b + (r / 2) % 2) * rec_bytes
     }
 
     /// Bytes the kernels read for one pass over the matrix.

@@ -72,7 +72,7 @@ fn f32_at(b: &[u8], at: usize) -> f32 {
 fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
     let rl = layout.record();
     let ri = r % 2;
-    let pair = &bytes[(r / 2) * w.pair_stride..(r / 2 + 1) * w.pair_stride];
+    let rec_of = |b: usize| &bytes[w.record_offset(rl.total, r, b)..][..rl.total];
     let a = acts.token(tok);
     let (mut acc, mut acc_min) = (0f32, 0f32);
     let mut lanes = [0f32; 8];
@@ -80,9 +80,9 @@ fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix,
         let (mut i_sum, mut m_sum) = (0i32, 0i32);
         let mut s_l = [0i32; 8];
         let mut dx = 0f32;
-        let mut last = &pair[..0];
+        let mut last = &bytes[..0];
         for b in 8 * sb..8 * sb + 8 {
-            let rec = &pair[b * rl.total..(b + 1) * rl.total];
+            let rec = rec_of(b);
             let x = &a[b * RECORD..(b + 1) * RECORD];
             dx = f32_at(x, 64);
             let lv = levels(layout, rec, ri);
@@ -134,12 +134,11 @@ pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &Q
     }
     let rl = layout.record();
     let ri = r % 2;
-    let pair = &bytes[(r / 2) * w.pair_stride..(r / 2 + 1) * w.pair_stride];
     let a = acts.token(tok);
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for b in 0..w.blocks {
-        let rec = &pair[b * rl.total..(b + 1) * rl.total];
+        let rec = &bytes[w.record_offset(rl.total, r, b)..][..rl.total];
         let x = &a[b * RECORD..(b + 1) * RECORD];
         let lv = levels(layout, rec, ri);
         let dx = f32::from_le_bytes(x[64..68].try_into().unwrap());
