@@ -21,6 +21,7 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 pub mod quant;
+pub mod roofline;
 
 pub use fulcrum_gguf::GgmlType;
 pub use isa::Isa;

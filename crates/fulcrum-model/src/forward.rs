@@ -8,7 +8,7 @@
 //! step ends at their last known token).
 
 use fulcrum_kernels::attention::{paged_attention, write_kv, AttentionParams, AttentionSeq};
-use fulcrum_kernels::gemm::{matmul, matmul_quantized, ActScheme, MatmulScratch, PackedData};
+use fulcrum_kernels::gemm::{matmul, matmul_quantized_many, ActScheme, MatmulScratch, PackedData};
 use fulcrum_kernels::ops::{self, RopeTable};
 use fulcrum_kernels::quant::dequantize_row;
 use fulcrum_kernels::WorkerPool;
@@ -143,16 +143,12 @@ pub fn forward<'s>(
     };
     // Several products of the same input (q/k/v, gate/up) quantize it once.
     let mm_same_input = |pool: &WorkerPool, ws: &[&Linear], x: &[f32], ys: &mut [&mut [f32]], scratch: &mut MatmulScratch| {
-        if ws.iter().all(|w| matches!(w.packed.data, PackedData::Quant { .. })) {
-            let mut current = None;
-            for (w, y) in ws.iter().zip(ys.iter_mut()) {
-                let scheme = ActScheme::for_type(w.ty);
-                if current != Some(scheme) {
-                    scratch.acts.quantize(pool, x, x.len() / w.cols, w.cols, scheme);
-                    current = Some(scheme);
-                }
-                matmul_quantized(pool, &scratch.acts, &w.packed, y);
-            }
+        let same_scheme = ws.iter().all(|w| ActScheme::for_type(w.ty) == ActScheme::for_type(ws[0].ty));
+        if same_scheme && ws.iter().all(|w| matches!(w.packed.data, PackedData::Quant { .. })) {
+            scratch.acts.quantize(pool, x, x.len() / ws[0].cols, ws[0].cols, ActScheme::for_type(ws[0].ty));
+            let mut outs: Vec<(&fulcrum_kernels::gemm::PackedMatrix, &mut [f32])> =
+                ws.iter().zip(ys.iter_mut()).map(|(w, y)| (&w.packed, &mut **y)).collect();
+            matmul_quantized_many(pool, &scratch.acts, &mut outs);
         } else {
             for (w, y) in ws.iter().zip(ys.iter_mut()) {
                 matmul(pool, x, x.len() / w.cols, &w.packed, y, scratch);

@@ -3,7 +3,7 @@
 //! Storage only: which sequence owns which block is the engine's business
 //! (its block pool); the model writes and reads K/V at the block ids a batch
 //! names. One f16 buffer per layer for K and one for V, each laid out as
-//! [`KvShape`] says (`[block][kv_head][slot][head_dim]`).
+//! [`KvShape`] says.
 
 use fulcrum_kernels::attention::KvShape;
 use half::f16;
@@ -12,9 +12,11 @@ use crate::config::ModelConfig;
 
 pub struct KvCache {
     pub shape: KvShape,
-    /// Per layer, `shape.layer_len()` elements.
-    k: Vec<Vec<f16>>,
-    v: Vec<Vec<f16>>,
+    /// Per layer, `shape.layer_len()` f16 values, stored as their bits: a
+    /// `vec![0u16; n]` is a zeroed allocation the OS maps lazily (a vector of
+    /// `f16::ZERO` would be written, committing every page at start-up).
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
 }
 
 impl KvCache {
@@ -23,7 +25,7 @@ impl KvCache {
     /// committed as blocks are first written, not up front.
     pub fn new(cfg: &ModelConfig, num_blocks: usize, block_size: usize) -> KvCache {
         let shape = KvShape { num_blocks, block_size, n_kv_heads: cfg.num_kv_heads, head_dim: cfg.head_dim };
-        let layer = || vec![f16::ZERO; shape.layer_len()];
+        let layer = || vec![0u16; shape.layer_len()];
         KvCache { shape, k: (0..cfg.num_layers).map(|_| layer()).collect(), v: (0..cfg.num_layers).map(|_| layer()).collect() }
     }
 
@@ -46,6 +48,6 @@ impl KvCache {
     }
 
     pub(crate) fn layer_mut(&mut self, layer: usize) -> (&mut [f16], &mut [f16]) {
-        (&mut self.k[layer], &mut self.v[layer])
+        (bytemuck::cast_slice_mut(&mut self.k[layer]), bytemuck::cast_slice_mut(&mut self.v[layer]))
     }
 }

@@ -8,8 +8,6 @@
 
 use std::arch::x86_64::*;
 
-use half::f16;
-
 use super::Task;
 
 #[inline]
@@ -69,24 +67,46 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     // Widen the task's keys and values once; positions outside the range stay
     // zero (their weights are zero and their scores are never read).
     vals.fill(0.0);
-    for pos in first_pos..=last_pos {
-        let head = shape.head_offset(t.s.block_table[pos / bs] as usize, t.kv_head);
-        let slot = pos % bs;
-        let ksrc = &t.k_layer[head + slot * hd..head + (slot + 1) * hd];
-        let kdst = &mut keys[(pos - base) * hd..(pos - base + 1) * hd];
-        for (dst, src) in kdst.chunks_exact_mut(16).zip(ksrc.chunks_exact(16)) {
-            // SAFETY: 16 f16 in, 16 f32 out.
-            unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(_mm256_loadu_si256(src.as_ptr().cast()))) };
+    for b in first_pos / bs..=last_pos / bs {
+        let head = shape.head_offset(t.s.block_table[b] as usize, t.kv_head);
+        let (p0, p1) = ((b * bs).max(first_pos), ((b + 1) * bs - 1).min(last_pos));
+        for pos in p0..=p1 {
+            let slot = pos % bs;
+            let ksrc = &t.k_layer[head + slot * hd..head + (slot + 1) * hd];
+            let kdst = &mut keys[(pos - base) * hd..(pos - base + 1) * hd];
+            for (dst, src) in kdst.chunks_exact_mut(16).zip(ksrc.chunks_exact(16)) {
+                // SAFETY: 16 f16 in, 16 f32 out.
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(_mm256_loadu_si256(src.as_ptr().cast()))) };
+            }
         }
+        // V is [dim][slot]: the block's positions of one dimension are contiguous.
+        let (s0, n) = (p0 % bs, p1 - p0 + 1);
         for d in 0..hd {
-            vals[d * span + pos - base] = t.v_layer[head + d * bs + slot].to_f32();
+            let src = &t.v_layer[head + d * bs + s0..head + d * bs + s0 + n];
+            let dst = &mut vals[d * span + p0 - base..d * span + p0 - base + n];
+            let mut i = 0;
+            while i < n {
+                let k = (n - i).min(16);
+                let mask: __mmask16 = if k == 16 { 0xFFFF } else { (1u16 << k) - 1 };
+                // SAFETY: `k` elements remain in both slices; lanes past them are masked.
+                unsafe {
+                    let h = _mm256_maskz_loadu_epi16(mask, src.as_ptr().add(i).cast());
+                    _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, _mm512_cvtph_ps(h));
+                }
+                i += k;
+            }
         }
     }
     let scale = p.scale;
     for qi in 0..nq {
         let (r, h) = t.query(qi);
-        for (d, x) in qv.iter_mut().enumerate() {
-            *x = f16::from_f32(t.q[(t.s.first_row + r) * stride + h * hd + d]).to_f32();
+        let src = &t.q[(t.s.first_row + r) * stride + h * hd..][..hd];
+        for (dst, chunk) in qv.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+            // SAFETY: 16 floats each; f32 → f16 → f32 rounds q as the keys are rounded.
+            unsafe {
+                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_loadu_ps(chunk.as_ptr()));
+                _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(h));
+            }
         }
         let (lo, hi) = (t.lo_of(r), t.pos_of(r));
         let row = &mut scores[qi * span..(qi + 1) * span];

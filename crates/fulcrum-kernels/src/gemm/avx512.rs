@@ -38,7 +38,7 @@ const fn lane_tables(rows: bool) -> [[u32; 16]; 5] {
 
 /// Bytes ahead of the current record to prefetch: weights stream from memory
 /// once per step, and the hardware prefetcher alone leaves the kernel waiting.
-const PREFETCH_AHEAD: usize = 512;
+const PREFETCH_AHEAD: usize = 4096;
 
 /// Geometry of one packed matrix for the kernel.
 #[derive(Clone, Copy)]

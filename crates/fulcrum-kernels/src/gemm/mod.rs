@@ -58,38 +58,63 @@ pub fn matmul(pool: &WorkerPool, x: &[f32], m: usize, w: &PackedMatrix, y: &mut 
 
 /// `y = acts·wᵀ` with activations already quantized (for the same `cols`).
 pub fn matmul_quantized(pool: &WorkerPool, acts: &QuantizedActivations, w: &PackedMatrix, y: &mut [f32]) {
-    let PackedData::Quant { layout, bytes } = &w.data else {
-        panic!("matmul_quantized needs a quantized matrix; use matmul for float weights");
-    };
-    assert_eq!(acts.cols, w.cols, "activations quantized for {} columns, matrix has {}", acts.cols, w.cols);
-    assert_eq!(acts.scheme, Some(ActScheme::for_type(w.ty)), "activations quantized with the wrong scheme for {}", w.ty);
-    let (m, n) = (acts.m, w.rows);
-    assert_eq!(y.len(), m * n, "y must be [m, n]");
-    if m == 0 || n == 0 {
-        return;
+    matmul_quantized_many(pool, acts, &mut [(w, y)]);
+}
+
+/// Several products of the same activations (q/k/v, gate/up) in one parallel
+/// region: one hand-off to the workers instead of one per matrix, which
+/// matters for single-token decode where each product takes microseconds.
+pub fn matmul_quantized_many(pool: &WorkerPool, acts: &QuantizedActivations, outs: &mut [(&PackedMatrix, &mut [f32])]) {
+    struct Job<'a> {
+        w: &'a PackedMatrix,
+        layout: &'a QuantLayout,
+        bytes: &'a [u8],
+        y: SendPtr<f32>,
+        rb: usize,
+        row_blocks: usize,
+        first_task: usize,
     }
-    // Tasks: blocks of rows (even, so pairs never straddle tasks) × blocks of tokens.
+    let m = acts.m;
     let tb = m.min(64);
     let token_blocks = m.div_ceil(tb);
-    let per_block = (pool.num_threads() * 8).div_ceil(token_blocks);
-    let rb = n.div_ceil(per_block).clamp(16, 256).div_ceil(4) * 4;
-    let row_blocks = n.div_ceil(rb);
+    let mut jobs = Vec::with_capacity(outs.len());
+    let mut num_tasks = 0;
+    let total_rows: usize = outs.iter().map(|(w, _)| w.rows).sum();
+    for (w, y) in outs.iter_mut() {
+        let PackedData::Quant { layout, bytes } = &w.data else {
+            panic!("matmul_quantized needs a quantized matrix; use matmul for float weights");
+        };
+        assert_eq!(acts.cols, w.cols, "activations quantized for {} columns, matrix has {}", acts.cols, w.cols);
+        assert_eq!(acts.scheme, Some(ActScheme::for_type(w.ty)), "activations quantized with the wrong scheme for {}", w.ty);
+        assert_eq!(y.len(), m * w.rows, "y must be [m, n]");
+        if m == 0 || w.rows == 0 {
+            continue;
+        }
+        // Row blocks (multiples of 4: groups never straddle tasks) sized so
+        // all matrices together give about 8 tasks per thread.
+        let per_block = (pool.num_threads() * 8 * w.rows).div_ceil(total_rows * token_blocks).max(1);
+        let rb = w.rows.div_ceil(per_block).clamp(16, 256).div_ceil(4) * 4;
+        let row_blocks = w.rows.div_ceil(rb);
+        jobs.push(Job { w, layout, bytes: bytes.as_slice(), y: SendPtr(y.as_mut_ptr()), rb, row_blocks, first_task: num_tasks });
+        num_tasks += row_blocks * token_blocks;
+    }
     let isa = kernel_isa();
-    let yp = SendPtr(y.as_mut_ptr());
-    let bytes = bytes.as_slice();
-    pool.run(row_blocks * token_blocks, |task| {
-        let (rbi, tbi) = (task % row_blocks, task / row_blocks);
-        let rows = rbi * rb..((rbi + 1) * rb).min(n);
+    pool.run(num_tasks, |task| {
+        let j = jobs.iter().rev().find(|j| j.first_task <= task).expect("task belongs to a job");
+        let local = task - j.first_task;
+        let (rbi, tbi) = (local % j.row_blocks, local / j.row_blocks);
+        let n = j.w.rows;
+        let rows = rbi * j.rb..((rbi + 1) * j.rb).min(n);
         let toks = tbi * tb..((tbi + 1) * tb).min(m);
-        // SAFETY: task (rbi, tbi) writes only y[t, r] for its own rows × tokens.
-        let y = unsafe { std::slice::from_raw_parts_mut(yp.get(), m * n) };
+        // SAFETY: each task writes only y[t, r] for its own rows × tokens of its own matrix.
+        let y = unsafe { std::slice::from_raw_parts_mut(j.y.get(), m * n) };
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512_block(layout, w, bytes, acts, rows, toks, y),
+            Isa::Avx512 => avx512_block(j.layout, j.w, j.bytes, acts, rows, toks, y),
             _ => {
                 for t in toks {
                     for r in rows.clone() {
-                        y[t * n + r] = portable::dot(layout, bytes, w, acts, r, t);
+                        y[t * n + r] = portable::dot(j.layout, j.bytes, j.w, acts, r, t);
                     }
                 }
             }
