@@ -1,8 +1,11 @@
 //! Activations quantized once per matrix product (and reused for q/k/v,
 //! gate/up), laid out for the kernels.
 //!
-//! Per token and per 32-value block, one 96-byte record:
+//! Per token and per 32-value block, one 224-byte record:
 //! `[q: 32 i8 in value order][Σ: 8 i32, the sums of each 4 consecutive q][d: f32][Σ q0..16: i32][Σ q16..32: i32][padding]`
+//! then, at 96, the same levels and lane sums laid out as a pair register of
+//! the Q4_0…Q8_0 kernel expects (`[q0-15, q0-15, q16-31, q16-31]`, lane sums
+//! likewise), so it loads them with one instruction each.
 //! (the lane sums let a weight offset be subtracted exactly inside the
 //! integer dot product). Separately, per block and token, `s = d·Σq` for the
 //! float-min formats, token-contiguous so a kernel loads several tokens' `s`
@@ -22,7 +25,10 @@ use half::f16;
 use crate::pool::{SendPtr, WorkerPool};
 
 /// Bytes of one block record.
-pub const RECORD: usize = 96;
+pub const RECORD: usize = 224;
+/// Offsets of the register-order copies.
+pub const DUP_Q: usize = 96;
+pub const DUP_LS: usize = 160;
 
 /// How activations are quantized (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +136,16 @@ fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: imp
         for l in 0..8 {
             let ls: i32 = q[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum();
             rec[32 + 4 * l..36 + 4 * l].copy_from_slice(&ls.to_le_bytes());
+            // Register lanes l and l+4 (l < 4), or l+4 and l+8 (l >= 4).
+            let lane = if l < 4 { l } else { l + 4 };
+            for dup in [lane, lane + 4] {
+                rec[DUP_LS + 4 * dup..DUP_LS + 4 * dup + 4].copy_from_slice(&ls.to_le_bytes());
+            }
+        }
+        for (i, &v) in q.iter().enumerate() {
+            let at = (i / 16) * 32 + i % 16;
+            rec[DUP_Q + at] = v as u8;
+            rec[DUP_Q + at + 16] = v as u8;
         }
         rec[64..68].copy_from_slice(&d.to_le_bytes());
         let half_sum = |h: usize| q[16 * h..16 * h + 16].iter().map(|&v| i32::from(v)).sum::<i32>();
@@ -175,7 +191,7 @@ fn super_block_scale(x: &[f32]) -> (f32, f32) {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{ActScheme, RECORD};
+    use super::{ActScheme, DUP_LS, DUP_Q, RECORD};
 
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI and F16C.
@@ -216,10 +232,15 @@ mod avx512 {
             // Lane sums of 4 consecutive levels: dot with ones.
             let ls = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), qb);
             let half0 = _mm512_reduce_add_epi32(q0);
+            // Register-order copies: 128-bit lanes [q0-15, q0-15, q16-31, q16-31].
+            let qdup = _mm512_shuffle_i64x2::<0b0101_0000>(_mm512_castsi256_si512(qb), _mm512_castsi256_si512(qb));
+            let lsdup = _mm512_shuffle_i64x2::<0b0101_0000>(_mm512_castsi256_si512(ls), _mm512_castsi256_si512(ls));
             // SAFETY: the record has room for all fields.
             unsafe {
                 _mm256_storeu_si256(rec.as_mut_ptr().cast(), qb);
                 _mm256_storeu_si256(rec.as_mut_ptr().add(32).cast(), ls);
+                _mm512_storeu_si512(rec.as_mut_ptr().add(DUP_Q).cast(), qdup);
+                _mm512_storeu_si512(rec.as_mut_ptr().add(DUP_LS).cast(), lsdup);
             }
             let d_stored = if scheme == ActScheme::Block32 { half::f16::from_f32(d).to_f32() } else { d };
             rec[64..68].copy_from_slice(&d_stored.to_le_bytes());
@@ -283,6 +304,7 @@ mod tests {
                 unsafe { avx512::quantize_token(&x, scheme, &mut b, |i, s| sb[i] = s) };
                 for blk in 0..16 {
                     assert_eq!(&a[blk * RECORD..blk * RECORD + 76], &b[blk * RECORD..blk * RECORD + 76], "{scheme:?} case {case} block {blk}");
+                    assert_eq!(&a[blk * RECORD + DUP_Q..(blk + 1) * RECORD], &b[blk * RECORD + DUP_Q..(blk + 1) * RECORD]);
                 }
                 assert_eq!(sa, sb);
             }

@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::activations::RECORD;
+use super::activations::{DUP_LS, DUP_Q, RECORD};
 use super::packed::RecordLayout;
 
 /// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
@@ -78,27 +78,6 @@ unsafe fn unpack<const BITS: u32>(rec: *const u8, planes_at: usize) -> __m512i {
     }
 }
 
-/// Scales spread over lanes: per 32 weights [A×8 | B×8], per 16 [Alo×4, Ahi×4, Blo×4, Bhi×4].
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-unsafe fn scales<const F32S: bool, const PER16: bool>(at: *const u8) -> __m512 {
-    // SAFETY (block): the record holds 2 (4 per-16) scales at `at`.
-    unsafe {
-        let v = match (F32S, PER16) {
-            (true, true) => _mm_loadu_ps(at.cast()),
-            (true, false) => _mm_castpd_ps(_mm_load_sd(at.cast())),
-            (false, true) => _mm_cvtph_ps(_mm_loadl_epi64(at.cast())),
-            (false, false) => _mm_cvtph_ps(_mm_cvtsi32_si128(at.cast::<i32>().read_unaligned())),
-        };
-        let idx = if PER16 {
-            _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
-        } else {
-            _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
-        };
-        _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v))
-    }
-}
-
 /// `llama.cpp`'s `hsum_float_8` of one 256-bit half.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
@@ -108,15 +87,15 @@ fn hsum8(x: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
 }
 
-/// `out[2p + i][c]` = row (2·pair0 + 2p + i) · token (tok0 + c), for `P` pairs
-/// starting at `w` and `C` tokens starting at `a` (token index `tok0`).
+/// `out[i][c]` = row (first + i) · token (tok0 + c), for the group of four
+/// rows whose records start at `w` and `C` tokens starting at `a`.
 ///
 /// # Safety
-/// `w` must point at `P` packed pairs of geometry `g`, `a` at `C` token
+/// `w` must point at a group's records (geometry `g`), `a` at `C` token
 /// records, `s` at the activations' `s` array, for a format matching the const
 /// parameters, and the CPU must support the enabled features.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-pub unsafe fn tile<const BITS: u32, const F32S: bool, const PER16: bool, const SHIFT: u32, const FMIN: bool, const P: usize, const C: usize>(
+pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
     g: &Geometry,
     w: *const u8,
     a: *const u8,
@@ -124,56 +103,67 @@ pub unsafe fn tile<const BITS: u32, const F32S: bool, const PER16: bool, const S
     tok0: usize,
     out: &mut [[f32; C]; 8],
 ) {
-    debug_assert!(P == 2 && C <= 4, "tiles are one group of four rows by up to four tokens");
-    let mut acc = [[_mm512_setzero_ps(); C]; P];
+    debug_assert!(C <= 4, "tiles are one group of four rows by up to four tokens");
+    let mut acc = [[_mm512_setzero_ps(); C]; 2];
     let mut summs = _mm512_setzero_ps();
     let cmask: __mmask8 = (1u8 << C) - 1;
     let row_idx = _mm512_loadu_si512(ROW_OF_LANE[C].as_ptr().cast());
     let tok_idx = _mm512_loadu_si512(TOKEN_OF_LANE[C].as_ptr().cast());
+    // Register lanes [A 0-3 | B 0-3 | A 4-7 | B 4-7]: scale index per lane.
+    let pair0 = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+    let pair1 = _mm512_add_epi32(pair0, _mm512_set1_epi32(2));
+    let nib = _mm512_set1_epi8(0x0F);
     for b in 0..g.blocks {
-        let mut wv = [_mm512_setzero_si512(); P];
-        let mut ws = [_mm512_setzero_ps(); P];
-        for p in 0..P {
-            // SAFETY: pair p's record b lies inside the packed matrix; the
-            // prefetch address may run past it, which prefetches tolerate.
-            unsafe {
-                let rec = w.add(b * g.step + p * g.rec.total);
-                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
-                wv[p] = unpack::<BITS>(rec, g.rec.planes);
-                ws[p] = scales::<F32S, PER16>(rec.add(g.rec.scales));
-            }
-        }
+        // SAFETY: record b of the group lies inside the packed matrix; the
+        // prefetch address may run past it, which prefetches tolerate.
+        let (w0, w1, ws0, ws1, rec) = unsafe {
+            let rec = w.add(b * g.rec.total);
+            _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
+            let (w0, w1) = if BITS == 8 {
+                (_mm512_loadu_si512(rec.cast()), _mm512_loadu_si512(rec.add(64).cast()))
+            } else {
+                // 128-bit lanes [A0, B0, A1, B1] of nibbles → both pairs' registers.
+                let v = _mm512_loadu_si512(rec.cast());
+                let lo = _mm512_and_si512(v, nib);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                let mut w0 = _mm512_shuffle_i64x2::<0b0100_0100>(lo, hi);
+                let mut w1 = _mm512_shuffle_i64x2::<0b1110_1110>(lo, hi);
+                if BITS == 5 {
+                    let k0 = rec.add(g.rec.planes).cast::<u64>().read_unaligned();
+                    let k1 = rec.add(g.rec.planes + 8).cast::<u64>().read_unaligned();
+                    w0 = _mm512_mask_add_epi8(w0, k0, w0, _mm512_set1_epi8(0x10));
+                    w1 = _mm512_mask_add_epi8(w1, k1, w1, _mm512_set1_epi8(0x10));
+                }
+                (w0, w1)
+            };
+            let sc = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.scales).cast())));
+            (w0, w1, _mm512_permutexvar_ps(pair0, sc), _mm512_permutexvar_ps(pair1, sc), rec)
+        };
         for c in 0..C {
             // SAFETY: token c's record b lies inside the activations.
             let (x, init, dx) = unsafe {
-                let rec = a.add(c * g.act_stride + b * RECORD);
-                let x = _mm512_broadcast_i64x4(_mm256_loadu_si256(rec.cast()));
+                let xr = a.add(c * g.act_stride + b * RECORD);
+                let x = _mm512_loadu_si512(xr.add(DUP_Q).cast());
                 let init = if SHIFT == 0 {
                     _mm512_setzero_si512()
                 } else {
-                    let ls = _mm512_broadcast_i64x4(_mm256_loadu_si256(rec.add(32).cast()));
+                    let ls = _mm512_loadu_si512(xr.add(DUP_LS).cast());
                     _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sllv_epi32(ls, _mm512_set1_epi32(SHIFT as i32)))
                 };
-                (x, init, _mm512_set1_ps(rec.add(64).cast::<f32>().read_unaligned()))
+                (x, init, _mm512_set1_ps(xr.add(64).cast::<f32>().read_unaligned()))
             };
-            for p in 0..P {
-                let isum = _mm512_dpbusd_epi32(init, wv[p], x);
-                acc[p][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws[p], dx), _mm512_cvtepi32_ps(isum), acc[p][c]);
-            }
+            let i0 = _mm512_dpbusd_epi32(init, w0, x);
+            let i1 = _mm512_dpbusd_epi32(init, w1, x);
+            acc[0][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws0, dx), _mm512_cvtepi32_ps(i0), acc[0][c]);
+            acc[1][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws1, dx), _mm512_cvtepi32_ps(i1), acc[1][c]);
         }
         if FMIN {
             // The min terms of all (row, token) pairs of the tile in one register,
             // lane i·C + c for row i and token c.
-            // SAFETY: both pairs' records of block b hold two mins; the s array
-            // holds `m` values per block and lanes past C are masked off.
+            // SAFETY: the record holds four f16 mins; the s array holds `m`
+            // values per block and lanes past C are masked off.
             unsafe {
-                let r0 = w.add(b * g.step + g.rec.mins);
-                let r1 = w.add(b * g.step + g.rec.total + g.rec.mins);
-                let mins = if F32S {
-                    _mm_castpd_ps(_mm_set_pd(r1.cast::<f64>().read_unaligned(), r0.cast::<f64>().read_unaligned()))
-                } else {
-                    _mm_cvtph_ps(_mm_set_epi32(0, 0, r1.cast::<i32>().read_unaligned(), r0.cast::<i32>().read_unaligned()))
-                };
+                let mins = _mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.mins).cast()));
                 let sv = _mm_maskz_loadu_ps(cmask, s.add(b * g.m + tok0));
                 let mrow = _mm512_permutexvar_ps(row_idx, _mm512_castps128_ps512(mins));
                 let stok = _mm512_permutexvar_ps(tok_idx, _mm512_castps128_ps512(sv));
@@ -186,11 +176,17 @@ pub unsafe fn tile<const BITS: u32, const F32S: bool, const PER16: bool, const S
         // SAFETY: 16 floats.
         unsafe { _mm512_storeu_ps(sm.as_mut_ptr(), summs) };
     }
-    for p in 0..P {
+    for p in 0..2 {
         for c in 0..C {
+            // Lanes i and i+8 are one row's partial sums i and i+4.
             let v = acc[p][c];
-            out[2 * p][c] = hsum8(_mm512_castps512_ps256(v)) + sm[2 * p * C + c];
-            out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(v)) + sm[(2 * p + 1) * C + c];
+            let s8 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(v), _mm512_castps512_ps256(v));
+            for ri in 0..2 {
+                let r4 = if ri == 0 { _mm256_castps256_ps128(s8) } else { _mm256_extractf128_ps::<1>(s8) };
+                let r = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
+                let h = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+                out[2 * p + ri][c] = h + sm[(2 * p + ri) * C + c];
+            }
         }
     }
 }

@@ -135,11 +135,12 @@ fn avx512_block(
     use avx512::{tile, tile_super, Geometry};
     let rec = layout.record();
     let g = Geometry { step: 2 * rec.total, blocks: w.blocks, rec, act_stride: acts.token_stride(), m: acts.m };
+    debug_assert!(!layout.f32_scales || layout.super_k.is_some(), "group records hold f16 scales");
     let n = w.rows;
     macro_rules! run_tile {
         ($p:literal, $c:literal, $row:expr, $tok:expr) => {{
             let mut out = [[0f32; $c]; 8];
-            let wp = bytes[w.record_offset(rec.total, $row, 0)..].as_ptr();
+            let wp = bytes[w.record_offset(layout, $row, 0)..].as_ptr();
             let ap = acts.token($tok).as_ptr();
             let sp = acts.sums.as_ptr();
             // SAFETY: `kernel_isa()` returned Avx512, so the CPU has the features;
@@ -151,16 +152,13 @@ fn avx512_block(
                     (Some(SuperK::Mins), Bits::B5) => tile_super::<5, 0, $p, $c>(&g, wp, ap, &mut out),
                     (Some(SuperK::Signed16), Bits::B6) => tile_super::<6, 1, $p, $c>(&g, wp, ap, &mut out),
                     (Some(k), b) => unreachable!("no kernel for {k:?} with {b:?}"),
-                    (None, _) => match (layout.bits, layout.f32_scales, layout.per16, layout.offset_shift, layout.float_min) {
-                    (Bits::B4, false, false, Some(3), false) => tile::<4, false, false, 3, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    (Bits::B4, false, false, None, true) => tile::<4, false, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    (Bits::B5, false, false, Some(4), false) => tile::<5, false, false, 4, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    (Bits::B5, false, false, None, true) => tile::<5, false, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    (Bits::B8, false, false, Some(7), false) => tile::<8, false, false, 7, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    (Bits::B4, true, false, None, true) => tile::<4, true, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    (Bits::B5, true, false, None, true) => tile::<5, true, false, 0, true, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    (Bits::B6, true, true, Some(5), false) => tile::<6, true, true, 5, false, $p, $c>(&g, wp, ap, sp, $tok, &mut out),
-                    other => unreachable!("no kernel for packed layout {other:?}"),
+                    (None, _) => match (layout.bits, layout.offset_shift, layout.float_min) {
+                        (Bits::B4, Some(3), false) => tile::<4, 3, false, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B4, None, true) => tile::<4, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B5, Some(4), false) => tile::<5, 4, false, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B5, None, true) => tile::<5, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B8, Some(7), false) => tile::<8, 7, false, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        other => unreachable!("no kernel for packed layout {other:?}"),
                     },
                 }
             }

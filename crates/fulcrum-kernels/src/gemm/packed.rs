@@ -6,20 +6,26 @@
 //! inside the integer dot product) or a float `min` per 32 weights. The
 //! K-quants' two-level scales are multiplied out (exact in f32).
 //!
-//! Rows are packed in *pairs*: the kernels hold two rows' 8-lane partial sums
-//! in one 16-lane register. Two pairs (four rows) form a *group* whose
-//! records are interleaved block by block (`[pair 0, block 0][pair 1, block
-//! 0][pair 0, block 1]…`), so a kernel tile reads one sequential stream —
-//! what memory prefetchers follow best. Per pair and per 32-weight block,
-//! one record:
-//! `[quants][bit planes][scales][mins]`
+//! Rows are packed in *groups* of four (two *pairs*); the kernels hold a
+//! pair's two rows' 8-lane partial sums in one 16-lane register, lanes
+//! `[A 0-3 | B 0-3 | A 4-7 | B 4-7]` (weights 0-15 of each row, then 16-31).
+//! A group's records follow block by block, so a kernel tile reads one
+//! sequential stream — what memory prefetchers follow best.
+//!
+//! Q4_0…Q8_0: one record per group and 32-weight block,
+//! `[quants][bit planes][scales][mins]`:
 //! - quants: 4-bit levels as 16 bytes per row (byte j: weight j in the low
-//!   nibble, weight j+16 in the high one — the Q4_0 convention), row A then
-//!   row B; 8-bit levels: 32 bytes per row in weight order;
-//! - bit planes (5-, 6-bit levels): one u64 per plane, bit i = weight i of
-//!   row A (i < 32) or weight i−32 of row B;
-//! - scales: A, B (per-16 formats: A low, A high, B low, B high), f16 or f32;
-//! - mins: A, B, same type.
+//!   nibble, weight j+16 in the high one — the Q4_0 convention), rows in order
+//!   (one 64-byte load unpacks to both pairs' registers with a mask, a shift
+//!   and two lane shuffles); 8-bit levels: 64 bytes per pair, already in
+//!   register order;
+//! - bit planes (5-bit levels): one u64 per pair, bit p = bit 4 of the level
+//!   in byte p of the pair's register;
+//! - scales: rows 0-3, f16; mins: rows 0-3, f16.
+//!
+//! K-quants: one record per *pair* and block (pairs 0 and 1 alternating),
+//! `[quants: row A then B][planes: u64 per plane, bit i = weight i of A (i <
+//! 32) or of B][integer scales and per-super-block factors]`.
 //!
 //! The bytes per weight stay as in the file for the formats whose scales are
 //! f16 (single-token decode reads every weight once per token and is bound by
@@ -103,15 +109,6 @@ impl QuantLayout {
         }
     }
 
-    /// Scales per row per block.
-    pub fn scales_per_block(&self) -> usize {
-        if self.per16 {
-            2
-        } else {
-            1
-        }
-    }
-
     pub fn num_planes(&self) -> usize {
         match self.bits {
             Bits::B5 => 1,
@@ -121,19 +118,24 @@ impl QuantLayout {
     }
 
     pub fn record(&self) -> RecordLayout {
-        let planes = match self.bits {
-            Bits::B8 => 64,
-            _ => 32,
-        };
-        let scales = planes + 8 * self.num_planes();
         match self.super_k {
-            // [sc A, sc B: u8][mn A, mn B: u8][d A, d B: f32][dmin A, dmin B: f32]
-            Some(SuperK::Mins) => RecordLayout { planes, scales, mins: scales + 2, total: scales + 20 },
-            // [sc A lo, A hi, B lo, B hi: i8][A's 16 scales, B's 16 scales: i8][d A, d B: f32]
-            Some(SuperK::Signed16) => RecordLayout { planes, scales, mins: scales + 4, total: scales + 44 },
+            Some(kind) => {
+                // Pair records.
+                let planes = if self.bits == Bits::B8 { 64 } else { 32 };
+                let scales = planes + 8 * self.num_planes();
+                match kind {
+                    // [sc A, sc B: u8][mn A, mn B: u8][d A, d B: f32][dmin A, dmin B: f32]
+                    SuperK::Mins => RecordLayout { planes, scales, mins: scales + 2, total: scales + 20 },
+                    // [sc A lo, A hi, B lo, B hi: i8][A's 16 scales, B's 16 scales: i8][d A, d B: f32]
+                    SuperK::Signed16 => RecordLayout { planes, scales, mins: scales + 4, total: scales + 44 },
+                }
+            }
             None => {
-                let mins = scales + 2 * self.scale_bytes() * self.scales_per_block();
-                let total = mins + if self.float_min { 2 * self.scale_bytes() } else { 0 };
+                // Group records (four rows).
+                let planes = if self.bits == Bits::B8 { 128 } else { 64 };
+                let scales = planes + 16 * self.num_planes();
+                let mins = scales + 4 * self.scale_bytes();
+                let total = mins + if self.float_min { 4 * self.scale_bytes() } else { 0 };
                 RecordLayout { planes, scales, mins, total }
             }
         }
@@ -224,7 +226,7 @@ impl PackedMatrix {
             return PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, group_stride: 0, data: PackedData::F32(out) };
         };
         let rec = layout.record();
-        let group_stride = 2 * blocks * rec.total;
+        let group_stride = if layout.super_k.is_some() { 2 * blocks * rec.total } else { blocks * rec.total };
         let pairs = w.rows.div_ceil(4) * 2;
         let mut bytes = AlignedBytes::zeroed(group_stride * pairs / 2);
         let zero = DecodedRow {
@@ -238,21 +240,35 @@ impl PackedMatrix {
         };
         let row = |r: usize| if r < w.rows { decode_row(w.ty, w.row(r), w.cols) } else { zero.clone_row() };
         let mut packed = PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, group_stride, data: PackedData::F32(Vec::new()) };
-        for pair in 0..pairs {
-            let (a, b) = (row(2 * pair), row(2 * pair + 1));
-            for blk in 0..blocks {
-                let at = packed.record_offset(rec.total, 2 * pair, blk);
-                write_record(&layout, [&a, &b], blk, &mut bytes.as_mut_slice()[at..at + rec.total]);
+        if layout.super_k.is_some() {
+            for pair in 0..pairs {
+                let (a, b) = (row(2 * pair), row(2 * pair + 1));
+                for blk in 0..blocks {
+                    let at = packed.record_offset(&layout, 2 * pair, blk);
+                    write_record(&layout, [&a, &b], blk, &mut bytes.as_mut_slice()[at..at + rec.total]);
+                }
+            }
+        } else {
+            for g in 0..pairs / 2 {
+                let rows = [row(4 * g), row(4 * g + 1), row(4 * g + 2), row(4 * g + 3)];
+                for blk in 0..blocks {
+                    let at = packed.record_offset(&layout, 4 * g, blk);
+                    write_group_record(&layout, &rows, blk, &mut bytes.as_mut_slice()[at..at + rec.total]);
+                }
             }
         }
         packed.data = PackedData::Quant { layout, bytes };
         packed
     }
 
-    /// Byte offset of the record holding block `b` of row `r` (and of its pair
-    /// partner), for records of `rec_bytes` bytes.
-    pub fn record_offset(&self, rec_bytes: usize, r: usize, b: usize) -> usize {
-        (r / 4) * self.group_stride + (2 * b + (r / 2) % 2) * rec_bytes
+    /// Byte offset of the record holding block `b` of row `r` (a group record,
+    /// or for K-quants the record of `r`'s pair).
+    pub fn record_offset(&self, layout: &QuantLayout, r: usize, b: usize) -> usize {
+        let total = layout.record().total;
+        match layout.super_k {
+            Some(_) => (r / 4) * self.group_stride + (2 * b + (r / 2) % 2) * total,
+            None => (r / 4) * self.group_stride + b * total,
+        }
     }
 
     /// Bytes the kernels read for one pass over the matrix.
@@ -363,7 +379,49 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
     d
 }
 
-/// Writes block `blk` of rows A and B as one pair record.
+/// Byte position of weight `i` of row `ri` (0 = A, 1 = B) in its pair's
+/// 64-byte register: `[A 0-15 | B 0-15 | A 16-31 | B 16-31]`.
+pub fn register_position(ri: usize, i: usize) -> usize {
+    (i / 16) * 32 + ri * 16 + i % 16
+}
+
+/// Writes block `blk` of four rows as one group record (Q4_0…Q8_0).
+fn write_group_record(layout: &QuantLayout, rows: &[DecodedRow; 4], blk: usize, out: &mut [u8]) {
+    let rec = layout.record();
+    for (r, row) in rows.iter().enumerate() {
+        let (p, ri) = (r / 2, r % 2);
+        let levels = &row.levels[32 * blk..32 * blk + 32];
+        match layout.bits {
+            Bits::B8 => {
+                for (i, &lv) in levels.iter().enumerate() {
+                    out[64 * p + register_position(ri, i)] = lv;
+                }
+            }
+            _ => {
+                for j in 0..16 {
+                    out[16 * r + j] = (levels[j] & 0x0F) | ((levels[j + 16] & 0x0F) << 4);
+                }
+                if layout.bits == Bits::B5 {
+                    let mut plane = u64::from_le_bytes(out[rec.planes + 8 * p..rec.planes + 8 * p + 8].try_into().unwrap());
+                    for (i, &lv) in levels.iter().enumerate() {
+                        if lv >> 4 & 1 == 1 {
+                            plane |= 1u64 << register_position(ri, i);
+                        }
+                    }
+                    out[rec.planes + 8 * p..rec.planes + 8 * p + 8].copy_from_slice(&plane.to_le_bytes());
+                }
+            }
+        }
+    }
+    let scales: Vec<f32> = rows.iter().map(|r| r.scales[blk]).collect();
+    put_floats(layout.f32_scales, &scales, &mut out[rec.scales..rec.mins]);
+    if layout.float_min {
+        let mins: Vec<f32> = rows.iter().map(|r| r.mins[blk]).collect();
+        put_floats(layout.f32_scales, &mins, &mut out[rec.mins..rec.total]);
+    }
+}
+
+/// Writes block `blk` of rows A and B as one pair record (K-quants).
 fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &mut [u8]) {
     let rec = layout.record();
     let mut planes = [0u64; 2];
@@ -410,13 +468,7 @@ fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &
             put_floats(true, &[rows[0].k_d[sb], rows[1].k_d[sb]], &mut out[rec.scales + 36..rec.total]);
             return;
         }
-        None => {}
-    }
-    let spb = layout.scales_per_block();
-    let scales: Vec<f32> = rows.iter().flat_map(|r| r.scales[spb * blk..spb * (blk + 1)].to_vec()).collect();
-    put_floats(layout.f32_scales, &scales, &mut out[rec.scales..rec.mins]);
-    if layout.float_min {
-        put_floats(layout.f32_scales, &[rows[0].mins[blk], rows[1].mins[blk]], &mut out[rec.mins..rec.total]);
+        None => unreachable!("pair records are for K-quants only"),
     }
 }
 

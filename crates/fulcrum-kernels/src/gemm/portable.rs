@@ -19,7 +19,7 @@
 use half::f16;
 
 use super::activations::{QuantizedActivations, RECORD};
-use super::packed::{Bits, PackedMatrix, QuantLayout, SuperK};
+use super::packed::{register_position, Bits, PackedMatrix, QuantLayout, SuperK};
 
 /// `((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3))`: llama.cpp's `hsum_float_8`.
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
@@ -35,7 +35,27 @@ fn read_scale(layout: &QuantLayout, rec: &[u8], at: usize, i: usize) -> f32 {
     }
 }
 
-/// Levels of row `ri` (0 = A, 1 = B) of a pair record, in weight order.
+/// Levels of row `r % 4` of a group record (Q4_0…Q8_0), in weight order.
+fn group_levels(layout: &QuantLayout, rec: &[u8], r: usize) -> [u8; 32] {
+    let rl = layout.record();
+    let (p, ri) = ((r % 4) / 2, r % 2);
+    std::array::from_fn(|i| match layout.bits {
+        Bits::B8 => rec[64 * p + register_position(ri, i)],
+        _ => {
+            let byte = rec[16 * (r % 4) + i % 16];
+            let nibble = if i < 16 { byte & 0x0F } else { byte >> 4 };
+            let high = if layout.bits == Bits::B5 {
+                let plane = u64::from_le_bytes(rec[rl.planes + 8 * p..rl.planes + 8 * p + 8].try_into().unwrap());
+                ((plane >> register_position(ri, i)) & 1) as u8
+            } else {
+                0
+            };
+            nibble | high << 4
+        }
+    })
+}
+
+/// Levels of row `ri` (0 = A, 1 = B) of a K-quant pair record, in weight order.
 pub(crate) fn levels(layout: &QuantLayout, rec: &[u8], ri: usize) -> [u8; 32] {
     let rl = layout.record();
     let mut out = [0u8; 32];
@@ -72,7 +92,7 @@ fn f32_at(b: &[u8], at: usize) -> f32 {
 fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
     let rl = layout.record();
     let ri = r % 2;
-    let rec_of = |b: usize| &bytes[w.record_offset(rl.total, r, b)..][..rl.total];
+    let rec_of = |b: usize| &bytes[w.record_offset(layout, r, b)..][..rl.total];
     let a = acts.token(tok);
     let (mut acc, mut acc_min) = (0f32, 0f32);
     let mut lanes = [0f32; 8];
@@ -133,14 +153,13 @@ pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &Q
         return dot_super(kind, layout, bytes, w, acts, r, tok);
     }
     let rl = layout.record();
-    let ri = r % 2;
     let a = acts.token(tok);
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for b in 0..w.blocks {
-        let rec = &bytes[w.record_offset(rl.total, r, b)..][..rl.total];
+        let rec = &bytes[w.record_offset(layout, r, b)..][..rl.total];
         let x = &a[b * RECORD..(b + 1) * RECORD];
-        let lv = levels(layout, rec, ri);
+        let lv = group_levels(layout, rec, r);
         let dx = f32::from_le_bytes(x[64..68].try_into().unwrap());
         for (j, acc_j) in acc.iter_mut().enumerate() {
             let ls = i32::from_le_bytes(x[32 + 4 * j..36 + 4 * j].try_into().unwrap());
@@ -148,11 +167,11 @@ pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &Q
             for t in 4 * j..4 * j + 4 {
                 isum += i32::from(lv[t]) * i32::from(x[t] as i8);
             }
-            let ws = if layout.per16 { read_scale(layout, rec, rl.scales, 2 * ri + j / 4) } else { read_scale(layout, rec, rl.scales, ri) };
+            let ws = read_scale(layout, rec, rl.scales, r % 4);
             *acc_j = (ws * dx).mul_add(isum as f32, *acc_j);
         }
         if layout.float_min {
-            summs = read_scale(layout, rec, rl.mins, ri).mul_add(acts.sum(b, tok), summs);
+            summs = read_scale(layout, rec, rl.mins, r % 4).mul_add(acts.sum(b, tok), summs);
         }
     }
     hsum8(&acc) + summs
