@@ -29,6 +29,8 @@ pub enum ApiError {
     ModelNotFound(String),
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("the request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
@@ -77,6 +79,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::ModelNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -104,6 +107,7 @@ impl ApiError {
             ApiError::ContextLengthExceeded { .. } => "context_length_exceeded",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::RouteNotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "request_too_large",
             ApiError::Unauthorized => "invalid_api_key",
             ApiError::QueueFull(_) => "queue_full",
@@ -126,12 +130,7 @@ impl ApiError {
     /// fails after its headers went out).
     pub fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
-            error: ErrorDetail {
-                message: self.to_string(),
-                kind: self.kind(),
-                param: self.param(),
-                code: self.code(),
-            },
+            error: ErrorDetail { message: self.to_string(), kind: self.kind(), param: self.param(), code: self.code() },
         }
     }
 
@@ -192,8 +191,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = serde_json::to_vec(&self.body()).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
-            .into_response();
+        let mut response =
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         let headers = response.headers_mut();
         match status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -235,11 +234,16 @@ mod tests {
 
     #[test]
     fn engine_errors_name_the_clients_field() {
-        let e = EngineError::InvalidParams(SamplingError { field: "logprobs", requirement: "must be in [0, 20]", value: "30".into() });
+        let e = EngineError::InvalidParams(SamplingError {
+            field: "logprobs",
+            requirement: "must be in [0, 20]",
+            value: "30".into(),
+        });
         let api = ApiError::from_engine(e, &FieldNames::CHAT);
         assert_eq!(api.to_string(), "`top_logprobs` must be in [0, 20], got 30");
         assert_eq!(api.param(), Some("top_logprobs"));
-        let e = EngineError::ContextLengthExceeded { num_prompt_tokens: 10, max_tokens: Some(9000), max_model_len: 8192 };
+        let e =
+            EngineError::ContextLengthExceeded { num_prompt_tokens: 10, max_tokens: Some(9000), max_model_len: 8192 };
         let api = ApiError::from_engine(e, &FieldNames::COMPLETIONS);
         assert_eq!(api.status(), StatusCode::BAD_REQUEST);
         assert_eq!(api.param(), Some("max_tokens"));

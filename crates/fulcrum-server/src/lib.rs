@@ -30,13 +30,13 @@ pub mod handlers;
 pub mod metrics;
 pub mod params;
 pub mod protocol;
+pub mod request_log;
 pub mod server;
 pub mod sse;
 pub mod state;
 
 mod auth;
 mod body;
-mod request_log;
 
 pub use config::{MetricsCompat, ServerConfig};
 pub use error::ApiError;

@@ -32,13 +32,12 @@ const FIRST_TOKEN_BUCKETS: &[f64] = &[
     160.0, 640.0, 2560.0,
 ];
 /// Per-token times.
-const TOKEN_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
-];
+const TOKEN_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 /// Whole requests.
 const REQUEST_BUCKETS: &[f64] = &[
-    0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
-    960.0, 1920.0, 7680.0,
+    0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
+    1920.0, 7680.0,
 ];
 
 /// The finish reasons `requests_finished_total` is labelled with.
@@ -142,7 +141,8 @@ const VLLM: Names = Names {
 impl Metrics {
     /// `model_name`: the constant label (omitted when empty).
     pub fn new(compat: MetricsCompat, model_name: &str) -> Metrics {
-        let labels = (!model_name.is_empty()).then(|| HashMap::from([("model_name".to_string(), model_name.to_string())]));
+        let labels =
+            (!model_name.is_empty()).then(|| HashMap::from([("model_name".to_string(), model_name.to_string())]));
         // Only fails on an invalid label name, and `model_name` is valid.
         let registry = Registry::new_custom(None, labels).unwrap_or_default();
         let mut families = vec![Family::register(&registry, &FULCRUM)];
@@ -204,8 +204,9 @@ impl Family {
         let kv_usage = Gauge::new(names.kv_usage, "Fraction of KV-cache blocks owned by sequences (0 to 1).")
             .unwrap_or_else(|e| unreachable_metric(names.kv_usage, e));
         register(registry, kv_usage.clone(), names.kv_usage);
-        let finished = IntCounterVec::new(Opts::new(names.finished, "Sequences finished, by reason."), &["finished_reason"])
-            .unwrap_or_else(|e| unreachable_metric(names.finished, e));
+        let finished =
+            IntCounterVec::new(Opts::new(names.finished, "Sequences finished, by reason."), &["finished_reason"])
+                .unwrap_or_else(|e| unreachable_metric(names.finished, e));
         register(registry, finished.clone(), names.finished);
         for reason in FINISH_REASONS {
             finished.with_label_values(&[reason]);
@@ -346,9 +347,12 @@ mod tests {
         }
         // Counters advance by the difference, and a second scrape of the
         // same snapshot adds nothing.
-        let text = metrics.render(Some(&EngineMetrics { num_prompt_tokens: 50, ..engine.clone() }));
+        metrics.render(Some(&EngineMetrics { num_prompt_tokens: 50, ..engine.clone() }));
         let text = metrics.render(Some(&EngineMetrics { num_prompt_tokens: 50, ..engine }));
-        assert_eq!(sample_line(&text, "fulcrum_prompt_tokens_total"), Some("fulcrum_prompt_tokens_total{model_name=\"smollm2-135m\"} 50"));
+        assert_eq!(
+            sample_line(&text, "fulcrum_prompt_tokens_total"),
+            Some("fulcrum_prompt_tokens_total{model_name=\"smollm2-135m\"} 50")
+        );
     }
 
     #[test]

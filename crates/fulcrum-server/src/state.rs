@@ -104,8 +104,8 @@ impl AppState {
     /// names and the model's own name are accepted, anything else is 404.
     pub fn check_model(&self, requested: Option<&str>, engine: &EngineHandle) -> Result<String, ApiError> {
         let Some(requested) = requested else { return Ok(self.primary_model_name()) };
-        let is_known = self.inner.config.served_model_names.iter().any(|n| n == requested)
-            || engine.model().name == requested;
+        let is_known =
+            self.inner.config.served_model_names.iter().any(|n| n == requested) || engine.model().name == requested;
         if is_known {
             Ok(requested.to_string())
         } else {

@@ -22,8 +22,12 @@ enum Command {
     Generate(cmd::generate::GenerateArgs),
     /// Chat with a model in the terminal.
     Chat(cmd::chat::ChatArgs),
+    /// Serve the OpenAI-compatible HTTP API (completions, chat, streaming, metrics).
+    Serve(cmd::serve::ServeArgs),
     /// Measure throughput and latency: load-test a server, sweep engine knobs.
     Bench(cmd::bench::BenchArgs),
+    /// Measure this machine's memory bandwidth and peak int8/f32 throughput.
+    Roofline(cmd::roofline::RooflineArgs),
 }
 
 fn main() {
@@ -31,9 +35,11 @@ fn main() {
     let result = match cli.command {
         Command::Models(a) => cmd::models::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Chat(a) => cmd::chat::run(a),
+        Command::Roofline(a) => cmd::roofline::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

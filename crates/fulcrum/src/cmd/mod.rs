@@ -5,6 +5,8 @@ pub mod chat;
 pub mod engine_args;
 pub mod generate;
 pub mod models;
+pub mod roofline;
+pub mod serve;
 pub mod tokenize;
 
 use std::path::PathBuf;
