@@ -43,11 +43,18 @@ pub(crate) fn tree16(v: __m512) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
 }
 
+/// Queries handled together by the single-row path.
+const MAX_DIRECT: usize = 8;
+
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/DQ, FMA and F16C; `head_dim` must be
 /// a multiple of 16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
+    if t.rows.len() == 1 && t.shape.block_size == 16 && t.num_queries() <= MAX_DIRECT {
+        // SAFETY: same contract.
+        return unsafe { attend_one_row(t, buf, out) };
+    }
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
     let stride = p.n_heads * hd;
@@ -154,6 +161,108 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
                 unsafe { acc = _mm512_fmadd_ps(_mm512_loadu_ps(vr.as_ptr().add(16 * c)), _mm512_loadu_ps(row.as_ptr().add(16 * c)), acc) };
             }
             *o = tree16(acc);
+        }
+    }
+}
+
+/// One query row (a decode step): keys and values are read straight from the
+/// f16 cache, each 16-wide load converted once and used by every query head
+/// of the group — no widened copies. Same arithmetic as [`attend`].
+///
+/// # Safety
+/// As [`attend`], plus a block size of 16 and at most `MAX_DIRECT` queries.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
+    let (p, shape) = (t.p, t.shape);
+    let hd = p.head_dim;
+    let stride = p.n_heads * hd;
+    let nq = t.num_queries();
+    let (base, span) = (t.base(), t.span());
+    let r = t.rows.start;
+    let (lo, hi) = (t.lo_of(r), t.pos_of(r));
+    // [nq*span] scores | [nq*hd] q
+    let need = nq * span + nq * hd;
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let (scores, rest) = buf.split_at_mut(nq * span);
+    let qs = &mut rest[..nq * hd];
+    for qi in 0..nq {
+        let (_, h) = t.query(qi);
+        let src = &t.q[(t.s.first_row + r) * stride + h * hd..][..hd];
+        for (dst, chunk) in qs[qi * hd..(qi + 1) * hd].chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+            // SAFETY: 16 floats each.
+            unsafe {
+                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_loadu_ps(chunk.as_ptr()));
+                _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(h16));
+            }
+        }
+    }
+    scores.fill(f32::NEG_INFINITY);
+    let mut max = [f32::NEG_INFINITY; MAX_DIRECT];
+    let block_of = |pos: usize| shape.head_offset(t.s.block_table[pos / 16] as usize, t.kv_head);
+    for pos in lo..=hi {
+        let krow = &t.k_layer[block_of(pos) + (pos % 16) * hd..][..hd];
+        let mut acc = [_mm512_setzero_ps(); MAX_DIRECT];
+        for c in (0..hd).step_by(16) {
+            // SAFETY: 16 f16 of the key; `qs` rows hold `hd` floats.
+            unsafe {
+                let k = _mm512_cvtph_ps(_mm256_loadu_si256(krow.as_ptr().add(c).cast()));
+                for (qi, a) in acc.iter_mut().enumerate().take(nq) {
+                    *a = _mm512_fmadd_ps(k, _mm512_loadu_ps(qs.as_ptr().add(qi * hd + c)), *a);
+                }
+            }
+        }
+        for (qi, a) in acc.iter().enumerate().take(nq) {
+            let sc = tree16(*a) * p.scale;
+            scores[qi * span + pos - base] = sc;
+            max[qi] = max[qi].max(sc);
+        }
+    }
+    for qi in 0..nq {
+        let row = &mut scores[qi * span..(qi + 1) * span];
+        let m = _mm512_set1_ps(max[qi]);
+        let mut total = 0f64;
+        for chunk in row.chunks_exact_mut(16) {
+            // SAFETY: a 16-element chunk.
+            unsafe {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(chunk.as_ptr()), m));
+                _mm512_storeu_ps(chunk.as_mut_ptr(), e);
+                total += f64::from(tree16(e));
+            }
+        }
+        let inv = _mm512_set1_ps((1.0 / total) as f32);
+        for chunk in row.chunks_exact_mut(16) {
+            // SAFETY: a 16-element chunk.
+            unsafe {
+                let w = _mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), inv);
+                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(w);
+                _mm512_storeu_ps(chunk.as_mut_ptr(), _mm512_cvtph_ps(h16));
+            }
+        }
+    }
+    // Values: with 16-slot blocks, chunk c of the score row is block c's slots.
+    let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
+    for d in 0..hd {
+        let mut acc = [_mm512_setzero_ps(); MAX_DIRECT];
+        for c in c0..c1 {
+            let first = base + 16 * c;
+            // Lanes outside [lo, hi] load as zero (their weight is zero; the
+            // cache there may hold another sequence's values).
+            let a = lo.saturating_sub(first).min(16);
+            let b = (hi + 1 - first).min(16);
+            let mask: __mmask16 = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16;
+            let vrow = &t.v_layer[block_of(first) + d * 16..][..16];
+            // SAFETY: 16 f16 of the block's dimension d, masked.
+            let v = _mm512_cvtph_ps(unsafe { _mm256_maskz_loadu_epi16(mask, vrow.as_ptr().cast()) });
+            for (qi, a) in acc.iter_mut().enumerate().take(nq) {
+                // SAFETY: chunk c of the score row lies inside it.
+                *a = _mm512_fmadd_ps(v, unsafe { _mm512_loadu_ps(scores.as_ptr().add(qi * span + 16 * c)) }, *a);
+            }
+        }
+        for (qi, a) in acc.iter().enumerate().take(nq) {
+            let (_, h) = t.query(qi);
+            out[(t.s.first_row + r) * stride + h * hd + d] = tree16(*a);
         }
     }
 }

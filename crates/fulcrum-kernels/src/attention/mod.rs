@@ -337,8 +337,16 @@ mod tests {
             return;
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(21);
-        for (bs, window, n_heads, n_kv, hd, total, first_pos) in
-            [(16usize, None, 9usize, 3usize, 64usize, 40usize, 0usize), (16, Some(7), 4, 1, 32, 50, 10), (7, None, 2, 1, 16, 23, 3), (32, Some(20), 4, 2, 64, 70, 60)]
+        for (bs, window, n_heads, n_kv, hd, total, first_pos) in [
+            (16usize, None, 9usize, 3usize, 64usize, 40usize, 0usize),
+            (16, Some(7), 4, 1, 32, 50, 10),
+            (7, None, 2, 1, 16, 23, 3),
+            (32, Some(20), 4, 2, 64, 70, 60),
+            // Single rows (decode steps) take the direct path.
+            (16, None, 9, 3, 64, 45, 44),
+            (16, Some(20), 4, 1, 256, 70, 69),
+            (16, None, 4, 1, 256, 17, 16),
+        ]
         {
             let p = AttentionParams { n_heads, n_kv_heads: n_kv, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window };
             let shape = KvShape { num_blocks: total.div_ceil(bs) + 2, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
