@@ -63,6 +63,25 @@ pub struct ForwardScratch {
     mm: MatmulScratch,
 }
 
+/// `x += norm(y)` (Gemma's post-norms) or `x += y`, row chunks in parallel.
+fn residual_add(pool: &WorkerPool, chunk: usize, x: &mut [f32], y: &mut [f32], norm: Option<&[f32]>, eps: f32) {
+    if let Some(w) = norm {
+        pool.for_each_chunk_mut(y, chunk, |_, part| ops::rms_norm_inplace(part, w, eps));
+    }
+    let y: &[f32] = y;
+    pool.for_each_chunk_mut(x, chunk, |i, part| ops::add_inplace(part, &y[i * chunk..][..part.len()]));
+}
+
+/// Rows per task for the row-wise operations: all of them when the step is
+/// small (one task runs inline, no hand-off), else a few tasks per thread.
+fn rows_per_chunk(pool: &WorkerPool, t_total: usize) -> usize {
+    if t_total < 32 {
+        t_total.max(1)
+    } else {
+        t_total.div_ceil(pool.num_threads() * 4).max(8)
+    }
+}
+
 fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buf.len() < len {
         buf.resize(len, 0.0);
@@ -159,7 +178,8 @@ pub fn forward<'s>(
     for (li, (lw, la)) in weights.layers.iter().zip(&cfg.layers).enumerate() {
         let x = &mut s.x[..t_total * d];
         let xn = sized(&mut s.xn, t_total * d);
-        ops::rms_norm(x, &lw.attn_norm, cfg.rms_eps, xn);
+        let cr = rows_per_chunk(pool, t_total);
+        pool.for_each_chunk_mut(xn, cr * d, |i, part| ops::rms_norm(&x[i * cr * d..][..part.len()], &lw.attn_norm, cfg.rms_eps, part));
         let q = sized(&mut s.q, t_total * qd);
         let k = sized(&mut s.k, t_total * kvd);
         let v = sized(&mut s.v, t_total * kvd);
@@ -169,15 +189,18 @@ pub fn forward<'s>(
         dbg("Qcur", q);
         dbg("Kcur", k);
         dbg("Vcur", v);
-        if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
-            ops::rms_norm_inplace(q, qn, cfg.rms_eps);
-            ops::rms_norm_inplace(k, kn, cfg.rms_eps);
-        }
         let rope = &s.rope.iter().find(|(b, _)| *b == la.rope_base).expect("table filled above").1;
-        for t in 0..t_total {
-            let (c, sn) = rope.row(t);
-            ops::rope(&mut q[t * qd..(t + 1) * qd], hd, c, sn, cfg.rope_style);
-            ops::rope(&mut k[t * kvd..(t + 1) * kvd], hd, c, sn, cfg.rope_style);
+        // Per token: Gemma's q/k norms, then the rotation (rows are independent).
+        for (buf, width, norm) in [(&mut *q, qd, &lw.q_norm), (&mut *k, kvd, &lw.k_norm)] {
+            pool.for_each_chunk_mut(buf, cr * width, |i, part| {
+                if let Some(nw) = norm {
+                    ops::rms_norm_inplace(part, nw, cfg.rms_eps);
+                }
+                for (j, row) in part.chunks_exact_mut(width).enumerate() {
+                    let (c, sn) = rope.row(i * cr + j);
+                    ops::rope(row, hd, c, sn, cfg.rope_style);
+                }
+            });
         }
         let shape = kv.shape;
         let (kc, vc) = kv.layer_mut(li);
@@ -202,14 +225,12 @@ pub fn forward<'s>(
         let proj = sized(&mut s.proj, t_total * d);
         mm(pool, &lw.wo, attn, proj, &mut s.mm);
         dbg("attn_out", proj);
-        if let Some(pn) = &lw.post_attn_norm {
-            ops::rms_norm_inplace(proj, pn, cfg.rms_eps);
-            dbg("attn_post_norm", proj);
-        }
-        ops::add_inplace(x, proj);
+        residual_add(pool, cr * d, x, proj, lw.post_attn_norm.as_deref(), cfg.rms_eps);
+        dbg("attn_post_norm", proj);
 
         dbg("ffn_inp", x);
-        ops::rms_norm(x, &lw.ffn_norm, cfg.rms_eps, xn);
+        let x_ro: &[f32] = x;
+        pool.for_each_chunk_mut(xn, cr * d, |i, part| ops::rms_norm(&x_ro[i * cr * d..][..part.len()], &lw.ffn_norm, cfg.rms_eps, part));
         dbg("ffn_norm", xn);
         let gate = sized(&mut s.gate, t_total * ffn);
         let up = sized(&mut s.up, t_total * ffn);
@@ -217,17 +238,18 @@ pub fn forward<'s>(
         // The activation is written over `gate` via a split so no extra buffer is needed.
         dbg("ffn_gate", gate);
         dbg("ffn_up", up);
-        match cfg.arch {
-            Arch::Llama => ops::swiglu_inplace(gate, up),
-            Arch::Gemma3 => ops::geglu_inplace(gate, up),
-        }
+        let up_ro: &[f32] = up;
+        pool.for_each_chunk_mut(gate, cr * ffn, |i, part| {
+            let u = &up_ro[i * cr * ffn..][..part.len()];
+            match cfg.arch {
+                Arch::Llama => ops::swiglu_inplace(part, u),
+                Arch::Gemma3 => ops::geglu_inplace(part, u),
+            }
+        });
         dbg("ffn_act", gate);
         mm(pool, &lw.w_down, gate, proj, &mut s.mm);
         dbg("ffn_out", proj);
-        if let Some(pn) = &lw.post_ffn_norm {
-            ops::rms_norm_inplace(proj, pn, cfg.rms_eps);
-        }
-        ops::add_inplace(x, proj);
+        residual_add(pool, cr * d, x, proj, lw.post_ffn_norm.as_deref(), cfg.rms_eps);
         debug_dump(&format!("l_out-{li}"), x);
     }
 

@@ -43,6 +43,37 @@ pub(crate) fn tree16(v: __m512) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
 }
 
+/// The [`tree16`] sums of 16 vectors at once, lane `k` = `tree16(v[k])`, by a
+/// transposing network that performs exactly the same additions (each pair
+/// `i, i+8`, then `i, i+4`, `i, i+2`, `0, 1` of every vector) in 2.9
+/// instructions per vector instead of 8.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(crate) fn tree16x16(v: &[__m512; 16]) -> __m512 {
+    // Pairs (2j, 2j+1): [lanes 0-7 + 8-15 of 2j | same of 2j+1].
+    let mut b = [_mm512_setzero_ps(); 8];
+    for (j, bj) in b.iter_mut().enumerate() {
+        let (x, y) = (v[2 * j], v[2 * j + 1]);
+        *bj = _mm512_add_ps(_mm512_shuffle_f32x4::<0b0100_0100>(x, y), _mm512_shuffle_f32x4::<0b1110_1110>(x, y));
+    }
+    // Quads: 128-bit lane t holds key 4m+t's four partial sums.
+    let mut c = [_mm512_setzero_ps(); 4];
+    for (m, cm) in c.iter_mut().enumerate() {
+        let (x, y) = (b[2 * m], b[2 * m + 1]);
+        *cm = _mm512_add_ps(_mm512_shuffle_f32x4::<0b1000_1000>(x, y), _mm512_shuffle_f32x4::<0b1101_1101>(x, y));
+    }
+    // Lane j: [key 4(2n)+j: two sums, key 4(2n+1)+j: two sums].
+    let mut d = [_mm512_setzero_ps(); 2];
+    for (n, dn) in d.iter_mut().enumerate() {
+        let (x, y) = (c[2 * n], c[2 * n + 1]);
+        *dn = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(x, y), _mm512_shuffle_ps::<0xEE>(x, y));
+    }
+    // Element 4j + t is key j + 4t.
+    let e = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(d[0], d[1]), _mm512_shuffle_ps::<0xDD>(d[0], d[1]));
+    let idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    _mm512_permutexvar_ps(idx, e)
+}
+
 /// Queries handled together by the single-row path.
 const MAX_DIRECT: usize = 8;
 
@@ -119,16 +150,26 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         let row = &mut scores[qi * span..(qi + 1) * span];
         row.fill(f32::NEG_INFINITY);
         let mut max = f32::NEG_INFINITY;
-        for pos in lo..=hi {
-            let kr = &keys[(pos - base) * hd..(pos - base + 1) * hd];
-            let mut acc = _mm512_setzero_ps();
-            for c in (0..hd).step_by(16) {
-                // SAFETY: `kr` and `qv` hold `hd` (a multiple of 16) floats.
-                unsafe { acc = _mm512_fmadd_ps(_mm512_loadu_ps(kr.as_ptr().add(c)), _mm512_loadu_ps(qv.as_ptr().add(c)), acc) };
+        // 16 keys at a time (positions base + 16·chunk + k), reduced together.
+        let scale_v = _mm512_set1_ps(scale);
+        for chunk in (lo - base) / 16..=(hi - base) / 16 {
+            let mut acc = [_mm512_setzero_ps(); 16];
+            for (k, a) in acc.iter_mut().enumerate() {
+                let kr = &keys[(16 * chunk + k) * hd..(16 * chunk + k + 1) * hd];
+                for c in (0..hd).step_by(16) {
+                    // SAFETY: `kr` and `qv` hold `hd` (a multiple of 16) floats.
+                    unsafe { *a = _mm512_fmadd_ps(_mm512_loadu_ps(kr.as_ptr().add(c)), _mm512_loadu_ps(qv.as_ptr().add(c)), *a) };
+                }
             }
-            let sc = tree16(acc) * scale;
-            row[pos - base] = sc;
-            max = max.max(sc);
+            let sc = _mm512_mul_ps(tree16x16(&acc), scale_v);
+            // Lanes outside [lo, hi] stay -inf.
+            let first = base + 16 * chunk;
+            let a = lo.saturating_sub(first).min(16);
+            let b = (hi + 1 - first).min(16);
+            let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
+            // SAFETY: the chunk lies inside the row.
+            unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * chunk), vis, sc) };
+            max = max.max(_mm512_mask_reduce_max_ps(vis, sc));
         }
         let m = _mm512_set1_ps(max);
         let mut total = 0f64;
@@ -153,14 +194,19 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         // [lo, hi] are exactly zero, adding nothing.
         let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
         let dst = &mut out[(t.s.first_row + r) * stride + h * hd..][..hd];
-        for (d, o) in dst.iter_mut().enumerate() {
-            let vr = &vals[d * span..(d + 1) * span];
-            let mut acc = _mm512_setzero_ps();
+        for d0 in (0..hd).step_by(16) {
+            let mut acc = [_mm512_setzero_ps(); 16];
             for c in c0..c1 {
-                // SAFETY: chunks lie inside the row (`span` is a multiple of 16).
-                unsafe { acc = _mm512_fmadd_ps(_mm512_loadu_ps(vr.as_ptr().add(16 * c)), _mm512_loadu_ps(row.as_ptr().add(16 * c)), acc) };
+                // SAFETY: chunks lie inside the rows (`span` is a multiple of 16).
+                unsafe {
+                    let w = _mm512_loadu_ps(row.as_ptr().add(16 * c));
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(_mm512_loadu_ps(vals.as_ptr().add((d0 + k) * span + 16 * c)), w, *a);
+                    }
+                }
             }
-            *o = tree16(acc);
+            // SAFETY: 16 output dimensions.
+            unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(d0), tree16x16(&acc)) };
         }
     }
 }

@@ -376,6 +376,29 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tree_network_equals_sixteen_trees() {
+        if !crate::isa::Isa::Avx512.is_supported() {
+            return;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..100 {
+            let vals: Vec<[f32; 16]> = (0..16).map(|_| std::array::from_fn(|_| rng.gen_range(-1e3..1e3f32) * rng.gen_range(0.0..1.0f32).powi(8))).collect();
+            // SAFETY: AVX-512 checked above.
+            let got: [f32; 16] = unsafe {
+                use std::arch::x86_64::*;
+                let v: [__m512; 16] = std::array::from_fn(|k| _mm512_loadu_ps(vals[k].as_ptr()));
+                let mut out = [0f32; 16];
+                _mm512_storeu_ps(out.as_mut_ptr(), avx512::tree16x16(&v));
+                out
+            };
+            for k in 0..16 {
+                assert_eq!(got[k].to_bits(), portable::tree16(&vals[k]).to_bits(), "key {k}");
+            }
+        }
+    }
+
     #[test]
     fn ragged_batch_equals_separate_calls() {
         let pool = WorkerPool::new(2);
