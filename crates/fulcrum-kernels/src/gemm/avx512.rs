@@ -103,12 +103,12 @@ pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C:
     tok0: usize,
     out: &mut [[f32; C]; 8],
 ) {
-    debug_assert!(C <= 4, "tiles are one group of four rows by up to four tokens");
+    debug_assert!(C <= 8, "tiles are one group of four rows by up to eight tokens");
     let mut acc = [[_mm512_setzero_ps(); C]; 2];
-    let mut summs = _mm512_setzero_ps();
-    let cmask: __mmask8 = (1u8 << C) - 1;
-    let row_idx = _mm512_loadu_si512(ROW_OF_LANE[C].as_ptr().cast());
-    let tok_idx = _mm512_loadu_si512(TOKEN_OF_LANE[C].as_ptr().cast());
+    // Min terms: register h holds tokens 4h..4h+4, lane 4·row + token % 4.
+    let mut summs = [_mm512_setzero_ps(); 2];
+    let row_idx = _mm512_loadu_si512(ROW_OF_LANE[4].as_ptr().cast());
+    let tok_idx = _mm512_loadu_si512(TOKEN_OF_LANE[4].as_ptr().cast());
     // Register lanes [A 0-3 | B 0-3 | A 4-7 | B 4-7]: scale index per lane.
     let pair0 = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
     let pair1 = _mm512_add_epi32(pair0, _mm512_set1_epi32(2));
@@ -164,17 +164,22 @@ pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C:
             // values per block and lanes past C are masked off.
             unsafe {
                 let mins = _mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.mins).cast()));
-                let sv = _mm_maskz_loadu_ps(cmask, s.add(b * g.m + tok0));
                 let mrow = _mm512_permutexvar_ps(row_idx, _mm512_castps128_ps512(mins));
-                let stok = _mm512_permutexvar_ps(tok_idx, _mm512_castps128_ps512(sv));
-                summs = _mm512_fmadd_ps(mrow, stok, summs);
+                for (h, sm) in summs.iter_mut().enumerate().take(C.div_ceil(4)) {
+                    let n = (C - 4 * h).min(4);
+                    let sv = _mm_maskz_loadu_ps((1u8 << n) - 1, s.add(b * g.m + tok0 + 4 * h));
+                    let stok = _mm512_permutexvar_ps(tok_idx, _mm512_castps128_ps512(sv));
+                    *sm = _mm512_fmadd_ps(mrow, stok, *sm);
+                }
             }
         }
     }
-    let mut sm = [0f32; 16];
+    let mut sm = [[0f32; 16]; 2];
     if FMIN {
-        // SAFETY: 16 floats.
-        unsafe { _mm512_storeu_ps(sm.as_mut_ptr(), summs) };
+        for (h, v) in summs.iter().enumerate() {
+            // SAFETY: 16 floats.
+            unsafe { _mm512_storeu_ps(sm[h].as_mut_ptr(), *v) };
+        }
     }
     for p in 0..2 {
         for c in 0..C {
@@ -185,7 +190,7 @@ pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C:
                 let r4 = if ri == 0 { _mm256_castps256_ps128(s8) } else { _mm256_extractf128_ps::<1>(s8) };
                 let r = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
                 let h = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
-                out[2 * p + ri][c] = h + sm[(2 * p + ri) * C + c];
+                out[2 * p + ri][c] = h + sm[c / 4][4 * (2 * p + ri) + c % 4];
             }
         }
     }

@@ -179,12 +179,16 @@ fn avx512_block(
         while t < toks.end {
             let left = toks.end - t;
             match left {
-                4.. => run_tile!(2, 4, r, t),
+                8.. => run_tile!(2, 8, r, t),
+                7 => run_tile!(2, 7, r, t),
+                6 => run_tile!(2, 6, r, t),
+                5 => run_tile!(2, 5, r, t),
+                4 => run_tile!(2, 4, r, t),
                 3 => run_tile!(2, 3, r, t),
                 2 => run_tile!(2, 2, r, t),
                 _ => run_tile!(2, 1, r, t),
             }
-            t += left.min(4);
+            t += left.min(8);
         }
         r += 4;
     }
