@@ -39,6 +39,8 @@ use crate::pool::{SendPtr, WorkerPool};
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::exp16;
 mod portable;
 
 /// Layout of one layer's K or V cache, f16: per block and KV head, K is

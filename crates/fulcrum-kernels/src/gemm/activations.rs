@@ -3,9 +3,10 @@
 //!
 //! Per token and per 32-value block, one 224-byte record:
 //! `[q: 32 i8 in value order][Σ: 8 i32, the sums of each 4 consecutive q][d: f32][Σ q0..16: i32][Σ q16..32: i32][padding]`
-//! then, at 96, the same levels and lane sums laid out as a pair register of
-//! the Q4_0…Q8_0 kernel expects (`[q0-15, q0-15, q16-31, q16-31]`, lane sums
-//! likewise), so it loads them with one instruction each.
+//! then, at 96, the same levels laid out as a pair register of the Q4_0…Q8_0
+//! kernel expects (`[q0-15, q0-15, q16-31, q16-31]`), and at 160 that copy
+//! offset by 128 as unsigned bytes (formats with an integer weight offset
+//! multiply unsigned activations by signed weights; see `avx512.rs`).
 //! (the lane sums let a weight offset be subtracted exactly inside the
 //! integer dot product). Separately, per block and token, `s = d·Σq` for the
 //! float-min formats, token-contiguous so a kernel loads several tokens' `s`
@@ -28,7 +29,7 @@ use crate::pool::{SendPtr, WorkerPool};
 pub const RECORD: usize = 224;
 /// Offsets of the register-order copies.
 pub const DUP_Q: usize = 96;
-pub const DUP_LS: usize = 160;
+pub const DUP_QB: usize = 160;
 
 /// How activations are quantized (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,16 +137,13 @@ fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: imp
         for l in 0..8 {
             let ls: i32 = q[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum();
             rec[32 + 4 * l..36 + 4 * l].copy_from_slice(&ls.to_le_bytes());
-            // Register lanes l and l+4 (l < 4), or l+4 and l+8 (l >= 4).
-            let lane = if l < 4 { l } else { l + 4 };
-            for dup in [lane, lane + 4] {
-                rec[DUP_LS + 4 * dup..DUP_LS + 4 * dup + 4].copy_from_slice(&ls.to_le_bytes());
-            }
         }
         for (i, &v) in q.iter().enumerate() {
             let at = (i / 16) * 32 + i % 16;
             rec[DUP_Q + at] = v as u8;
             rec[DUP_Q + at + 16] = v as u8;
+            rec[DUP_QB + at] = (v as u8) ^ 0x80;
+            rec[DUP_QB + at + 16] = (v as u8) ^ 0x80;
         }
         rec[64..68].copy_from_slice(&d.to_le_bytes());
         let half_sum = |h: usize| q[16 * h..16 * h + 16].iter().map(|&v| i32::from(v)).sum::<i32>();
@@ -191,7 +189,7 @@ fn super_block_scale(x: &[f32]) -> (f32, f32) {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{ActScheme, DUP_LS, DUP_Q, RECORD};
+    use super::{ActScheme, DUP_Q, DUP_QB, RECORD};
 
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI and F16C.
@@ -234,13 +232,13 @@ mod avx512 {
             let half0 = _mm512_reduce_add_epi32(q0);
             // Register-order copies: 128-bit lanes [q0-15, q0-15, q16-31, q16-31].
             let qdup = _mm512_shuffle_i64x2::<0b0101_0000>(_mm512_castsi256_si512(qb), _mm512_castsi256_si512(qb));
-            let lsdup = _mm512_shuffle_i64x2::<0b0101_0000>(_mm512_castsi256_si512(ls), _mm512_castsi256_si512(ls));
+            let qbias = _mm512_xor_si512(qdup, _mm512_set1_epi8(-128));
             // SAFETY: the record has room for all fields.
             unsafe {
                 _mm256_storeu_si256(rec.as_mut_ptr().cast(), qb);
                 _mm256_storeu_si256(rec.as_mut_ptr().add(32).cast(), ls);
                 _mm512_storeu_si512(rec.as_mut_ptr().add(DUP_Q).cast(), qdup);
-                _mm512_storeu_si512(rec.as_mut_ptr().add(DUP_LS).cast(), lsdup);
+                _mm512_storeu_si512(rec.as_mut_ptr().add(DUP_QB).cast(), qbias);
             }
             let d_stored = if scheme == ActScheme::Block32 { half::f16::from_f32(d).to_f32() } else { d };
             rec[64..68].copy_from_slice(&d_stored.to_le_bytes());

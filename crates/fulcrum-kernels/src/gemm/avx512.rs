@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::activations::{DUP_LS, DUP_Q, RECORD};
+use super::activations::{DUP_Q, DUP_QB, RECORD};
 use super::packed::RecordLayout;
 
 /// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
@@ -116,7 +116,7 @@ pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C:
     for b in 0..g.blocks {
         // SAFETY: record b of the group lies inside the packed matrix; the
         // prefetch address may run past it, which prefetches tolerate.
-        let (w0, w1, ws0, ws1, rec) = unsafe {
+        let (mut w0, mut w1, ws0, ws1, rec) = unsafe {
             let rec = w.add(b * g.rec.total);
             _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
             let (w0, w1) = if BITS == 8 {
@@ -139,21 +139,34 @@ pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C:
             let sc = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.scales).cast())));
             (w0, w1, _mm512_permutexvar_ps(pair0, sc), _mm512_permutexvar_ps(pair1, sc), rec)
         };
+        // Formats with an integer offset: signed weights (level − offset, 8-bit
+        // ones are stored signed) times activations offset by 128 as unsigned
+        // bytes; Σ(x+128)·w = Σx·w + 128·Σw, so the integer sum starts at
+        // −128·Σw per lane — computed once per block, not per token.
+        let (mut init0, mut init1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        if SHIFT > 0 {
+            if BITS != 8 {
+                let off = _mm512_set1_epi8(1 << SHIFT);
+                w0 = _mm512_sub_epi8(w0, off);
+                w1 = _mm512_sub_epi8(w1, off);
+            }
+            let ones = _mm512_set1_epi8(1);
+            let neg128 = |w: __m512i| _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w)));
+            init0 = neg128(w0);
+            init1 = neg128(w1);
+        }
         for c in 0..C {
             // SAFETY: token c's record b lies inside the activations.
-            let (x, init, dx) = unsafe {
+            let (x, dx) = unsafe {
                 let xr = a.add(c * g.act_stride + b * RECORD);
-                let x = _mm512_loadu_si512(xr.add(DUP_Q).cast());
-                let init = if SHIFT == 0 {
-                    _mm512_setzero_si512()
-                } else {
-                    let ls = _mm512_loadu_si512(xr.add(DUP_LS).cast());
-                    _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sllv_epi32(ls, _mm512_set1_epi32(SHIFT as i32)))
-                };
-                (x, init, _mm512_set1_ps(xr.add(64).cast::<f32>().read_unaligned()))
+                let x = _mm512_loadu_si512(xr.add(if SHIFT > 0 { DUP_QB } else { DUP_Q }).cast());
+                (x, _mm512_set1_ps(xr.add(64).cast::<f32>().read_unaligned()))
             };
-            let i0 = _mm512_dpbusd_epi32(init, w0, x);
-            let i1 = _mm512_dpbusd_epi32(init, w1, x);
+            let (i0, i1) = if SHIFT > 0 {
+                (_mm512_dpbusd_epi32(init0, x, w0), _mm512_dpbusd_epi32(init1, x, w1))
+            } else {
+                (_mm512_dpbusd_epi32(init0, w0, x), _mm512_dpbusd_epi32(init1, w1, x))
+            };
             acc[0][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws0, dx), _mm512_cvtepi32_ps(i0), acc[0][c]);
             acc[1][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws1, dx), _mm512_cvtepi32_ps(i1), acc[1][c]);
         }

@@ -18,7 +18,7 @@
 //!   nibble, weight j+16 in the high one — the Q4_0 convention), rows in order
 //!   (one 64-byte load unpacks to both pairs' registers with a mask, a shift
 //!   and two lane shuffles); 8-bit levels: 64 bytes per pair, already in
-//!   register order;
+//!   register order, stored as signed bytes (level − 128);
 //! - bit planes (5-bit levels): one u64 per pair, bit p = bit 4 of the level
 //!   in byte p of the pair's register;
 //! - scales: rows 0-3, f16; mins: rows 0-3, f16.
@@ -393,8 +393,10 @@ fn write_group_record(layout: &QuantLayout, rows: &[DecodedRow; 4], blk: usize, 
         let levels = &row.levels[32 * blk..32 * blk + 32];
         match layout.bits {
             Bits::B8 => {
+                // Stored signed (level − 128 = the original quant): the kernel
+                // multiplies offset activations by signed weights.
                 for (i, &lv) in levels.iter().enumerate() {
-                    out[64 * p + register_position(ri, i)] = lv;
+                    out[64 * p + register_position(ri, i)] = lv ^ 0x80;
                 }
             }
             _ => {

@@ -40,7 +40,7 @@ fn group_levels(layout: &QuantLayout, rec: &[u8], r: usize) -> [u8; 32] {
     let rl = layout.record();
     let (p, ri) = ((r % 4) / 2, r % 2);
     std::array::from_fn(|i| match layout.bits {
-        Bits::B8 => rec[64 * p + register_position(ri, i)],
+        Bits::B8 => rec[64 * p + register_position(ri, i)] ^ 0x80,
         _ => {
             let byte = rec[16 * (r % 4) + i % 16];
             let nibble = if i < 16 { byte & 0x0F } else { byte >> 4 };
