@@ -162,9 +162,9 @@ pub fn forward<'s>(
     };
     // Several products of the same input (q/k/v, gate/up) quantize it once.
     let mm_same_input = |pool: &WorkerPool, ws: &[&Linear], x: &[f32], ys: &mut [&mut [f32]], scratch: &mut MatmulScratch| {
-        let same_scheme = ws.iter().all(|w| ActScheme::for_type(w.ty) == ActScheme::for_type(ws[0].ty));
+        let same_scheme = ws.iter().all(|w| ActScheme::for_matrix(&w.packed) == ActScheme::for_matrix(&ws[0].packed));
         if same_scheme && ws.iter().all(|w| matches!(w.packed.data, PackedData::Quant { .. })) {
-            scratch.acts.quantize(pool, x, x.len() / ws[0].cols, ws[0].cols, ActScheme::for_type(ws[0].ty));
+            scratch.acts.quantize(pool, x, x.len() / ws[0].cols, ws[0].cols, ActScheme::for_matrix(&ws[0].packed));
             let mut outs: Vec<(&fulcrum_kernels::gemm::PackedMatrix, &mut [f32])> =
                 ws.iter().zip(ys.iter_mut()).map(|(w, y)| (&w.packed, &mut **y)).collect();
             matmul_quantized_many(pool, &scratch.acts, &mut outs);

@@ -21,4 +21,5 @@ pub mod weights;
 pub use config::{Arch, ModelConfig};
 pub use forward::{ForwardError, ForwardScratch, SeqInput};
 pub use kv_cache::KvCache;
+pub use fulcrum_kernels::gemm::Numerics;
 pub use model::{LoadError, Model};

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fulcrum_gguf::{GgufError, GgufFile};
+use fulcrum_kernels::gemm::Numerics;
 use fulcrum_kernels::WorkerPool;
 
 use crate::chat::{ChatError, ChatTemplate};
@@ -39,28 +40,36 @@ pub struct Model {
     pub chat_template: ChatTemplate,
     /// A display name (`general.name`, or the file name).
     pub name: String,
+    /// The summation order the matrix products were packed for.
+    pub numerics: Numerics,
 }
 
 impl Model {
+    /// Loads a GGUF file with the default (fast) numerics.
     pub fn load(path: impl AsRef<Path>) -> Result<Model, LoadError> {
+        Model::load_with(path, Numerics::default())
+    }
+
+    /// Loads a GGUF file, packing its matrices for `numerics`.
+    pub fn load_with(path: impl AsRef<Path>, numerics: Numerics) -> Result<Model, LoadError> {
         let path = path.as_ref();
         let file = GgufFile::open(path)?;
         let name = file
             .metadata
             .opt("general.name", |m, k| m.get_str(k).map(str::to_string))?
             .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-        Self::from_file(file, name)
+        Self::from_file(file, name, numerics)
     }
 
-    pub fn from_file(file: GgufFile, name: String) -> Result<Model, LoadError> {
+    pub fn from_file(file: GgufFile, name: String, numerics: Numerics) -> Result<Model, LoadError> {
         let config = ModelConfig::from_metadata(&file.metadata)?;
-        let weights = Weights::load(&file, &config)?;
+        let weights = Weights::load(&file, &config, numerics)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(LoadError::VocabMismatch { tokenizer: tokenizer.vocab_size(), model: config.vocab_size });
         }
         let chat_template = ChatTemplate::from_gguf(&file, &tokenizer)?;
-        Ok(Model { file: Arc::new(file), config, weights, tokenizer: Arc::new(tokenizer), chat_template, name })
+        Ok(Model { file: Arc::new(file), config, weights, tokenizer: Arc::new(tokenizer), chat_template, name, numerics })
     }
 
     /// A KV cache for this model.

@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use fulcrum_gguf::{GgmlType, GgufFile, TensorInfo};
-use fulcrum_kernels::gemm::PackedMatrix;
+use fulcrum_kernels::gemm::{Numerics, PackedMatrix};
 use fulcrum_kernels::quant::dequantize_row;
 use fulcrum_kernels::WeightMatrix;
 
@@ -83,7 +83,8 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Weights, WeightsError> {
+    pub fn load(file: &GgufFile, cfg: &ModelConfig, numerics: Numerics) -> Result<Weights, WeightsError> {
+        let linear = |file: &GgufFile, name: &str, rows: usize, cols: usize| linear(file, name, rows, cols, numerics);
         let d = cfg.d_model;
         let token_embd = in_place(file, "token_embd.weight", cfg.vocab_size, d)?;
         let output = match file.tensor("output.weight") {
@@ -146,12 +147,12 @@ fn in_place(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<InP
     Ok(InPlace { ty: t.ty, rows, cols, range: t.range.clone() })
 }
 
-fn linear(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Linear, WeightsError> {
+fn linear(file: &GgufFile, name: &str, rows: usize, cols: usize, numerics: Numerics) -> Result<Linear, WeightsError> {
     let m = in_place(file, name, rows, cols)?;
     if cols % 32 != 0 {
         return Err(WeightsError::Shape { name: name.into(), found: vec![cols as u64, rows as u64], expected: vec![cols.div_ceil(32) as u64 * 32, rows as u64] });
     }
-    let packed = PackedMatrix::pack(&m.matrix(file));
+    let packed = PackedMatrix::pack_with(&m.matrix(file), numerics);
     Ok(Linear { ty: m.ty, rows, cols, packed })
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{argmax, load};
+use common::{argmax, load_with, NUMERICS};
 use fulcrum_kernels::WorkerPool;
 use fulcrum_model::{ForwardScratch, Model, SeqInput};
 
@@ -65,8 +65,9 @@ fn run(model: &Model, pool: &WorkerPool, prompts: &[Vec<u32>], chunk: usize, ste
 
 #[test]
 fn alone_batched_threads_and_chunking_give_identical_results() {
-    for name in ["smollm2", "gemma3"] {
-        let model = load(name);
+    for (name, numerics) in ["smollm2", "gemma3"].into_iter().flat_map(|n| NUMERICS.map(|x| (n, x))) {
+        let model = load_with(name, numerics);
+        let name = format!("{name} ({numerics})");
         let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| model.tokenizer.encode(p, true, false)).collect();
         let one = WorkerPool::new(1);
         let two = WorkerPool::new(2);

@@ -1,20 +1,31 @@
-//! The AVX-512 VNNI kernel over packed weights: the arithmetic of
-//! `portable.rs`, two weight rows per register.
+//! The AVX-512 VNNI kernels over packed weights: the arithmetic of
+//! `portable.rs`, bit for bit.
 //!
-//! A register holds the 8 lanes of two outputs (rows A and B of a pair, same
-//! token). Per 32-weight block, the pair's levels are unpacked once (nibble
-//! mask and shift, bit planes added with masked byte adds) and used for all
-//! `C` tokens of the tile; each token's 32 activation bytes are loaded once,
-//! broadcast to both halves, and used for all `P` pairs. Per (pair, token,
-//! block): one `vpdpbusd` (u8 levels × i8 activations, starting from the
+//! Q4_0…Q8_0 ([`tile16`]): a register holds one 4-weight slice of a group's
+//! 16 rows. Per 32-weight block the 8 slices are unpacked once (nibble mask
+//! and shift, bit planes added with masked byte adds) and used for all `C`
+//! tokens of the tile; per token, 8 `vpdpbusd` against the token's 4
+//! activations of each slice broadcast to every lane leave 16 exact integer
+//! block sums, then one conversion, one scale product and one or two fused
+//! multiply-adds finish the block for all 16 outputs. The outputs of a token
+//! are 16 consecutive floats of `y`: stored directly.
+//!
+//! Q4_0…Q8_0 in llama.cpp's order ([`tile_lanes8`]): a register holds the 8
+//! lanes of two outputs (rows A and B of a pair, same token). Per block, the
+//! pair's levels are unpacked once and used for all `C` tokens; each token's
+//! 32 activation bytes are loaded once, broadcast to both halves, and used for
+//! both pairs. Per (pair, token, block): one `vpdpbusd` (starting from the
 //! offset correction), one conversion, one scale product and one fused
-//! multiply-add — the order llama.cpp's kernels use, so results match them.
+//! multiply-add — llama.cpp's order, so results match its.
+//!
+//! K-quants ([`tile_super`]): a register holds the 8 lanes of two outputs
+//! (rows A and B of a pair), integer sums per 256-weight super-block.
 
 #![allow(clippy::too_many_arguments)]
 
 use std::arch::x86_64::*;
 
-use super::activations::{DUP_Q, DUP_QB, RECORD};
+use super::activations::{AT_D, AT_SUM, AT_SUM_LO, DUP_Q, DUP_QB};
 use super::packed::RecordLayout;
 
 /// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
@@ -48,6 +59,8 @@ pub struct Geometry {
     pub blocks: usize,
     pub rec: RecordLayout,
     pub act_stride: usize,
+    /// Bytes per activation block record.
+    pub act_rec: usize,
     /// Tokens in the activation buffer (stride of the `s` array).
     pub m: usize,
 }
@@ -87,6 +100,103 @@ fn hsum8(x: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
 }
 
+/// `y[(tok0 + c)·n + i]` = row i · token (tok0 + c) for the group of 16 rows
+/// whose records start at `w` (`y` points at the group's first row), `C`
+/// tokens starting at `a`; rows whose bit in `valid` is clear are not written.
+///
+/// # Safety
+/// `w` must point at a group's records (geometry `g`), `a` at `C` token
+/// records, `s` at the activations' `s` array, `y` at an output with room for
+/// the written elements, for a format matching the const parameters, and the
+/// CPU must support the enabled features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+pub unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
+    g: &Geometry,
+    w: *const u8,
+    a: *const u8,
+    s: *const f32,
+    tok0: usize,
+    y: *mut f32,
+    n: usize,
+    valid: __mmask16,
+) {
+    let mut acc = [_mm512_setzero_ps(); C];
+    let nib = _mm512_set1_epi8(0x0F);
+    for b in 0..g.blocks {
+        // SAFETY: record b of the group lies inside the packed matrix; the
+        // prefetch addresses may run past it, which prefetches tolerate.
+        let (wv, ws, mins) = unsafe {
+            let rec = w.add(b * g.rec.total);
+            let mut line = 0;
+            while line < g.rec.total {
+                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
+                line += 64;
+            }
+            let mut wv = [_mm512_setzero_si512(); 8];
+            if BITS == 8 {
+                for (j, v) in wv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(rec.add(64 * j).cast());
+                }
+            } else {
+                for j in 0..4 {
+                    let v = _mm512_loadu_si512(rec.add(64 * j).cast());
+                    wv[j] = _mm512_and_si512(v, nib);
+                    wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                }
+                if BITS == 5 {
+                    for (j, v) in wv.iter_mut().enumerate() {
+                        let k = rec.add(g.rec.planes + 8 * j).cast::<u64>().read_unaligned();
+                        *v = _mm512_mask_add_epi8(*v, k, *v, _mm512_set1_epi8(0x10));
+                    }
+                }
+            }
+            let ws = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.scales).cast()));
+            let mins = if FMIN { _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.mins).cast())) } else { _mm512_setzero_ps() };
+            (wv, ws, mins)
+        };
+        for (c, acc_c) in acc.iter_mut().enumerate() {
+            // SAFETY: token c's record b lies inside the activations, and its
+            // `s` inside the `s` array.
+            let (isum, dx, sx) = unsafe {
+                let xr = a.add(c * g.act_stride + b * g.act_rec);
+                let x = |j: usize| _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned());
+                let init = if SHIFT > 0 {
+                    _mm512_set1_epi32((xr.add(AT_SUM).cast::<i32>().read_unaligned() << SHIFT).wrapping_neg())
+                } else {
+                    _mm512_setzero_si512()
+                };
+                // Few tokens: two dependency chains keep the multiplier busy.
+                let isum = if C < 4 {
+                    let mut i0 = init;
+                    let mut i1 = _mm512_setzero_si512();
+                    for j in 0..4 {
+                        i0 = _mm512_dpbusd_epi32(i0, wv[j], x(j));
+                        i1 = _mm512_dpbusd_epi32(i1, wv[j + 4], x(j + 4));
+                    }
+                    _mm512_add_epi32(i0, i1)
+                } else {
+                    let mut i0 = init;
+                    for (j, &wj) in wv.iter().enumerate() {
+                        i0 = _mm512_dpbusd_epi32(i0, wj, x(j));
+                    }
+                    i0
+                };
+                let dx = _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned());
+                let sx = if FMIN { _mm512_set1_ps(*s.add(b * g.m + tok0 + c)) } else { _mm512_setzero_ps() };
+                (isum, dx, sx)
+            };
+            *acc_c = _mm512_fmadd_ps(_mm512_mul_ps(ws, dx), _mm512_cvtepi32_ps(isum), *acc_c);
+            if FMIN {
+                *acc_c = _mm512_fmadd_ps(mins, sx, *acc_c);
+            }
+        }
+    }
+    for (c, acc_c) in acc.iter().enumerate() {
+        // SAFETY: the caller guarantees room for the valid rows of C tokens.
+        unsafe { _mm512_mask_storeu_ps(y.add((tok0 + c) * n), valid, *acc_c) };
+    }
+}
+
 /// `out[i][c]` = row (first + i) · token (tok0 + c), for the group of four
 /// rows whose records start at `w` and `C` tokens starting at `a`.
 ///
@@ -95,7 +205,7 @@ fn hsum8(x: __m256) -> f32 {
 /// records, `s` at the activations' `s` array, for a format matching the const
 /// parameters, and the CPU must support the enabled features.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
+pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
     g: &Geometry,
     w: *const u8,
     a: *const u8,
@@ -158,9 +268,9 @@ pub unsafe fn tile<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C:
         for c in 0..C {
             // SAFETY: token c's record b lies inside the activations.
             let (x, dx) = unsafe {
-                let xr = a.add(c * g.act_stride + b * RECORD);
+                let xr = a.add(c * g.act_stride + b * g.act_rec);
                 let x = _mm512_loadu_si512(xr.add(if SHIFT > 0 { DUP_QB } else { DUP_Q }).cast());
-                (x, _mm512_set1_ps(xr.add(64).cast::<f32>().read_unaligned()))
+                (x, _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned()))
             };
             let (i0, i1) = if SHIFT > 0 {
                 (_mm512_dpbusd_epi32(init0, x, w0), _mm512_dpbusd_epi32(init1, x, w1))
@@ -272,8 +382,8 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
             for c in 0..C {
                 // SAFETY: token c's record b lies inside the activations.
                 let (x, bsum) = unsafe {
-                    let rec = a.add(c * g.act_stride + b * RECORD);
-                    let bs = rec.add(68).cast::<i32>().read_unaligned() + rec.add(72).cast::<i32>().read_unaligned();
+                    let rec = a.add(c * g.act_stride + b * g.act_rec);
+                    let bs = rec.add(AT_SUM).cast::<i32>().read_unaligned();
                     (_mm512_broadcast_i64x4(_mm256_loadu_si256(rec.cast())), bs)
                 };
                 for p in 0..P {
@@ -290,11 +400,11 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
         for c in 0..C {
             // SAFETY: token c's records of this super-block.
             let (dx, halfsums) = unsafe {
-                let dx = _mm512_set1_ps(a.add(c * g.act_stride + last * RECORD + 64).cast::<f32>().read_unaligned());
+                let dx = _mm512_set1_ps(a.add(c * g.act_stride + last * g.act_rec + AT_D).cast::<f32>().read_unaligned());
                 // [Σ block0 low, Σ block0 high, Σ block1 low, …]: 16 lanes.
                 let mut hs = [0i64; 8];
                 for (l, h) in hs.iter_mut().enumerate() {
-                    *h = a.add(c * g.act_stride + (8 * sb + l) * RECORD + 68).cast::<i64>().read_unaligned();
+                    *h = a.add(c * g.act_stride + (8 * sb + l) * g.act_rec + AT_SUM_LO).cast::<i64>().read_unaligned();
                 }
                 (dx, _mm512_loadu_si512(hs.as_ptr().cast()))
             };

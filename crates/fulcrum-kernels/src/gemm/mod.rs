@@ -2,14 +2,16 @@
 //! over *all* tokens of a step at once.
 //!
 //! - [`PackedMatrix`] (`packed.rs`): weights repacked at load time, rows in
-//!   pairs, blocks of 32 the SIMD kernels consume directly.
+//!   groups of 16 (K-quants: pairs), blocks of 32 the SIMD kernels consume
+//!   directly.
 //! - [`QuantizedActivations`] (`activations.rs`): each activation row quantized
 //!   to 8 bits once per product (and reused for q/k/v, gate/up), rounded as
 //!   llama.cpp rounds.
-//! - Kernels: `portable.rs` states the arithmetic (llama.cpp's order: 8 lanes
-//!   per output, blocks accumulated in sequence, a fixed final tree) and is
-//!   the kernel of CPUs without SIMD support; `avx512.rs` (AVX-512 VNNI,
-//!   register-blocked 2 row pairs × 4 tokens) reproduces it bit for bit.
+//! - Kernels: `portable.rs` states the arithmetic of each [`Numerics`] (fast:
+//!   exact integer sums per block, blocks accumulated in sequence; llama.cpp's:
+//!   8 float lanes per output) and is the kernel of CPUs without SIMD
+//!   support; `avx512.rs` (AVX-512 VNNI, tiles of 16 rows — or, in
+//!   llama.cpp's order, 4 rows — by up to 8 tokens) reproduces it bit for bit.
 //!
 //! Work is split into tasks of (row block × token block) claimed by the
 //! worker pool. Every output element is computed entirely inside one tile by
@@ -24,7 +26,7 @@ mod packed;
 mod portable;
 
 pub use activations::{ActScheme, QuantizedActivations};
-pub use packed::{AlignedBytes, Bits, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK};
+pub use packed::{AlignedBytes, Bits, Numerics, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK};
 
 use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};
@@ -50,7 +52,7 @@ pub fn matmul(pool: &WorkerPool, x: &[f32], m: usize, w: &PackedMatrix, y: &mut 
     match &w.data {
         PackedData::F32(wf) => matmul_f32(pool, x, m, w, wf, y),
         PackedData::Quant { .. } => {
-            scratch.acts.quantize(pool, x, m, w.cols, ActScheme::for_type(w.ty));
+            scratch.acts.quantize(pool, x, m, w.cols, ActScheme::for_matrix(w));
             matmul_quantized(pool, &scratch.acts, w, y);
         }
     }
@@ -85,15 +87,16 @@ pub fn matmul_quantized_many(pool: &WorkerPool, acts: &QuantizedActivations, out
             panic!("matmul_quantized needs a quantized matrix; use matmul for float weights");
         };
         assert_eq!(acts.cols, w.cols, "activations quantized for {} columns, matrix has {}", acts.cols, w.cols);
-        assert_eq!(acts.scheme, Some(ActScheme::for_type(w.ty)), "activations quantized with the wrong scheme for {}", w.ty);
+        assert_eq!(acts.scheme, Some(ActScheme::for_matrix(w)), "activations quantized with the wrong scheme for {}", w.ty);
         assert_eq!(y.len(), m * w.rows, "y must be [m, n]");
         if m == 0 || w.rows == 0 {
             continue;
         }
-        // Row blocks (multiples of 4: groups never straddle tasks) sized so
+        // Row blocks (whole groups: groups never straddle tasks) sized so
         // all matrices together give about 8 tasks per thread.
+        let gr = layout.group_rows();
         let per_block = (pool.num_threads() * 8 * w.rows).div_ceil(total_rows * token_blocks).max(1);
-        let rb = w.rows.div_ceil(per_block).clamp(16, 256).div_ceil(4) * 4;
+        let rb = w.rows.div_ceil(per_block).clamp(16, 256).div_ceil(gr) * gr;
         let row_blocks = w.rows.div_ceil(rb);
         jobs.push(Job { w, layout, bytes: bytes.as_slice(), y: SendPtr(y.as_mut_ptr()), rb, row_blocks, first_task: num_tasks });
         num_tasks += row_blocks * token_blocks;
@@ -132,13 +135,64 @@ fn avx512_block(
     toks: std::ops::Range<usize>,
     y: &mut [f32],
 ) {
-    use avx512::{tile, tile_super, Geometry};
+    use avx512::{tile16, tile_lanes8, tile_super, Geometry};
     let rec = layout.record();
-    let g = Geometry { step: 2 * rec.total, blocks: w.blocks, rec, act_stride: acts.token_stride(), m: acts.m };
+    let g = Geometry { step: 2 * rec.total, blocks: w.blocks, rec, act_stride: acts.token_stride(), act_rec: acts.record, m: acts.m };
     debug_assert!(!layout.f32_scales || layout.super_k.is_some(), "group records hold f16 scales");
     let n = w.rows;
+    assert!(y.len() >= acts.m * n);
+    // Token tiles of up to 8, the last one shorter.
+    let tiles = |f: &mut dyn FnMut(usize, usize)| {
+        let mut t = toks.start;
+        while t < toks.end {
+            let c = (toks.end - t).min(8);
+            f(t, c);
+            t += c;
+        }
+    };
+    if layout.lanes16() {
+        // `rows.start` is a multiple of 16 (row blocks are whole groups).
+        let sp = acts.sums.as_ptr();
+        for r in rows.clone().step_by(16) {
+            let valid: u16 = if rows.end - r >= 16 { u16::MAX } else { (1u16 << (rows.end - r)) - 1 };
+            let wp = bytes[w.record_offset(layout, r, 0)..].as_ptr();
+            let yp = y[r..].as_mut_ptr();
+            tiles(&mut |t, c| {
+                let ap = acts.token(t).as_ptr();
+                macro_rules! run {
+                    ($bits:literal, $shift:literal, $fmin:literal) => {
+                        match c {
+                            8 => tile16::<$bits, $shift, $fmin, 8>(&g, wp, ap, sp, t, yp, n, valid),
+                            7 => tile16::<$bits, $shift, $fmin, 7>(&g, wp, ap, sp, t, yp, n, valid),
+                            6 => tile16::<$bits, $shift, $fmin, 6>(&g, wp, ap, sp, t, yp, n, valid),
+                            5 => tile16::<$bits, $shift, $fmin, 5>(&g, wp, ap, sp, t, yp, n, valid),
+                            4 => tile16::<$bits, $shift, $fmin, 4>(&g, wp, ap, sp, t, yp, n, valid),
+                            3 => tile16::<$bits, $shift, $fmin, 3>(&g, wp, ap, sp, t, yp, n, valid),
+                            2 => tile16::<$bits, $shift, $fmin, 2>(&g, wp, ap, sp, t, yp, n, valid),
+                            _ => tile16::<$bits, $shift, $fmin, 1>(&g, wp, ap, sp, t, yp, n, valid),
+                        }
+                    };
+                }
+                // SAFETY: `kernel_isa()` returned Avx512, so the CPU has the
+                // features; the group and tokens exist; `y` holds m × n floats
+                // and only rows r..rows.end of tokens t..t+c are written; the
+                // layout matches the const parameters (dispatch below).
+                unsafe {
+                    match (layout.bits, layout.offset_shift, layout.float_min) {
+                        (Bits::B4, Some(3), false) => run!(4, 3, false),
+                        (Bits::B4, None, true) => run!(4, 0, true),
+                        (Bits::B5, Some(4), false) => run!(5, 4, false),
+                        (Bits::B5, None, true) => run!(5, 0, true),
+                        (Bits::B8, Some(7), false) => run!(8, 7, false),
+                        other => unreachable!("no kernel for packed layout {other:?}"),
+                    }
+                }
+            });
+        }
+        return;
+    }
     macro_rules! run_tile {
-        ($p:literal, $c:literal, $row:expr, $tok:expr) => {{
+        ($c:literal, $row:expr, $tok:expr) => {{
             let mut out = [[0f32; $c]; 8];
             let wp = bytes[w.record_offset(layout, $row, 0)..].as_ptr();
             let ap = acts.token($tok).as_ptr();
@@ -148,21 +202,21 @@ fn avx512_block(
             // below); the layout matches the const parameters (dispatch below).
             unsafe {
                 match (layout.super_k, layout.bits) {
-                    (Some(SuperK::Mins), Bits::B4) => tile_super::<4, 0, $p, $c>(&g, wp, ap, &mut out),
-                    (Some(SuperK::Mins), Bits::B5) => tile_super::<5, 0, $p, $c>(&g, wp, ap, &mut out),
-                    (Some(SuperK::Signed16), Bits::B6) => tile_super::<6, 1, $p, $c>(&g, wp, ap, &mut out),
+                    (Some(SuperK::Mins), Bits::B4) => tile_super::<4, 0, 2, $c>(&g, wp, ap, &mut out),
+                    (Some(SuperK::Mins), Bits::B5) => tile_super::<5, 0, 2, $c>(&g, wp, ap, &mut out),
+                    (Some(SuperK::Signed16), Bits::B6) => tile_super::<6, 1, 2, $c>(&g, wp, ap, &mut out),
                     (Some(k), b) => unreachable!("no kernel for {k:?} with {b:?}"),
                     (None, _) => match (layout.bits, layout.offset_shift, layout.float_min) {
-                        (Bits::B4, Some(3), false) => tile::<4, 3, false, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B4, None, true) => tile::<4, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B5, Some(4), false) => tile::<5, 4, false, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B5, None, true) => tile::<5, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B8, Some(7), false) => tile::<8, 7, false, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B4, Some(3), false) => tile_lanes8::<4, 3, false, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B4, None, true) => tile_lanes8::<4, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B5, Some(4), false) => tile_lanes8::<5, 4, false, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B5, None, true) => tile_lanes8::<5, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B8, Some(7), false) => tile_lanes8::<8, 7, false, $c>(&g, wp, ap, sp, $tok, &mut out),
                         other => unreachable!("no kernel for packed layout {other:?}"),
                     },
                 }
             }
-            for (i, row_out) in out.iter().enumerate().take(2 * $p) {
+            for (i, row_out) in out.iter().enumerate().take(4) {
                 if $row + i < rows.end {
                     for (j, &v) in row_out.iter().enumerate() {
                         y[($tok + j) * n + $row + i] = v;
@@ -173,24 +227,17 @@ fn avx512_block(
     }
     // One group (two pairs, four rows; the last one zero-padded) per tile.
     // `rows.start` is a multiple of 4 (row blocks are).
-    let mut r = rows.start;
-    while r < rows.end {
-        let mut t = toks.start;
-        while t < toks.end {
-            let left = toks.end - t;
-            match left {
-                8.. => run_tile!(2, 8, r, t),
-                7 => run_tile!(2, 7, r, t),
-                6 => run_tile!(2, 6, r, t),
-                5 => run_tile!(2, 5, r, t),
-                4 => run_tile!(2, 4, r, t),
-                3 => run_tile!(2, 3, r, t),
-                2 => run_tile!(2, 2, r, t),
-                _ => run_tile!(2, 1, r, t),
-            }
-            t += left.min(8);
-        }
-        r += 4;
+    for r in rows.clone().step_by(4) {
+        tiles(&mut |t, c| match c {
+            8 => run_tile!(8, r, t),
+            7 => run_tile!(7, r, t),
+            6 => run_tile!(6, r, t),
+            5 => run_tile!(5, r, t),
+            4 => run_tile!(4, r, t),
+            3 => run_tile!(3, r, t),
+            2 => run_tile!(2, r, t),
+            _ => run_tile!(1, r, t),
+        });
     }
 }
 

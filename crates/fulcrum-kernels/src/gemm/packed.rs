@@ -6,30 +6,39 @@
 //! inside the integer dot product) or a float `min` per 32 weights. The
 //! K-quants' two-level scales are multiplied out (exact in f32).
 //!
-//! Rows are packed in *groups* of four (two *pairs*); the kernels hold a
-//! pair's two rows' 8-lane partial sums in one 16-lane register, lanes
-//! `[A 0-3 | B 0-3 | A 4-7 | B 4-7]` (weights 0-15 of each row, then 16-31).
+//! Q4_0…Q8_0 come in two layouts, one per [`Numerics`]:
+//!
+//! **Fast** (the default): *groups of 16 rows*, one record per group and
+//! 32-weight block, so a SIMD register holds one 4-weight slice of all 16
+//! rows (`byte 4·row + i`) and one `vpdpbusd` against a token's broadcast
+//! 4 activations advances 16 outputs at once; after the block's 8 slices each
+//! lane holds one output's exact integer block sum, and the float work is one
+//! step per 16 outputs. Record `[quants][bit planes][scales][mins]`:
+//! - quants, 4/5-bit: 4 chunks of 64 bytes; byte `4·row + i` of chunk `j`
+//!   holds weight `4j + i` in its low nibble and weight `16 + 4j + i` in its
+//!   high one (one load, a mask and a shift give two slices); 8-bit: 8 slices
+//!   of 64 bytes, the level as an unsigned byte (Q8_0's quant + 128);
+//! - bit planes (5-bit): one u64 per slice, bit `4·row + i` = bit 4 of the level;
+//! - scales, then mins (float-min formats): 16 × f16.
+//!
 //! A group's records follow block by block, so a kernel tile reads one
-//! sequential stream — what memory prefetchers follow best.
+//! sequential stream — what memory prefetchers follow best — and the bytes
+//! per weight stay as in the file (single-token decode reads every weight once
+//! per token and is bound by memory traffic).
 //!
-//! Q4_0…Q8_0: one record per group and 32-weight block,
-//! `[quants][bit planes][scales][mins]`:
-//! - quants: 4-bit levels as 16 bytes per row (byte j: weight j in the low
-//!   nibble, weight j+16 in the high one — the Q4_0 convention), rows in order
-//!   (one 64-byte load unpacks to both pairs' registers with a mask, a shift
-//!   and two lane shuffles); 8-bit levels: 64 bytes per pair, already in
-//!   register order, stored as signed bytes (level − 128);
-//! - bit planes (5-bit levels): one u64 per pair, bit p = bit 4 of the level
-//!   in byte p of the pair's register;
-//! - scales: rows 0-3, f16; mins: rows 0-3, f16.
+//! **LlamaCpp** (llama.cpp's summation order, bit for bit): groups of four
+//! rows, one record per group and block, `[quants][bit planes][scales][mins]`;
+//! the kernel holds a pair's two rows' 8-lane partial sums in one register,
+//! lanes `[A 0-3 | B 0-3 | A 4-7 | B 4-7]` (weights 0-15 of each row, then
+//! 16-31): quants as 16 bytes per row (byte j: weight j in the low nibble,
+//! j+16 in the high one), 8-bit levels as 64 bytes per pair in register order
+//! stored signed; bit planes one u64 per pair; scales and mins 4 × f16.
 //!
-//! K-quants: one record per *pair* and block (pairs 0 and 1 alternating),
-//! `[quants: row A then B][planes: u64 per plane, bit i = weight i of A (i <
-//! 32) or of B][integer scales and per-super-block factors]`.
-//!
-//! The bytes per weight stay as in the file for the formats whose scales are
-//! f16 (single-token decode reads every weight once per token and is bound by
-//! memory traffic); the K-quants grow by their f32 scales.
+//! **K-quants** (one layout, exact in both): rows in pairs, one record per *pair* and block (pairs 0 and
+//! 1 of a group of four alternating), `[quants: row A then B][planes: u64 per
+//! plane, bit i = weight i of A (i < 32) or of B][integer scales and
+//! per-super-block factors]`; the kernel holds a pair's two rows' 8-lane
+//! partial sums in one 16-lane register. They grow by their f32 scales.
 
 use fulcrum_gguf::GgmlType;
 use half::f16;
@@ -59,6 +68,46 @@ pub enum SuperK {
     Signed16,
 }
 
+/// The summation order of the Q4_0…Q8_0 products (K-quants have one order).
+///
+/// Both are exact integer dot products per 32-weight block; they differ in
+/// how the float partial sums are rounded, in the last bits of every output.
+/// The small models fulcrum runs amplify such differences through their
+/// 8-bit activation rounding at every layer: the top-10 log-probabilities of
+/// the two orders differ by up to ~0.3 (as llama.cpp's own flash-attention
+/// switch moves them by ~0.1–0.4), the greedy texts part at near-ties.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Numerics {
+    /// One float step per block and 16 outputs per SIMD instruction: the
+    /// fastest order (about 2× on batched products).
+    #[default]
+    Fast,
+    /// llama.cpp's CPU kernels' order (`ggml_vec_dot_*`: 8 float lanes per
+    /// output, a fixed final tree): logits bit-identical to llama.cpp's for
+    /// Q4_0…Q8_0 models, for testing against it.
+    LlamaCpp,
+}
+
+impl std::str::FromStr for Numerics {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Numerics, String> {
+        match s {
+            "fast" => Ok(Numerics::Fast),
+            "llama-cpp" | "llama.cpp" | "llamacpp" => Ok(Numerics::LlamaCpp),
+            other => Err(format!("unknown numerics {other:?} (expected fast or llama-cpp)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Numerics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Numerics::Fast => "fast",
+            Numerics::LlamaCpp => "llama-cpp",
+        })
+    }
+}
+
 /// How a packed quantized matrix is laid out and what its numbers mean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuantLayout {
@@ -73,6 +122,8 @@ pub struct QuantLayout {
     pub offset_shift: Option<u32>,
     /// A float min per 32 weights.
     pub float_min: bool,
+    /// The summation order (and so the group layout) of Q4_0…Q8_0.
+    pub numerics: Numerics,
 }
 
 /// Byte offsets inside a pair record.
@@ -85,9 +136,13 @@ pub struct RecordLayout {
 }
 
 impl QuantLayout {
-    pub fn for_type(ty: GgmlType) -> Option<QuantLayout> {
-        let l = |bits, f32_scales, per16, offset_shift, float_min| Some(QuantLayout { super_k: None, bits, f32_scales, per16, offset_shift, float_min });
-        let k = |bits, kind| Some(QuantLayout { super_k: Some(kind), bits, f32_scales: false, per16: false, offset_shift: None, float_min: false });
+    pub fn for_type(ty: GgmlType, numerics: Numerics) -> Option<QuantLayout> {
+        let l = |bits, f32_scales, per16, offset_shift, float_min| {
+            Some(QuantLayout { super_k: None, bits, f32_scales, per16, offset_shift, float_min, numerics })
+        };
+        let k = |bits, kind| {
+            Some(QuantLayout { super_k: Some(kind), bits, f32_scales: false, per16: false, offset_shift: None, float_min: false, numerics })
+        };
         match ty {
             GgmlType::Q4_0 => l(Bits::B4, false, false, Some(3), false),
             GgmlType::Q4_1 => l(Bits::B4, false, false, None, true),
@@ -117,6 +172,21 @@ impl QuantLayout {
         }
     }
 
+    /// Rows per packed group: 16 (one per register lane) for the 32-weight
+    /// formats in the fast order, else 4 (two pairs).
+    pub fn group_rows(&self) -> usize {
+        if self.lanes16() {
+            16
+        } else {
+            4
+        }
+    }
+
+    /// The 16-row layout of the fast order.
+    pub fn lanes16(&self) -> bool {
+        self.super_k.is_none() && self.numerics == Numerics::Fast
+    }
+
     pub fn record(&self) -> RecordLayout {
         match self.super_k {
             Some(kind) => {
@@ -130,12 +200,20 @@ impl QuantLayout {
                     SuperK::Signed16 => RecordLayout { planes, scales, mins: scales + 4, total: scales + 44 },
                 }
             }
-            None => {
+            None if self.numerics == Numerics::LlamaCpp => {
                 // Group records (four rows).
                 let planes = if self.bits == Bits::B8 { 128 } else { 64 };
                 let scales = planes + 16 * self.num_planes();
                 let mins = scales + 4 * self.scale_bytes();
                 let total = mins + if self.float_min { 4 * self.scale_bytes() } else { 0 };
+                RecordLayout { planes, scales, mins, total }
+            }
+            None => {
+                // Group records (16 rows).
+                let planes = if self.bits == Bits::B8 { 512 } else { 256 };
+                let scales = planes + 64 * self.num_planes();
+                let mins = scales + 16 * self.scale_bytes();
+                let total = mins + if self.float_min { 16 * self.scale_bytes() } else { 0 };
                 RecordLayout { planes, scales, mins, total }
             }
         }
@@ -159,7 +237,7 @@ pub struct PackedMatrix {
     pub cols: usize,
     /// 32-weight blocks per row.
     pub blocks: usize,
-    /// Bytes per group of four rows.
+    /// Bytes per group of rows (`QuantLayout::group_rows`).
     pub group_stride: usize,
     pub data: PackedData,
 }
@@ -215,10 +293,16 @@ struct DecodedRow {
 }
 
 impl PackedMatrix {
-    /// Repacks a GGUF matrix (columns must be whole 32-weight blocks).
+    /// Repacks a GGUF matrix (columns must be whole 32-weight blocks) for
+    /// the default (fast) numerics.
     pub fn pack(w: &WeightMatrix) -> PackedMatrix {
+        PackedMatrix::pack_with(w, Numerics::default())
+    }
+
+    /// Repacks a GGUF matrix for the kernels of `numerics`.
+    pub fn pack_with(w: &WeightMatrix, numerics: Numerics) -> PackedMatrix {
         let blocks = w.cols / 32;
-        let Some(layout) = QuantLayout::for_type(w.ty) else {
+        let Some(layout) = QuantLayout::for_type(w.ty, numerics) else {
             let mut out = vec![0f32; w.rows * w.cols];
             for (r, dst) in out.chunks_exact_mut(w.cols.max(1)).enumerate().take(w.rows) {
                 dequantize_row(w.ty, w.row(r), dst);
@@ -227,8 +311,9 @@ impl PackedMatrix {
         };
         let rec = layout.record();
         let group_stride = if layout.super_k.is_some() { 2 * blocks * rec.total } else { blocks * rec.total };
-        let pairs = w.rows.div_ceil(4) * 2;
-        let mut bytes = AlignedBytes::zeroed(group_stride * pairs / 2);
+        let gr = layout.group_rows();
+        let groups = w.rows.div_ceil(gr);
+        let mut bytes = AlignedBytes::zeroed(group_stride * groups);
         let zero = DecodedRow {
             levels: vec![0; w.cols],
             scales: vec![0.0; 2 * blocks],
@@ -241,7 +326,7 @@ impl PackedMatrix {
         let row = |r: usize| if r < w.rows { decode_row(w.ty, w.row(r), w.cols) } else { zero.clone_row() };
         let mut packed = PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, group_stride, data: PackedData::F32(Vec::new()) };
         if layout.super_k.is_some() {
-            for pair in 0..pairs {
+            for pair in 0..2 * groups {
                 let (a, b) = (row(2 * pair), row(2 * pair + 1));
                 for blk in 0..blocks {
                     let at = packed.record_offset(&layout, 2 * pair, blk);
@@ -249,11 +334,16 @@ impl PackedMatrix {
                 }
             }
         } else {
-            for g in 0..pairs / 2 {
-                let rows = [row(4 * g), row(4 * g + 1), row(4 * g + 2), row(4 * g + 3)];
+            for g in 0..groups {
+                let rows: Vec<DecodedRow> = (gr * g..gr * g + gr).map(row).collect();
                 for blk in 0..blocks {
-                    let at = packed.record_offset(&layout, 4 * g, blk);
-                    write_group_record(&layout, &rows, blk, &mut bytes.as_mut_slice()[at..at + rec.total]);
+                    let at = packed.record_offset(&layout, gr * g, blk);
+                    let out = &mut bytes.as_mut_slice()[at..at + rec.total];
+                    if layout.lanes16() {
+                        write_group16_record(&layout, &rows, blk, out);
+                    } else {
+                        write_group4_record(&layout, &rows, blk, out);
+                    }
                 }
             }
         }
@@ -267,7 +357,7 @@ impl PackedMatrix {
         let total = layout.record().total;
         match layout.super_k {
             Some(_) => (r / 4) * self.group_stride + (2 * b + (r / 2) % 2) * total,
-            None => (r / 4) * self.group_stride + b * total,
+            None => (r / layout.group_rows()) * self.group_stride + b * total,
         }
     }
 
@@ -340,7 +430,7 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
         GgmlType::Q8_0 => {
             for (b, blk) in load_blocks::<BlockQ8_0>(row).iter().enumerate() {
                 for (i, &q) in blk.qs.iter().enumerate() {
-                    d.levels[32 * b + i] = (q as i16 + 128) as u8;
+                    d.levels[32 * b + i] = (i16::from(q) + 128) as u8;
                 }
                 d.scales[b] = blk.d.to_f32();
             }
@@ -379,14 +469,51 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
     d
 }
 
+/// Where weight `i` (of 32) of row `r` (of 16) sits in a group record
+/// (Q4_0…Q8_0): `(byte, high nibble)` for 4/5-bit levels, the byte for
+/// 8-bit ones, and `(slice, bit)` of its bit-plane entry.
+pub fn group_position(bits: Bits, r: usize, i: usize) -> (usize, bool, usize, usize) {
+    let slice = i / 4;
+    let lane_byte = 4 * r + i % 4;
+    match bits {
+        Bits::B8 => (64 * slice + lane_byte, false, slice, lane_byte),
+        _ => (64 * (slice % 4) + lane_byte, slice >= 4, slice, lane_byte),
+    }
+}
+
+/// Writes block `blk` of 16 rows as one group record (Q4_0…Q8_0, fast order).
+fn write_group16_record(layout: &QuantLayout, rows: &[DecodedRow], blk: usize, out: &mut [u8]) {
+    let rec = layout.record();
+    for (r, row) in rows.iter().enumerate() {
+        let levels = &row.levels[32 * blk..32 * blk + 32];
+        for (i, &lv) in levels.iter().enumerate() {
+            let (byte, high, slice, bit) = group_position(layout.bits, r, i);
+            match layout.bits {
+                Bits::B8 => out[byte] = lv,
+                _ => out[byte] |= (lv & 0x0F) << if high { 4 } else { 0 },
+            }
+            if layout.bits == Bits::B5 && lv >> 4 & 1 == 1 {
+                out[rec.planes + 8 * slice + bit / 8] |= 1 << (bit % 8);
+            }
+        }
+    }
+    let scales: Vec<f32> = rows.iter().map(|r| r.scales[blk]).collect();
+    put_floats(layout.f32_scales, &scales, &mut out[rec.scales..rec.mins]);
+    if layout.float_min {
+        let mins: Vec<f32> = rows.iter().map(|r| r.mins[blk]).collect();
+        put_floats(layout.f32_scales, &mins, &mut out[rec.mins..rec.total]);
+    }
+}
+
 /// Byte position of weight `i` of row `ri` (0 = A, 1 = B) in its pair's
 /// 64-byte register: `[A 0-15 | B 0-15 | A 16-31 | B 16-31]`.
 pub fn register_position(ri: usize, i: usize) -> usize {
     (i / 16) * 32 + ri * 16 + i % 16
 }
 
-/// Writes block `blk` of four rows as one group record (Q4_0…Q8_0).
-fn write_group_record(layout: &QuantLayout, rows: &[DecodedRow; 4], blk: usize, out: &mut [u8]) {
+/// Writes block `blk` of four rows as one group record (Q4_0…Q8_0,
+/// llama.cpp order).
+fn write_group4_record(layout: &QuantLayout, rows: &[DecodedRow], blk: usize, out: &mut [u8]) {
     let rec = layout.record();
     for (r, row) in rows.iter().enumerate() {
         let (p, ri) = (r / 2, r % 2);

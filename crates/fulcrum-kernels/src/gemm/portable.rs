@@ -1,13 +1,23 @@
 //! The quantized product written plainly: the arithmetic contract the SIMD
 //! kernel reproduces bit for bit, and the kernel of CPUs without one.
 //!
-//! Per output (weight row r, token c), as llama.cpp's CPU kernels compute it
-//! (`ggml_vec_dot_q4_1_q8_1`, tinyBLAS for Q8_0/Q5_0 — the same shape):
-//! 8 f32 lanes; for each 32-weight block in order, lane j takes the integer
-//! sum of weights 4j..4j+3 times activations (minus the offset correction),
-//! converted to f32, and accumulates `fma(d_w·d_x, isum_j, acc_j)`; formats
-//! with a float min add `fma(m_b, s_b, summs)` per block on the side; the
-//! result is `hsum8(acc) + summs` with a fixed pairing tree.
+//! Per output (weight row r, token c), Q4_0…Q8_0 in the fast order
+//! ([`Numerics::Fast`]): for each 32-weight block
+//! in order, the exact integer sum `Σ level·q − offset·Σq`, then one float
+//! step `acc = fma(d_w·d_x, isum, acc)` (the product of two f16 values and
+//! the conversion are exact, so only the fused multiply-add rounds), and for
+//! formats with a float min `acc = fma(m_b, s_b, acc)`. (llama.cpp keeps 8
+//! float lanes per output instead; its results differ from these in the last
+//! bits — a SIMD register here holds 16 outputs, not 2, which is what makes
+//! batched products compute-efficient.)
+//!
+//! In llama.cpp's order ([`Numerics::LlamaCpp`]; `ggml_vec_dot_q4_1_q8_1`,
+//! tinyBLAS for Q8_0/Q5_0 — the same shape): 8 f32 lanes; for each block in
+//! order, lane j takes the integer sum of weights 4j..4j+3 times activations
+//! (minus the offset correction), converted to f32, and accumulates
+//! `fma(d_w·d_x, isum_j, acc_j)`; formats with a float min add
+//! `fma(m_b, s_b, summs)` per block on the side; the result is
+//! `hsum8(acc) + summs` with a fixed pairing tree.
 //!
 //! K-quants sum in integers per 256-weight super-block, then take one float
 //! step, as llama.cpp's kernels for them do: Q4_K/Q5_K (its repacked path)
@@ -18,8 +28,8 @@
 
 use half::f16;
 
-use super::activations::{QuantizedActivations, RECORD};
-use super::packed::{register_position, Bits, PackedMatrix, QuantLayout, SuperK};
+use super::activations::{QuantizedActivations, AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
+use super::packed::{group_position, register_position, Bits, Numerics, PackedMatrix, QuantLayout, SuperK};
 
 /// `((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3))`: llama.cpp's `hsum_float_8`.
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
@@ -35,8 +45,24 @@ fn read_scale(layout: &QuantLayout, rec: &[u8], at: usize, i: usize) -> f32 {
     }
 }
 
-/// Levels of row `r % 4` of a group record (Q4_0…Q8_0), in weight order.
-fn group_levels(layout: &QuantLayout, rec: &[u8], r: usize) -> [u8; 32] {
+/// Levels of row `r % 16` of a 16-row group record, in weight order.
+fn group16_levels(layout: &QuantLayout, rec: &[u8], r: usize) -> [u8; 32] {
+    let rl = layout.record();
+    std::array::from_fn(|i| {
+        let (byte, high, slice, bit) = group_position(layout.bits, r % 16, i);
+        match layout.bits {
+            Bits::B8 => rec[byte],
+            _ => {
+                let nibble = if high { rec[byte] >> 4 } else { rec[byte] & 0x0F };
+                let plane = layout.bits == Bits::B5 && rec[rl.planes + 8 * slice + bit / 8] >> (bit % 8) & 1 == 1;
+                nibble | u8::from(plane) << 4
+            }
+        }
+    })
+}
+
+/// Levels of row `r % 4` of a four-row group record (llama.cpp order), in weight order.
+fn group4_levels(layout: &QuantLayout, rec: &[u8], r: usize) -> [u8; 32] {
     let rl = layout.record();
     let (p, ri) = ((r % 4) / 2, r % 2);
     std::array::from_fn(|i| match layout.bits {
@@ -103,8 +129,8 @@ fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix,
         let mut last = &bytes[..0];
         for b in 8 * sb..8 * sb + 8 {
             let rec = rec_of(b);
-            let x = &a[b * RECORD..(b + 1) * RECORD];
-            dx = f32_at(x, 64);
+            let x = &a[b * acts.record..(b + 1) * acts.record];
+            dx = f32_at(x, AT_D);
             let lv = levels(layout, rec, ri);
             let qx = |l: usize| (4 * l..4 * l + 4).map(|t| i32::from(lv[t]) * i32::from(x[t] as i8)).sum::<i32>();
             match kind {
@@ -112,7 +138,7 @@ fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix,
                     let sc = i32::from(rec[rl.scales + ri]);
                     let mn = i32::from(rec[rl.scales + 2 + ri]);
                     i_sum += sc * (0..8).map(qx).sum::<i32>();
-                    m_sum += mn * (i32_at(x, 68) + i32_at(x, 72));
+                    m_sum += mn * i32_at(x, AT_SUM);
                 }
                 SuperK::Signed16 => {
                     for (l, s) in s_l.iter_mut().enumerate() {
@@ -133,9 +159,9 @@ fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix,
                 let d = f32_at(last, rl.scales + 36 + 4 * ri);
                 for (l, s) in s_l.iter().enumerate() {
                     // The offset correction of block l, all in lane l.
-                    let x = &a[(8 * sb + l) * RECORD..(8 * sb + l + 1) * RECORD];
+                    let x = &a[(8 * sb + l) * acts.record..(8 * sb + l + 1) * acts.record];
                     let sc = |h: usize| i32::from(last[rl.scales + 4 + 16 * ri + 2 * l + h] as i8);
-                    let corr = (sc(0) * i32_at(x, 68) + sc(1) * i32_at(x, 72)) << 5;
+                    let corr = (sc(0) * i32_at(x, AT_SUM_LO) + sc(1) * i32_at(x, AT_SUM_HI)) << 5;
                     lanes[l] = (dx * d).mul_add((s - corr) as f32, lanes[l]);
                 }
             }
@@ -152,17 +178,42 @@ pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &Q
     if let Some(kind) = layout.super_k {
         return dot_super(kind, layout, bytes, w, acts, r, tok);
     }
+    if layout.numerics == Numerics::LlamaCpp {
+        return dot_lanes8(layout, bytes, w, acts, r, tok);
+    }
+    let rl = layout.record();
+    let a = acts.token(tok);
+    let mut acc = 0f32;
+    for b in 0..w.blocks {
+        let rec = &bytes[w.record_offset(layout, r, b)..][..rl.total];
+        let x = &a[b * acts.record..(b + 1) * acts.record];
+        let lv = group16_levels(layout, rec, r);
+        let mut isum = layout.offset_shift.map_or(0, |sh| (i32_at(x, AT_SUM) << sh).wrapping_neg());
+        for (t, &l) in lv.iter().enumerate() {
+            isum += i32::from(l) * i32::from(x[t] as i8);
+        }
+        let ws = read_scale(layout, rec, rl.scales, r % 16);
+        acc = (ws * f32_at(x, AT_D)).mul_add(isum as f32, acc);
+        if layout.float_min {
+            acc = read_scale(layout, rec, rl.mins, r % 16).mul_add(acts.sum(b, tok), acc);
+        }
+    }
+    acc
+}
+
+/// One output in llama.cpp's order (four-row group records).
+fn dot_lanes8(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
     let rl = layout.record();
     let a = acts.token(tok);
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for b in 0..w.blocks {
         let rec = &bytes[w.record_offset(layout, r, b)..][..rl.total];
-        let x = &a[b * RECORD..(b + 1) * RECORD];
-        let lv = group_levels(layout, rec, r);
-        let dx = f32::from_le_bytes(x[64..68].try_into().unwrap());
+        let x = &a[b * acts.record..(b + 1) * acts.record];
+        let lv = group4_levels(layout, rec, r);
+        let dx = f32_at(x, AT_D);
         for (j, acc_j) in acc.iter_mut().enumerate() {
-            let ls = i32::from_le_bytes(x[32 + 4 * j..36 + 4 * j].try_into().unwrap());
+            let ls = i32_at(x, AT_LANE_SUMS + 4 * j);
             let mut isum = layout.offset_shift.map_or(0, |sh| (ls << sh).wrapping_neg());
             for t in 4 * j..4 * j + 4 {
                 isum += i32::from(lv[t]) * i32::from(x[t] as i8);

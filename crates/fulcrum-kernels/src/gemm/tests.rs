@@ -42,10 +42,16 @@ fn portable_all(w: &PackedMatrix, acts: &QuantizedActivations) -> Vec<f32> {
 }
 
 fn compare(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64) {
+    for numerics in [Numerics::Fast, Numerics::LlamaCpp] {
+        compare_with(ty, m, n, k, seed, numerics);
+    }
+}
+
+fn compare_with(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64, numerics: Numerics) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let data = random_matrix(ty, n, k, &mut rng);
     let w = WeightMatrix::new(ty, n, k, &data).unwrap();
-    let packed = PackedMatrix::pack(&w);
+    let packed = PackedMatrix::pack_with(&w, numerics);
     let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0..2.0)).collect();
     let mut want = vec![0f32; m * n];
     matmul_reference(&x, m, &w, &mut want);
@@ -57,18 +63,41 @@ fn compare(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64) {
     // per 256), so they differ by activation rounding only.
     let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-        assert!((a - b).abs() <= 0.02 * scale, "{ty} m{m} n{n} k{k} [{i}]: {a} vs reference {b}");
+        assert!((a - b).abs() <= 0.02 * scale, "{ty} {numerics} m{m} n{n} k{k} [{i}]: {a} vs reference {b}");
     }
     // The portable kernel must agree with whatever kernel ran, bit for bit.
     let port = portable_all(&packed, &scratch.acts);
-    assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty}: {:?} kernel differs from portable", kernel_isa());
+    assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty} {numerics}: {:?} kernel differs from portable", kernel_isa());
+}
+
+/// The two summation orders compute the same sums up to float rounding.
+#[test]
+fn numerics_differ_only_in_rounding() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for ty in QUANT_TYPES {
+        let (m, n, k) = (5, 40, 1024);
+        let data = random_matrix(ty, n, k, &mut rng);
+        let w = WeightMatrix::new(ty, n, k, &data).unwrap();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let pool = WorkerPool::new(2);
+        let run = |numerics| {
+            let mut y = vec![0f32; m * n];
+            matmul(&pool, &x, m, &PackedMatrix::pack_with(&w, numerics), &mut y, &mut MatmulScratch::default());
+            y
+        };
+        let (fast, llama) = (run(Numerics::Fast), run(Numerics::LlamaCpp));
+        let scale = llama.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
+        for (a, b) in fast.iter().zip(&llama) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{ty}: fast {a} vs llama.cpp order {b}");
+        }
+    }
 }
 
 #[test]
 fn every_format_matches_the_reference() {
     for (i, ty) in QUANT_TYPES.into_iter().enumerate() {
         let k = if ty.block_size() == 256 { 768 } else { 576 };
-        for (m, n) in [(1, 13), (3, 8), (7, 33), (17, 5)] {
+        for (m, n) in [(1, 13), (3, 8), (7, 33), (17, 5), (9, 50)] {
             compare(ty, m, n, k, i as u64 * 100 + m as u64);
         }
     }
@@ -90,11 +119,11 @@ fn odd_rows_and_short_rows() {
 #[test]
 fn batch_and_threads_do_not_change_results() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    for ty in QUANT_TYPES {
+    for (ty, numerics) in QUANT_TYPES.into_iter().flat_map(|t| [(t, Numerics::Fast), (t, Numerics::LlamaCpp)]) {
         let k = 512;
         let (n, m) = (37, 23);
         let data = random_matrix(ty, n, k, &mut rng);
-        let packed = PackedMatrix::pack(&WeightMatrix::new(ty, n, k, &data).unwrap());
+        let packed = PackedMatrix::pack_with(&WeightMatrix::new(ty, n, k, &data).unwrap(), numerics);
         let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let mut s = MatmulScratch::default();
         let mut all = vec![0f32; m * n];
@@ -102,7 +131,7 @@ fn batch_and_threads_do_not_change_results() {
         for (threads, tok) in [(1, 0), (3, 5), (2, 22)] {
             let mut one = vec![0f32; n];
             matmul(&WorkerPool::new(threads), &x[tok * k..(tok + 1) * k], 1, &packed, &mut one, &mut s);
-            assert!(one.iter().zip(&all[tok * n..(tok + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty} token {tok}");
+            assert!(one.iter().zip(&all[tok * n..(tok + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty} {numerics} token {tok}");
         }
     }
 }
@@ -123,16 +152,16 @@ fn float_weights() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
     /// Random shapes and edge values (zeros, huge, tiny) for every format.
     #[test]
-    fn random_shapes_and_edge_values(t in 0usize..8, m in 1usize..9, n in 1usize..12, groups in 1usize..4, edge in 0u8..4, seed in any::<u64>()) {
+    fn random_shapes_and_edge_values(t in 0usize..8, llama in any::<bool>(), m in 1usize..11, n in 1usize..40, groups in 1usize..4, edge in 0u8..4, seed in any::<u64>()) {
         let ty = QUANT_TYPES[t];
         let k = groups * ty.block_size();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let data = random_matrix(ty, n, k, &mut rng);
         let w = WeightMatrix::new(ty, n, k, &data).unwrap();
-        let packed = PackedMatrix::pack(&w);
+        let packed = PackedMatrix::pack_with(&w, if llama { Numerics::LlamaCpp } else { Numerics::Fast });
         let x: Vec<f32> = (0..m * k).map(|i| match edge {
             0 => rng.gen_range(-1.0..1.0),
             1 => 0.0,
@@ -152,9 +181,4 @@ proptest! {
         let port = portable_all(&packed, &s.acts);
         prop_assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
-}
-
-#[test]
-fn reports_kernel() {
-    eprintln!("gemm kernel: {:?}", kernel_isa());
 }

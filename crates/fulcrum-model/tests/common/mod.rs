@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use fulcrum_kernels::ops::log_softmax_inplace;
 use fulcrum_kernels::WorkerPool;
 use fulcrum_model::registry::test_model_path;
-use fulcrum_model::{ForwardScratch, Model, SeqInput};
+use fulcrum_model::{ForwardScratch, Model, Numerics, SeqInput};
 
 /// Reference-file model names → registry aliases.
 pub fn alias(name: &str) -> &'static str {
@@ -18,13 +18,22 @@ pub fn alias(name: &str) -> &'static str {
     }
 }
 
-/// Loads (and caches per process) a real model, fetching it if needed.
+/// Loads (and caches per process) a real model with the default numerics,
+/// fetching it if needed.
 pub fn load(name: &str) -> Arc<Model> {
-    static MODELS: OnceLock<Mutex<HashMap<&'static str, Arc<Model>>>> = OnceLock::new();
+    load_with(name, Numerics::default())
+}
+
+/// Loads (and caches per process) a real model packed for `numerics`.
+pub fn load_with(name: &str, numerics: Numerics) -> Arc<Model> {
+    static MODELS: OnceLock<Mutex<HashMap<(&'static str, Numerics), Arc<Model>>>> = OnceLock::new();
     let a = alias(name);
     let mut map = MODELS.get_or_init(Default::default).lock().unwrap();
-    map.entry(a).or_insert_with(|| Arc::new(Model::load(test_model_path(a)).unwrap())).clone()
+    map.entry((a, numerics)).or_insert_with(|| Arc::new(Model::load_with(test_model_path(a), numerics).unwrap())).clone()
 }
+
+/// Both summation orders, llama.cpp's first.
+pub const NUMERICS: [Numerics; 2] = [Numerics::LlamaCpp, Numerics::Fast];
 
 pub fn pool() -> &'static WorkerPool {
     static POOL: OnceLock<WorkerPool> = OnceLock::new();

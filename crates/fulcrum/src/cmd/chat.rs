@@ -43,7 +43,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         ..SamplingParams::default()
     };
     let params = args.sampling.to_params(defaults)?;
-    let engine = start_engine(&args.model, &single_stream(&args.engine))?;
+    let engine = start_engine(&args.model, args.engine.numerics, &single_stream(&args.engine))?;
     let result = converse(&engine, &args, params);
     engine.shutdown(Duration::ZERO);
     result

@@ -36,6 +36,10 @@ pub struct EngineArgs {
     /// Worker threads for the forward pass [default: physical cores].
     #[arg(long, env = "FULCRUM_THREADS", help_heading = "Engine")]
     pub threads: Option<usize>,
+    /// Summation order of the quantized matrix products: `fast`, or `llama-cpp` to reproduce
+    /// llama.cpp's CPU results bit for bit (about half the batched throughput).
+    #[arg(long, env = "FULCRUM_NUMERICS", default_value = "fast", help_heading = "Engine")]
+    pub numerics: fulcrum_model::Numerics,
     /// Requests waiting to be scheduled beyond which new ones are refused [default: unlimited].
     #[arg(long, env = "FULCRUM_MAX_WAITING", help_heading = "Engine")]
     pub max_waiting: Option<usize>,

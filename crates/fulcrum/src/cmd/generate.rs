@@ -23,6 +23,7 @@ use fulcrum_engine::{
 };
 use fulcrum_model::chat::ChatMessage;
 use fulcrum_model::registry::DEFAULT_MODEL;
+use fulcrum_model::Numerics;
 use serde_json::json;
 
 use super::engine_args::{resolve, EngineArgs, SamplingArgs};
@@ -87,7 +88,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if text.is_empty() && !args.chat {
         bail!("the prompt is empty");
     }
-    let engine = start_engine(&args.model, &single_stream(&args.engine))?;
+    let engine = start_engine(&args.model, args.engine.numerics, &single_stream(&args.engine))?;
     let prompt = if args.chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -104,8 +105,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 }
 
 /// Loads the model and starts an engine with the knobs given.
-pub(crate) fn start_engine(model: &str, options: &EngineOptions) -> Result<EngineHandle> {
-    let model = Arc::new(super::load_model(model)?);
+pub(crate) fn start_engine(model: &str, numerics: Numerics, options: &EngineOptions) -> Result<EngineHandle> {
+    let model = Arc::new(super::load_model(model, numerics)?);
     let config = resolve(options, &model.config)?;
     tracing::debug!("engine: {config}");
     Ok(Engine::start(model, config)?)

@@ -18,7 +18,7 @@ pub fn resolve_model(model: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Loads a model by alias or path.
-pub fn load_model(model: &str) -> anyhow::Result<fulcrum_model::Model> {
+pub fn load_model(model: &str, numerics: fulcrum_model::Numerics) -> anyhow::Result<fulcrum_model::Model> {
     let path = resolve_model(model)?;
-    fulcrum_model::Model::load(&path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
+    fulcrum_model::Model::load_with(&path, numerics).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
 }

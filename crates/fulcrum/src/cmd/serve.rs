@@ -74,15 +74,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let model = args.model.clone();
     let options = args.engine.to_options();
-    let load = Box::new(move || start_engine(&model, &options).map_err(|e| format!("{e:#}")));
+    let numerics = args.engine.numerics;
+    let load = Box::new(move || start_engine(&model, numerics, &options).map_err(|e| format!("{e:#}")));
     fulcrum_server::run_until_signal(config, load).context("serving")
 }
 
 /// Loads the model, starts the engine, logs the start-up summary.
-fn start_engine(model: &str, options: &EngineOptions) -> Result<EngineHandle> {
+fn start_engine(model: &str, numerics: fulcrum_model::Numerics, options: &EngineOptions) -> Result<EngineHandle> {
     let path = super::resolve_model(model)?;
     tracing::info!("loading {}", path.display());
-    let model = fulcrum_model::Model::load(&path).map_err(|e| anyhow!("loading {}: {e}", path.display()))?;
+    let model = fulcrum_model::Model::load_with(&path, numerics).map_err(|e| anyhow!("loading {}: {e}", path.display()))?;
     let model = Arc::new(model);
     let config = resolve(options, &model.config)?;
     tracing::info!(
@@ -90,6 +91,7 @@ fn start_engine(model: &str, options: &EngineOptions) -> Result<EngineHandle> {
         kv_tokens = config.num_kv_tokens(),
         policy = %config.scheduler.policy,
         isa = Isa::active().name(),
+        numerics = %model.numerics,
         "engine: {config}"
     );
     Ok(Engine::start(model, config)?)

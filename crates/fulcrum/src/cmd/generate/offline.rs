@@ -76,7 +76,7 @@ pub(super) fn run(args: &GenerateArgs, defaults: SamplingParams, path: &Path) ->
         Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let engine = start_engine(&args.model, &args.engine.to_options())?;
+    let engine = start_engine(&args.model, args.engine.numerics, &args.engine.to_options())?;
     let config_line = engine.config().to_string();
     let started = Instant::now();
     let mut handles = Vec::with_capacity(jobs.len());
