@@ -35,8 +35,12 @@ impl FromStr for RequestRate {
         }
         match s.parse::<f64>() {
             Ok(r) if r > 0.0 && r.is_finite() => Ok(RequestRate::PerSecond(r)),
-            Ok(_) => Err(format!("`{s}` must be a positive number of requests per second, or `inf`")),
-            Err(_) => Err(format!("`{s}` is not a number of requests per second (or `inf`)")),
+            Ok(_) => Err(format!(
+                "`{s}` must be a positive number of requests per second, or `inf`"
+            )),
+            Err(_) => Err(format!(
+                "`{s}` is not a number of requests per second (or `inf`)"
+            )),
         }
     }
 }
@@ -67,7 +71,11 @@ pub struct ArrivalProcess {
 }
 
 impl ArrivalProcess {
-    pub fn new(rate: RequestRate, burstiness: f64, seed: u64) -> Result<ArrivalProcess, BenchError> {
+    pub fn new(
+        rate: RequestRate,
+        burstiness: f64,
+        seed: u64,
+    ) -> Result<ArrivalProcess, BenchError> {
         if !(burstiness > 0.0 && burstiness.is_finite()) {
             return Err(BenchError::config(
                 "--burstiness",
@@ -76,11 +84,19 @@ impl ArrivalProcess {
         }
         let gaps = match rate {
             RequestRate::Infinite => None,
-            RequestRate::PerSecond(r) => Some(Gamma::new(burstiness, 1.0 / (r * burstiness)).map_err(|e| {
-                BenchError::config("--request-rate", format!("{r} req/s with burstiness {burstiness}: {e}"))
-            })?),
+            RequestRate::PerSecond(r) => {
+                Some(Gamma::new(burstiness, 1.0 / (r * burstiness)).map_err(|e| {
+                    BenchError::config(
+                        "--request-rate",
+                        format!("{r} req/s with burstiness {burstiness}: {e}"),
+                    )
+                })?)
+            }
         };
-        Ok(ArrivalProcess { gaps, rng: ChaCha8Rng::seed_from_u64(seed) })
+        Ok(ArrivalProcess {
+            gaps,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        })
     }
 
     /// The gap between the previous request and the next one, in seconds.
@@ -117,8 +133,14 @@ mod tests {
             let want_var = 1.0 / (rate * rate * b);
             // Standard error of the mean is sqrt(var/n) ≈ 0.5% here; of the
             // variance a few % for the heavy-tailed small shapes.
-            assert!((mean - 1.0 / rate).abs() < 0.01 / rate, "B={b}: mean {mean}");
-            assert!((var / want_var - 1.0).abs() < 0.05, "B={b}: variance {var}, want {want_var}");
+            assert!(
+                (mean - 1.0 / rate).abs() < 0.01 / rate,
+                "B={b}: mean {mean}"
+            );
+            assert!(
+                (var / want_var - 1.0).abs() < 0.05,
+                "B={b}: variance {var}, want {want_var}"
+            );
         }
     }
 
@@ -147,10 +169,22 @@ mod tests {
     #[test]
     fn rates_parse_and_bad_values_are_refused() {
         assert_eq!("inf".parse::<RequestRate>(), Ok(RequestRate::Infinite));
-        assert_eq!("2.5".parse::<RequestRate>(), Ok(RequestRate::PerSecond(2.5)));
+        assert_eq!(
+            "2.5".parse::<RequestRate>(),
+            Ok(RequestRate::PerSecond(2.5))
+        );
         assert!("0".parse::<RequestRate>().unwrap_err().contains("positive"));
-        assert!("fast".parse::<RequestRate>().unwrap_err().contains("not a number"));
-        let err = ArrivalProcess::new(RequestRate::Infinite, 0.0, 0).err().unwrap().to_string();
-        assert_eq!(err, "invalid --burstiness: 0 must be a positive number (1 = Poisson)");
+        assert!("fast"
+            .parse::<RequestRate>()
+            .unwrap_err()
+            .contains("not a number"));
+        let err = ArrivalProcess::new(RequestRate::Infinite, 0.0, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid --burstiness: 0 must be a positive number (1 = Poisson)"
+        );
     }
 }

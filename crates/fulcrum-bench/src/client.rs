@@ -61,18 +61,32 @@ struct Usage {
 impl CompletionsClient {
     /// `base_url` is the server root (`http://host:port`), with or without a
     /// trailing `/v1`. `timeout` bounds each whole request.
-    pub fn new(base_url: &str, api_key: Option<String>, timeout: Duration) -> Result<CompletionsClient, BenchError> {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<String>,
+        timeout: Duration,
+    ) -> Result<CompletionsClient, BenchError> {
         let trimmed = base_url.trim_end_matches('/');
         let base_url = trimmed.strip_suffix("/v1").unwrap_or(trimmed).to_string();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(BenchError::config("--base-url", format!("`{base_url}` must start with http:// or https://")));
+            return Err(BenchError::config(
+                "--base-url",
+                format!("`{base_url}` must start with http:// or https://"),
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| BenchError::Server { url: base_url.clone(), message: e.to_string() })?;
-        Ok(CompletionsClient { http, base_url, api_key })
+            .map_err(|e| BenchError::Server {
+                url: base_url.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(CompletionsClient {
+            http,
+            base_url,
+            api_key,
+        })
     }
 
     pub fn base_url(&self) -> &str {
@@ -80,7 +94,9 @@ impl CompletionsClient {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, format!("{}{path}", self.base_url));
+        let builder = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
         match &self.api_key {
             Some(key) => builder.bearer_auth(key),
             None => builder,
@@ -91,14 +107,22 @@ impl CompletionsClient {
     /// the user did not say.
     pub async fn first_model(&self) -> Result<String, BenchError> {
         let url = format!("{}/v1/models", self.base_url);
-        let fail = |message: String| BenchError::Server { url: url.clone(), message };
-        let response = self.request(reqwest::Method::GET, "/v1/models").send().await.map_err(|e| fail(describe(&e)))?;
+        let fail = |message: String| BenchError::Server {
+            url: url.clone(),
+            message,
+        };
+        let response = self
+            .request(reqwest::Method::GET, "/v1/models")
+            .send()
+            .await
+            .map_err(|e| fail(describe(&e)))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| fail(describe(&e)))?;
         if !status.is_success() {
             return Err(fail(format!("HTTP {status}: {}", truncate(&body))));
         }
-        let listing: serde_json::Value = serde_json::from_str(&body).map_err(|e| fail(format!("not JSON ({e})")))?;
+        let listing: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| fail(format!("not JSON ({e})")))?;
         listing["data"][0]["id"]
             .as_str()
             .map(str::to_string)
@@ -184,10 +208,16 @@ impl StreamState {
         let chunk: Chunk = serde_json::from_str(&event.data)
             .map_err(|e| format!("malformed chunk ({e}): {}", truncate(&event.data)))?;
         if let Some(error) = chunk.error {
-            let message = error["message"].as_str().map_or_else(|| error.to_string(), str::to_string);
+            let message = error["message"]
+                .as_str()
+                .map_or_else(|| error.to_string(), str::to_string);
             return Err(format!("error in stream: {}", truncate(&message)));
         }
-        if chunk.choices.iter().any(|c| c.text.as_deref().is_some_and(|t| !t.is_empty())) {
+        if chunk
+            .choices
+            .iter()
+            .any(|c| c.text.as_deref().is_some_and(|t| !t.is_empty()))
+        {
             self.chunk_offsets.push(at);
         }
         if chunk.usage.is_some() {
@@ -197,9 +227,12 @@ impl StreamState {
     }
 
     fn finish(self) -> Result<StreamedCompletion, String> {
-        let e2e = self.done_at.ok_or("the stream ended before `data: [DONE]`")?;
-        let usage =
-            self.usage.ok_or("the stream carried no `usage` (does the server honour stream_options.include_usage?)")?;
+        let e2e = self
+            .done_at
+            .ok_or("the stream ended before `data: [DONE]`")?;
+        let usage = self.usage.ok_or(
+            "the stream carried no `usage` (does the server honour stream_options.include_usage?)",
+        )?;
         Ok(StreamedCompletion {
             chunk_offsets: self.chunk_offsets,
             e2e,
@@ -235,7 +268,10 @@ mod tests {
     use super::*;
 
     fn event(data: &str) -> SseEvent {
-        SseEvent { event: None, data: data.into() }
+        SseEvent {
+            event: None,
+            data: data.into(),
+        }
     }
 
     fn ms(n: u64) -> Duration {
@@ -245,9 +281,15 @@ mod tests {
     #[test]
     fn text_chunks_are_timed_and_usage_counts_tokens() {
         let mut s = StreamState::default();
-        s.on_event(&event(r#"{"choices":[{"index":0,"text":""}]}"#), ms(5)).unwrap();
-        s.on_event(&event(r#"{"choices":[{"index":0,"text":"Hi"}]}"#), ms(10)).unwrap();
-        s.on_event(&event(r#"{"choices":[{"index":0,"text":" there you"}]}"#), ms(30)).unwrap();
+        s.on_event(&event(r#"{"choices":[{"index":0,"text":""}]}"#), ms(5))
+            .unwrap();
+        s.on_event(&event(r#"{"choices":[{"index":0,"text":"Hi"}]}"#), ms(10))
+            .unwrap();
+        s.on_event(
+            &event(r#"{"choices":[{"index":0,"text":" there you"}]}"#),
+            ms(30),
+        )
+        .unwrap();
         s.on_event(
             &event(r#"{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":4,"total_tokens":8}}"#),
             ms(31),
@@ -256,14 +298,21 @@ mod tests {
         s.on_event(&event("[DONE]"), ms(32)).unwrap();
         let done = s.finish().unwrap();
         assert_eq!(done.chunk_offsets, [ms(10), ms(30)]);
-        assert_eq!((done.e2e, done.prompt_tokens, done.output_tokens), (ms(32), 4, 4));
+        assert_eq!(
+            (done.e2e, done.prompt_tokens, done.output_tokens),
+            (ms(32), 4, 4)
+        );
     }
 
     #[test]
     fn truncated_streams_and_missing_usage_are_failures() {
         let mut s = StreamState::default();
-        s.on_event(&event(r#"{"choices":[{"text":"x"}]}"#), ms(1)).unwrap();
-        assert_eq!(s.finish().unwrap_err(), "the stream ended before `data: [DONE]`");
+        s.on_event(&event(r#"{"choices":[{"text":"x"}]}"#), ms(1))
+            .unwrap();
+        assert_eq!(
+            s.finish().unwrap_err(),
+            "the stream ended before `data: [DONE]`"
+        );
         let mut s = StreamState::default();
         s.on_event(&event("[DONE]"), ms(1)).unwrap();
         assert!(s.finish().unwrap_err().contains("no `usage`"));
@@ -272,10 +321,14 @@ mod tests {
     #[test]
     fn error_events_and_garbage_are_reported() {
         let mut s = StreamState::default();
-        let err =
-            s.on_event(&event(r#"{"error":{"message":"context too long","type":"invalid_request_error"}}"#), ms(1));
+        let err = s.on_event(
+            &event(r#"{"error":{"message":"context too long","type":"invalid_request_error"}}"#),
+            ms(1),
+        );
         assert_eq!(err.unwrap_err(), "error in stream: context too long");
-        let err = StreamState::default().on_event(&event("{not json"), ms(1)).unwrap_err();
+        let err = StreamState::default()
+            .on_event(&event("{not json"), ms(1))
+            .unwrap_err();
         assert!(err.starts_with("malformed chunk ("), "{err}");
     }
 
@@ -283,8 +336,14 @@ mod tests {
     fn base_urls_are_normalized_and_checked() {
         let c = CompletionsClient::new("http://127.0.0.1:8000/v1/", None, ms(1000)).unwrap();
         assert_eq!(c.base_url(), "http://127.0.0.1:8000");
-        let err = CompletionsClient::new("127.0.0.1:8000", None, ms(1000)).err().unwrap().to_string();
-        assert_eq!(err, "invalid --base-url: `127.0.0.1:8000` must start with http:// or https://");
+        let err = CompletionsClient::new("127.0.0.1:8000", None, ms(1000))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid --base-url: `127.0.0.1:8000` must start with http:// or https://"
+        );
     }
 
     #[test]

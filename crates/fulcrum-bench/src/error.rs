@@ -16,7 +16,11 @@ pub enum BenchError {
     },
     /// A dataset line that is neither a prompt nor a conversation.
     #[error("{}:{line}: {reason}", path.display())]
-    Dataset { path: PathBuf, line: usize, reason: String },
+    Dataset {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("tokenizer of {}: {message}", path.display())]
     Tokenizer { path: PathBuf, message: String },
     /// The server could not be asked something the run needs before it starts.
@@ -24,12 +28,18 @@ pub enum BenchError {
     Server { url: String, message: String },
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The engine could not be configured or started for a configuration.
+    #[error("configuration `{label}`: {message}")]
+    Engine { label: String, message: String },
     #[error("drawing {}: {message}", path.display())]
     Plot { path: PathBuf, message: String },
 }
 
 impl BenchError {
     pub(crate) fn config(flag: &'static str, reason: impl Into<String>) -> BenchError {
-        BenchError::InvalidConfig { flag, reason: reason.into() }
+        BenchError::InvalidConfig {
+            flag,
+            reason: reason.into(),
+        }
     }
 }

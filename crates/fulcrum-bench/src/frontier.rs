@@ -65,8 +65,10 @@ impl OperatingPoint {
     /// Whether `self` is at least as good as `other` everywhere (maximal
     /// throughput, minimal latency on `axes`) and better somewhere.
     fn dominates(&self, other: &OperatingPoint, axes: &[LatencyAxis]) -> bool {
-        let no_worse = self.throughput >= other.throughput && axes.iter().all(|a| a.of(self) <= a.of(other));
-        let better = self.throughput > other.throughput || axes.iter().any(|a| a.of(self) < a.of(other));
+        let no_worse =
+            self.throughput >= other.throughput && axes.iter().all(|a| a.of(self) <= a.of(other));
+        let better =
+            self.throughput > other.throughput || axes.iter().any(|a| a.of(self) < a.of(other));
         no_worse && better
     }
 }
@@ -78,7 +80,11 @@ impl OperatingPoint {
 pub fn pareto_frontier(points: &[OperatingPoint], axes: &[LatencyAxis]) -> Vec<usize> {
     let mut frontier: Vec<usize> = (0..points.len())
         .filter(|&i| points[i].is_finite())
-        .filter(|&i| !points.iter().any(|q| q.is_finite() && q.dominates(&points[i], axes)))
+        .filter(|&i| {
+            !points
+                .iter()
+                .any(|q| q.is_finite() && q.dominates(&points[i], axes))
+        })
         .collect();
     frontier.sort_by(|&a, &b| points[a].throughput.total_cmp(&points[b].throughput));
     frontier
@@ -90,7 +96,12 @@ mod tests {
     use LatencyAxis::*;
 
     fn p(label: &str, throughput: f64, ttft: f64, tpot: f64) -> OperatingPoint {
-        OperatingPoint { label: label.into(), throughput, ttft_p99_ms: ttft, tpot_p99_ms: tpot }
+        OperatingPoint {
+            label: label.into(),
+            throughput,
+            ttft_p99_ms: ttft,
+            tpot_p99_ms: tpot,
+        }
     }
 
     fn labels(points: &[OperatingPoint], idx: &[usize]) -> Vec<String> {
@@ -116,29 +127,55 @@ mod tests {
             labels(&pts, &pareto_frontier(&pts, &[TtftP99, TpotP99])),
             ["seqs=1", "seqs=4", "seqs=16", "seqs=64"]
         );
-        assert_eq!(labels(&pts, &pareto_frontier(&pts, &[TtftP99])), ["seqs=1", "seqs=4", "seqs=16", "seqs=64"]);
+        assert_eq!(
+            labels(&pts, &pareto_frontier(&pts, &[TtftP99])),
+            ["seqs=1", "seqs=4", "seqs=16", "seqs=64"]
+        );
     }
 
     #[test]
     fn one_axis_can_keep_a_point_the_other_drops() {
         // `chunked` has the best TPOT but worse TTFT than `decode-first` at
         // the same throughput: on the TTFT plot it is beaten, on TPOT it wins.
-        let pts = vec![p("decode-first", 500.0, 100.0, 40.0), p("chunked", 500.0, 150.0, 20.0)];
-        assert_eq!(labels(&pts, &pareto_frontier(&pts, &[TtftP99])), ["decode-first"]);
-        assert_eq!(labels(&pts, &pareto_frontier(&pts, &[TpotP99])), ["chunked"]);
-        assert_eq!(labels(&pts, &pareto_frontier(&pts, &[TtftP99, TpotP99])), ["decode-first", "chunked"]);
+        let pts = vec![
+            p("decode-first", 500.0, 100.0, 40.0),
+            p("chunked", 500.0, 150.0, 20.0),
+        ];
+        assert_eq!(
+            labels(&pts, &pareto_frontier(&pts, &[TtftP99])),
+            ["decode-first"]
+        );
+        assert_eq!(
+            labels(&pts, &pareto_frontier(&pts, &[TpotP99])),
+            ["chunked"]
+        );
+        assert_eq!(
+            labels(&pts, &pareto_frontier(&pts, &[TtftP99, TpotP99])),
+            ["decode-first", "chunked"]
+        );
     }
 
     #[test]
     fn throughput_alone_picks_the_maximum_and_ties_are_kept() {
-        let pts = vec![p("a", 10.0, 1.0, 1.0), p("b", 20.0, 9.0, 9.0), p("c", 20.0, 9.0, 9.0)];
+        let pts = vec![
+            p("a", 10.0, 1.0, 1.0),
+            p("b", 20.0, 9.0, 9.0),
+            p("c", 20.0, 9.0, 9.0),
+        ];
         assert_eq!(labels(&pts, &pareto_frontier(&pts, &[])), ["b", "c"]);
     }
 
     #[test]
     fn non_finite_points_never_count() {
-        let pts = vec![p("nan", f64::NAN, 1.0, 1.0), p("inf", 1e9, f64::INFINITY, 1.0), p("ok", 1.0, 5.0, 5.0)];
-        assert_eq!(labels(&pts, &pareto_frontier(&pts, &[TtftP99, TpotP99])), ["ok"]);
+        let pts = vec![
+            p("nan", f64::NAN, 1.0, 1.0),
+            p("inf", 1e9, f64::INFINITY, 1.0),
+            p("ok", 1.0, 5.0, 5.0),
+        ];
+        assert_eq!(
+            labels(&pts, &pareto_frontier(&pts, &[TtftP99, TpotP99])),
+            ["ok"]
+        );
         assert!(pareto_frontier(&[], &[TtftP99]).is_empty());
     }
 

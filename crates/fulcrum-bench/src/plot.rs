@@ -26,13 +26,18 @@ fn ensure_font() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
-            register_font(FAMILY, FontStyle::Normal, FONT).map_err(|_| "the embedded font is invalid".to_string())
+            register_font(FAMILY, FontStyle::Normal, FONT)
+                .map_err(|_| "the embedded font is invalid".to_string())
         })
         .clone()
 }
 
 /// Writes `<out_stem>.svg` and `<out_stem>.png`; returns their paths.
-pub fn plot_frontier(points: &[OperatingPoint], title: &str, out_stem: &Path) -> Result<Vec<PathBuf>, BenchError> {
+pub fn plot_frontier(
+    points: &[OperatingPoint],
+    title: &str,
+    out_stem: &Path,
+) -> Result<Vec<PathBuf>, BenchError> {
     let svg = out_stem.with_extension("svg");
     let png = out_stem.with_extension("png");
     let fail = |path: &Path| {
@@ -40,8 +45,18 @@ pub fn plot_frontier(points: &[OperatingPoint], title: &str, out_stem: &Path) ->
         move |message: String| BenchError::Plot { path, message }
     };
     ensure_font().map_err(fail(&svg))?;
-    draw(SVGBackend::new(&svg, SIZE).into_drawing_area(), points, title).map_err(fail(&svg))?;
-    draw(BitMapBackend::new(&png, SIZE).into_drawing_area(), points, title).map_err(fail(&png))?;
+    draw(
+        SVGBackend::new(&svg, SIZE).into_drawing_area(),
+        points,
+        title,
+    )
+    .map_err(fail(&svg))?;
+    draw(
+        BitMapBackend::new(&png, SIZE).into_drawing_area(),
+        points,
+        title,
+    )
+    .map_err(fail(&png))?;
     Ok(vec![svg, png])
 }
 
@@ -51,7 +66,9 @@ fn draw<DB: DrawingBackend>(
     title: &str,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let body = root.titled(title, (FAMILY, 26)).map_err(|e| e.to_string())?;
+    let body = root
+        .titled(title, (FAMILY, 26))
+        .map_err(|e| e.to_string())?;
     let (left, right) = body.split_horizontally(SIZE.0 / 2);
     panel(&left, points, LatencyAxis::TtftP99)?;
     panel(&right, points, LatencyAxis::TpotP99)?;
@@ -66,12 +83,27 @@ fn panel<DB: DrawingBackend>(
     axis: LatencyAxis,
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let finite: Vec<&OperatingPoint> =
-        points.iter().filter(|p| p.throughput.is_finite() && axis.of(p).is_finite()).collect();
-    let x_max = finite.iter().map(|p| axis.of(p)).fold(0.0, f64::max).max(1e-3) * 1.2;
-    let y_max = finite.iter().map(|p| p.throughput).fold(0.0, f64::max).max(1e-3) * 1.15;
+    let finite: Vec<&OperatingPoint> = points
+        .iter()
+        .filter(|p| p.throughput.is_finite() && axis.of(p).is_finite())
+        .collect();
+    let x_max = finite
+        .iter()
+        .map(|p| axis.of(p))
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.2;
+    let y_max = finite
+        .iter()
+        .map(|p| p.throughput)
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.15;
     let mut chart = ChartBuilder::on(area)
-        .caption(format!("output throughput vs {}", axis.name()), (FAMILY, 20))
+        .caption(
+            format!("output throughput vs {}", axis.name()),
+            (FAMILY, 20),
+        )
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -90,7 +122,10 @@ fn panel<DB: DrawingBackend>(
 
     let frontier = pareto_frontier(points, &[axis]);
     // Connect the frontier in latency order: it rises left to right.
-    let mut line: Vec<(f64, f64)> = frontier.iter().map(|&i| (axis.of(&points[i]), points[i].throughput)).collect();
+    let mut line: Vec<(f64, f64)> = frontier
+        .iter()
+        .map(|&i| (axis.of(&points[i]), points[i].throughput))
+        .collect();
     line.sort_by(|a, b| a.0.total_cmp(&b.0));
     chart
         .draw_series(LineSeries::new(line, FRONTIER.stroke_width(2)))
@@ -101,7 +136,11 @@ fn panel<DB: DrawingBackend>(
         let color = if on_frontier { FRONTIER } else { DOMINATED };
         EmptyElement::at((axis.of(p), p.throughput))
             + Circle::new((0, 0), 5, color.filled())
-            + Text::new(p.label.clone(), (7, -16), (FAMILY, 13).into_font().color(&color))
+            + Text::new(
+                p.label.clone(),
+                (7, -16),
+                (FAMILY, 13).into_font().color(&color),
+            )
     };
     chart
         .draw_series(finite.iter().map(|p| {
@@ -127,15 +166,34 @@ mod tests {
     #[test]
     fn writes_svg_with_labels_and_a_png() {
         let points = vec![
-            OperatingPoint { label: "max_num_seqs=1".into(), throughput: 90.0, ttft_p99_ms: 80.0, tpot_p99_ms: 11.0 },
-            OperatingPoint { label: "max_num_seqs=8".into(), throughput: 520.0, ttft_p99_ms: 310.0, tpot_p99_ms: 19.0 },
-            OperatingPoint { label: "static".into(), throughput: 300.0, ttft_p99_ms: 900.0, tpot_p99_ms: 25.0 },
+            OperatingPoint {
+                label: "max_num_seqs=1".into(),
+                throughput: 90.0,
+                ttft_p99_ms: 80.0,
+                tpot_p99_ms: 11.0,
+            },
+            OperatingPoint {
+                label: "max_num_seqs=8".into(),
+                throughput: 520.0,
+                ttft_p99_ms: 310.0,
+                tpot_p99_ms: 19.0,
+            },
+            OperatingPoint {
+                label: "static".into(),
+                throughput: 300.0,
+                ttft_p99_ms: 900.0,
+                tpot_p99_ms: 25.0,
+            },
         ];
         let dir = std::env::temp_dir().join(format!("fulcrum-bench-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let paths = plot_frontier(&points, "SmolLM2 · 2 threads", &dir.join("frontier")).unwrap();
         let svg = std::fs::read_to_string(&paths[0]).unwrap();
-        assert!(svg.contains("max_num_seqs=8") && svg.contains("TPOT p99 (ms)") && svg.contains("Pareto frontier"));
+        assert!(
+            svg.contains("max_num_seqs=8")
+                && svg.contains("TPOT p99 (ms)")
+                && svg.contains("Pareto frontier")
+        );
         let png = std::fs::read(&paths[1]).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         std::fs::remove_dir_all(&dir).unwrap();

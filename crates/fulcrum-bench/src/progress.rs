@@ -32,9 +32,11 @@ impl TerminalProgress {
     pub fn new(num_requests: Option<usize>) -> TerminalProgress {
         let bar = match num_requests {
             Some(n) => ProgressBar::new(n as u64).with_style(
-                ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} requests, {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} requests, {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner().with_style(
                 ProgressStyle::with_template("{elapsed_precise} {spinner} {pos} requests, {msg}")
@@ -43,7 +45,10 @@ impl TerminalProgress {
         };
         bar.enable_steady_tick(Duration::from_millis(200));
         bar.set_message("0 failed");
-        TerminalProgress { bar, num_failed: AtomicUsize::new(0) }
+        TerminalProgress {
+            bar,
+            num_failed: AtomicUsize::new(0),
+        }
     }
 }
 

@@ -44,7 +44,12 @@ impl RequestRecord {
     /// text-carrying chunks (relative to the send), the end-to-end time and
     /// the server's usage counts. An engine driven in-process builds its
     /// records here too, with per-token times as chunk times.
-    pub fn success(chunk_offsets: &[Duration], e2e: Duration, prompt_tokens: u64, output_tokens: u64) -> RequestRecord {
+    pub fn success(
+        chunk_offsets: &[Duration],
+        e2e: Duration,
+        prompt_tokens: u64,
+        output_tokens: u64,
+    ) -> RequestRecord {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let e2e_ms = ms(e2e);
         let ttft_ms = chunk_offsets.first().map(|&d| ms(d));
@@ -52,12 +57,27 @@ impl RequestRecord {
             Some(ttft) if output_tokens > 1 => Some((e2e_ms - ttft) / (output_tokens - 1) as f64),
             _ => None,
         };
-        let itl_ms = chunk_offsets.windows(2).map(|w| ms(w[1].saturating_sub(w[0]))).collect();
-        RequestRecord { ttft_ms, tpot_ms, e2e_ms, itl_ms, prompt_tokens, output_tokens, ..RequestRecord::default() }
+        let itl_ms = chunk_offsets
+            .windows(2)
+            .map(|w| ms(w[1].saturating_sub(w[0])))
+            .collect();
+        RequestRecord {
+            ttft_ms,
+            tpot_ms,
+            e2e_ms,
+            itl_ms,
+            prompt_tokens,
+            output_tokens,
+            ..RequestRecord::default()
+        }
     }
 
     pub fn failure(error: impl Into<String>, elapsed: Duration) -> RequestRecord {
-        RequestRecord { error: Some(error.into()), e2e_ms: elapsed.as_secs_f64() * 1e3, ..RequestRecord::default() }
+        RequestRecord {
+            error: Some(error.into()),
+            e2e_ms: elapsed.as_secs_f64() * 1e3,
+            ..RequestRecord::default()
+        }
     }
 }
 
@@ -81,7 +101,10 @@ mod tests {
     fn single_token_and_empty_streams_have_no_tpot() {
         let ms = Duration::from_millis;
         let one = RequestRecord::success(&[ms(40)], ms(41), 3, 1);
-        assert_eq!((one.ttft_ms, one.tpot_ms, one.itl_ms.len()), (Some(40.0), None, 0));
+        assert_eq!(
+            (one.ttft_ms, one.tpot_ms, one.itl_ms.len()),
+            (Some(40.0), None, 0)
+        );
         let none = RequestRecord::success(&[], ms(41), 3, 5);
         assert_eq!((none.ttft_ms, none.tpot_ms), (None, None));
         let failed = RequestRecord::failure("HTTP 503", ms(7));

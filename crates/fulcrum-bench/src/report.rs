@@ -46,7 +46,13 @@ impl RunSummary {
     /// failed fast would otherwise flatter the latency.
     pub fn from_records(records: &[RequestRecord], duration: Duration, slo: &Slo) -> RunSummary {
         let duration_s = duration.as_secs_f64();
-        let per_s = |x: f64| if duration_s > 0.0 { x / duration_s } else { 0.0 };
+        let per_s = |x: f64| {
+            if duration_s > 0.0 {
+                x / duration_s
+            } else {
+                0.0
+            }
+        };
         let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.is_ok()).collect();
         let total_input_tokens: u64 = ok.iter().map(|r| r.prompt_tokens).sum();
         let total_output_tokens: u64 = ok.iter().map(|r| r.output_tokens).sum();
@@ -81,22 +87,50 @@ impl RunSummary {
         let mut row = |name: &str, value: String| {
             let _ = writeln!(t, "{name:<34}{value:>28}");
         };
-        row("requests completed / failed", format!("{} / {}", self.completed, self.failed));
+        row(
+            "requests completed / failed",
+            format!("{} / {}", self.completed, self.failed),
+        );
         row("duration", format!("{:.2} s", self.duration_s));
-        row("input / output tokens", format!("{} / {}", self.total_input_tokens, self.total_output_tokens));
-        row("request throughput", format!("{:.2} req/s", self.request_throughput));
-        row("output token throughput", format!("{:.1} tok/s", self.output_throughput));
-        row("total token throughput", format!("{:.1} tok/s", self.total_token_throughput));
+        row(
+            "input / output tokens",
+            format!("{} / {}", self.total_input_tokens, self.total_output_tokens),
+        );
+        row(
+            "request throughput",
+            format!("{:.2} req/s", self.request_throughput),
+        );
+        row(
+            "output token throughput",
+            format!("{:.1} tok/s", self.output_throughput),
+        );
+        row(
+            "total token throughput",
+            format!("{:.1} tok/s", self.total_token_throughput),
+        );
         match (&self.slo, self.goodput) {
-            (Some(slo), Some(goodput)) => row(&format!("goodput ({slo})"), format!("{goodput:.2} req/s")),
+            (Some(slo), Some(goodput)) => {
+                row(&format!("goodput ({slo})"), format!("{goodput:.2} req/s"))
+            }
             _ => row("goodput", "(no --slo given)".to_string()),
         }
-        let _ = writeln!(t, "{rule}\n{:<10}{:>13}{:>13}{:>13}{:>13}", "ms", "mean", "p50", "p90", "p99");
-        for (name, summary) in
-            [("TTFT", self.ttft_ms), ("TPOT", self.tpot_ms), ("ITL", self.itl_ms), ("E2E", self.e2e_ms)]
-        {
+        let _ = writeln!(
+            t,
+            "{rule}\n{:<10}{:>13}{:>13}{:>13}{:>13}",
+            "ms", "mean", "p50", "p90", "p99"
+        );
+        for (name, summary) in [
+            ("TTFT", self.ttft_ms),
+            ("TPOT", self.tpot_ms),
+            ("ITL", self.itl_ms),
+            ("E2E", self.e2e_ms),
+        ] {
             let _ = match summary {
-                Some(s) => writeln!(t, "{name:<10}{:>13.2}{:>13.2}{:>13.2}{:>13.2}", s.mean, s.p50, s.p90, s.p99),
+                Some(s) => writeln!(
+                    t,
+                    "{name:<10}{:>13.2}{:>13.2}{:>13.2}{:>13.2}",
+                    s.mean, s.p50, s.p90, s.p99
+                ),
                 None => writeln!(t, "{name:<10}{:>13}", "no data"),
             };
         }
@@ -123,8 +157,17 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(config: serde_json::Value, records: Vec<RequestRecord>, duration: Duration, slo: &Slo) -> Report {
-        Report { summary: RunSummary::from_records(&records, duration, slo), config, requests: records }
+    pub fn new(
+        config: serde_json::Value,
+        records: Vec<RequestRecord>,
+        duration: Duration,
+        slo: &Slo,
+    ) -> Report {
+        Report {
+            summary: RunSummary::from_records(&records, duration, slo),
+            config,
+            requests: records,
+        }
     }
 }
 
@@ -162,9 +205,15 @@ mod tests {
         assert_eq!(s.goodput, Some(0.5));
         assert_eq!(s.errors["HTTP 503 Service Unavailable"], 2);
         let e2e = s.e2e_ms.unwrap();
-        assert!((e2e.mean - 1700.0).abs() < 1e-9, "failures are not in the latency figures");
+        assert!(
+            (e2e.mean - 1700.0).abs() < 1e-9,
+            "failures are not in the latency figures"
+        );
         let table = s.to_table("run");
-        assert!(table.contains("goodput (ttft=200ms)") && table.contains("2 × HTTP 503"), "{table}");
+        assert!(
+            table.contains("goodput (ttft=200ms)") && table.contains("2 × HTTP 503"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -176,9 +225,15 @@ mod tests {
             &Slo::default(),
         );
         let json = serde_json::to_value(&report).unwrap();
-        for key in
-            ["completed", "failed", "duration_s", "request_throughput", "output_throughput", "goodput", "ttft_ms"]
-        {
+        for key in [
+            "completed",
+            "failed",
+            "duration_s",
+            "request_throughput",
+            "output_throughput",
+            "goodput",
+            "ttft_ms",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert!(json["goodput"].is_null(), "no SLO, no goodput");
@@ -190,7 +245,10 @@ mod tests {
 
     #[test]
     fn an_all_failed_run_has_no_latency_data() {
-        let records = vec![RequestRecord::failure("connection refused", Duration::from_millis(1))];
+        let records = vec![RequestRecord::failure(
+            "connection refused",
+            Duration::from_millis(1),
+        )];
         let s = RunSummary::from_records(&records, Duration::ZERO, &Slo::default());
         assert_eq!((s.completed, s.failed, s.request_throughput), (0, 1, 0.0));
         assert!(s.ttft_ms.is_none() && s.e2e_ms.is_none());

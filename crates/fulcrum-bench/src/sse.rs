@@ -105,7 +105,10 @@ mod tests {
     use super::*;
 
     fn data(s: &str) -> SseEvent {
-        SseEvent { event: None, data: s.to_string() }
+        SseEvent {
+            event: None,
+            data: s.to_string(),
+        }
     }
 
     /// A stream recorded from an OpenAI-style `/v1/completions` server, with
@@ -148,7 +151,11 @@ mod tests {
         let bytes = RECORDED.as_bytes();
         for i in 0..=bytes.len() {
             for j in i..=bytes.len() {
-                assert_eq!(parse_in_pieces(bytes, &[i, j]), expected(), "cut at {i} and {j}");
+                assert_eq!(
+                    parse_in_pieces(bytes, &[i, j]),
+                    expected(),
+                    "cut at {i} and {j}"
+                );
             }
         }
     }
@@ -172,7 +179,10 @@ mod tests {
         assert_eq!(
             SseParser::new().feed(stream.as_bytes()),
             vec![
-                SseEvent { event: Some("error".into()), data: "line one\nline two".into() },
+                SseEvent {
+                    event: Some("error".into()),
+                    data: "line one\nline two".into()
+                },
                 data(""),
                 data(" two spaces"),
             ]

@@ -42,7 +42,12 @@ impl LatencySummary {
             return None;
         }
         let at = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
-        Some(LatencySummary { mean: sum / count as f64, p50: at(0.50), p90: at(0.90), p99: at(0.99) })
+        Some(LatencySummary {
+            mean: sum / count as f64,
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+        })
     }
 }
 
@@ -62,7 +67,10 @@ mod tests {
     fn assert_close(got: f64, want: f64, what: &str) {
         // Three significant digits plus the 1 µs quantum.
         let tol = want.abs() * 1e-3 + 1e-3;
-        assert!((got - want).abs() <= tol, "{what}: got {got}, want {want} ± {tol}");
+        assert!(
+            (got - want).abs() <= tol,
+            "{what}: got {got}, want {want} ± {tol}"
+        );
     }
 
     #[test]
@@ -71,7 +79,13 @@ mod tests {
         for n in [1usize, 2, 10, 99, 100, 1001, 20_000] {
             // Long-tailed like real latencies: mostly 5–50 ms, a few seconds.
             let samples: Vec<f64> = (0..n)
-                .map(|_| if rng.gen_bool(0.02) { rng.gen_range(500.0..5000.0) } else { rng.gen_range(5.0..50.0) })
+                .map(|_| {
+                    if rng.gen_bool(0.02) {
+                        rng.gen_range(500.0..5000.0)
+                    } else {
+                        rng.gen_range(5.0..50.0)
+                    }
+                })
                 .collect();
             let s = LatencySummary::from_millis(samples.iter().copied()).unwrap();
             let mut sorted = samples.clone();

@@ -83,7 +83,11 @@ struct List {
 }
 
 impl List {
-    const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
 }
 
 /// Which list a released block joins.
@@ -114,7 +118,15 @@ impl BlockPool {
         let num_blocks = num_blocks.min(NIL as usize);
         let mut pool = BlockPool {
             block_size: block_size.max(1),
-            blocks: vec![Block { ref_count: 0, hash: None, prev: NIL, next: NIL }; num_blocks],
+            blocks: vec![
+                Block {
+                    ref_count: 0,
+                    hash: None,
+                    prev: NIL,
+                    next: NIL
+                };
+                num_blocks
+            ],
             free: List::EMPTY,
             evictable: List::EMPTY,
             num_used: 0,
@@ -167,9 +179,16 @@ impl BlockPool {
     /// Appends `num_blocks` fresh blocks to `table`, evicting unowned cached
     /// blocks (least recently released first) only when no free block is
     /// left. All or nothing. O(num_blocks).
-    pub fn allocate(&mut self, num_blocks: usize, table: &mut BlockTable) -> Result<(), OutOfBlocks> {
+    pub fn allocate(
+        &mut self,
+        num_blocks: usize,
+        table: &mut BlockTable,
+    ) -> Result<(), OutOfBlocks> {
         if !self.can_allocate(num_blocks) {
-            return Err(OutOfBlocks { requested: num_blocks, available: self.num_free_blocks() });
+            return Err(OutOfBlocks {
+                requested: num_blocks,
+                available: self.num_free_blocks(),
+            });
         }
         table.blocks.reserve(num_blocks);
         for _ in 0..num_blocks {
@@ -180,7 +199,10 @@ impl BlockPool {
             });
             // Unreachable: `can_allocate` counted both lists.
             let Some(id) = id else {
-                return Err(OutOfBlocks { requested: num_blocks, available: 0 });
+                return Err(OutOfBlocks {
+                    requested: num_blocks,
+                    available: 0,
+                });
             };
             self.blocks[id as usize].ref_count = 1;
             self.num_used += 1;
@@ -197,10 +219,17 @@ impl BlockPool {
     pub fn free(&mut self, table: &mut BlockTable) {
         for &id in table.blocks.iter().rev() {
             let block = &mut self.blocks[id as usize];
-            debug_assert!(block.ref_count > 0, "block {id} released more often than acquired");
+            debug_assert!(
+                block.ref_count > 0,
+                "block {id} released more often than acquired"
+            );
             block.ref_count = block.ref_count.saturating_sub(1);
             if block.ref_count == 0 {
-                let which = if block.hash.is_some() { Which::Evictable } else { Which::Free };
+                let which = if block.hash.is_some() {
+                    Which::Evictable
+                } else {
+                    Which::Free
+                };
                 self.num_used -= 1;
                 self.push_back(which, id);
             }
@@ -212,11 +241,19 @@ impl BlockPool {
     /// The cached blocks matching the leading full blocks of `tokens`, at most
     /// `max_blocks`. `hashes` is the sequence's hash chain (one per full
     /// block). Reads only; see `acquire_cached`. Empty when caching is off.
-    pub fn lookup_prefix(&self, hashes: &[BlockHash], tokens: &[u32], max_blocks: usize) -> Vec<BlockId> {
-        let Some(index) = &self.index else { return Vec::new() };
+    pub fn lookup_prefix(
+        &self,
+        hashes: &[BlockHash],
+        tokens: &[u32],
+        max_blocks: usize,
+    ) -> Vec<BlockId> {
+        let Some(index) = &self.index else {
+            return Vec::new();
+        };
         let mut hit = Vec::new();
         for (i, &hash) in hashes.iter().enumerate().take(max_blocks) {
-            let Some(block_tokens) = tokens.get(i * self.block_size..(i + 1) * self.block_size) else {
+            let Some(block_tokens) = tokens.get(i * self.block_size..(i + 1) * self.block_size)
+            else {
                 break;
             };
             let parent = i.checked_sub(1).map(|p| hashes[p]);
@@ -258,7 +295,9 @@ impl BlockPool {
         num_computed_tokens: usize,
     ) {
         let Some(index) = &mut self.index else { return };
-        let num_full = (num_computed_tokens / self.block_size).min(table.blocks.len()).min(hashes.len());
+        let num_full = (num_computed_tokens / self.block_size)
+            .min(table.blocks.len())
+            .min(hashes.len());
         for i in table.num_committed..num_full {
             let id = table.blocks[i];
             let block = &mut self.blocks[id as usize];
@@ -281,7 +320,10 @@ impl BlockPool {
             let list = self.list(which);
             let (mut id, mut prev, mut len) = (list.head, NIL, 0);
             while id != NIL {
-                let block = self.blocks.get(id as usize).ok_or(format!("{which:?} links to {id}"))?;
+                let block = self
+                    .blocks
+                    .get(id as usize)
+                    .ok_or(format!("{which:?} links to {id}"))?;
                 if on_list[id as usize].replace(which).is_some() {
                     return Err(format!("block {id} is on a list twice"));
                 }
@@ -289,7 +331,10 @@ impl BlockPool {
                     return Err(format!("block {id}: broken prev link"));
                 }
                 if block.ref_count != 0 {
-                    return Err(format!("block {id} is listed {which:?} with ref_count {}", block.ref_count));
+                    return Err(format!(
+                        "block {id} is listed {which:?} with ref_count {}",
+                        block.ref_count
+                    ));
                 }
                 if (which == Which::Evictable) != block.hash.is_some() {
                     return Err(format!("block {id} on {which:?} has hash {:?}", block.hash));
@@ -302,7 +347,10 @@ impl BlockPool {
         }
         let num_used = self.blocks.iter().filter(|b| b.ref_count > 0).count();
         if num_used != self.num_used {
-            return Err(format!("num_used {} but {num_used} blocks have owners", self.num_used));
+            return Err(format!(
+                "num_used {} but {num_used} blocks have owners",
+                self.num_used
+            ));
         }
         if self.num_used + self.free.len + self.evictable.len != self.blocks.len() {
             return Err("used + free + evictable != total".into());

@@ -28,7 +28,13 @@ fn allocate_is_all_or_nothing() {
     pool.allocate(3, &mut a).unwrap();
     assert_eq!(a.as_slice(), &[0, 1, 2]);
     let mut b = BlockTable::default();
-    assert_eq!(pool.allocate(2, &mut b), Err(OutOfBlocks { requested: 2, available: 1 }));
+    assert_eq!(
+        pool.allocate(2, &mut b),
+        Err(OutOfBlocks {
+            requested: 2,
+            available: 1
+        })
+    );
     assert!(b.is_empty());
     assert_eq!((pool.num_used_blocks(), pool.num_free_blocks()), (3, 1));
     pool.free(&mut a);
@@ -47,8 +53,15 @@ fn a_cached_prefix_is_shared_with_a_reference_each() {
     assert_eq!(pool.num_cached_blocks(), 2);
 
     let b = fill(&mut pool, &prompt);
-    assert_eq!(b.as_slice(), &[0, 1, 3], "full blocks shared, the partial one is not");
-    assert_eq!((pool.ref_count(0), pool.ref_count(1), pool.ref_count(3)), (2, 2, 1));
+    assert_eq!(
+        b.as_slice(),
+        &[0, 1, 3],
+        "full blocks shared, the partial one is not"
+    );
+    assert_eq!(
+        (pool.ref_count(0), pool.ref_count(1), pool.ref_count(3)),
+        (2, 2, 1)
+    );
     pool.check_invariants().unwrap();
 }
 
@@ -57,7 +70,10 @@ fn unowned_cached_blocks_stay_until_the_pool_needs_room() {
     let mut pool = BlockPool::new(4, 2, true);
     let mut a = fill(&mut pool, &[1, 2, 3, 4]); // blocks 0, 1 cached
     pool.free(&mut a);
-    assert_eq!((pool.num_free_blocks(), pool.num_evictable_blocks()), (4, 2));
+    assert_eq!(
+        (pool.num_free_blocks(), pool.num_evictable_blocks()),
+        (4, 2)
+    );
 
     // Two free blocks left: taking them evicts nothing.
     let mut b = BlockTable::default();
@@ -81,9 +97,18 @@ fn eviction_is_least_recently_released_first() {
     pool.free(&mut a); // a released last: most recent
     let mut c = BlockTable::default();
     pool.allocate(1, &mut c).unwrap();
-    assert_eq!(c.as_slice(), &[1], "b's block, released first, is evicted first");
-    assert_eq!(pool.lookup_prefix(&hashes_of(&[1, 2], 2), &[1, 2], 1), vec![0]);
-    assert!(pool.lookup_prefix(&hashes_of(&[3, 4], 2), &[3, 4], 1).is_empty());
+    assert_eq!(
+        c.as_slice(),
+        &[1],
+        "b's block, released first, is evicted first"
+    );
+    assert_eq!(
+        pool.lookup_prefix(&hashes_of(&[1, 2], 2), &[1, 2], 1),
+        vec![0]
+    );
+    assert!(pool
+        .lookup_prefix(&hashes_of(&[3, 4], 2), &[3, 4], 1)
+        .is_empty());
 }
 
 #[test]
@@ -125,16 +150,29 @@ fn with_caching_off_nothing_is_hashed() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Allocate { table: usize, num_blocks: usize },
-    Free { table: usize },
-    FillPrompt { table: usize, prompt: usize, len: usize },
+    Allocate {
+        table: usize,
+        num_blocks: usize,
+    },
+    Free {
+        table: usize,
+    },
+    FillPrompt {
+        table: usize,
+        prompt: usize,
+        len: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..4usize, 0..4usize).prop_map(|(table, num_blocks)| Op::Allocate { table, num_blocks }),
         (0..4usize).prop_map(|table| Op::Free { table }),
-        (0..4usize, 0..3usize, 1..20usize).prop_map(|(table, prompt, len)| Op::FillPrompt { table, prompt, len }),
+        (0..4usize, 0..3usize, 1..20usize).prop_map(|(table, prompt, len)| Op::FillPrompt {
+            table,
+            prompt,
+            len
+        }),
     ]
 }
 

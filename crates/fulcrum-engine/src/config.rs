@@ -26,7 +26,12 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 4] = [Policy::Static, Policy::PrefillFirst, Policy::DecodeFirst, Policy::Chunked];
+    pub const ALL: [Policy; 4] = [
+        Policy::Static,
+        Policy::PrefillFirst,
+        Policy::DecodeFirst,
+        Policy::Chunked,
+    ];
 
     /// The `--policy` spelling.
     pub fn name(self) -> &'static str {
@@ -66,7 +71,10 @@ impl FromStr for Policy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("`{field}` {requirement}")]
-    Invalid { field: &'static str, requirement: String },
+    Invalid {
+        field: &'static str,
+        requirement: String,
+    },
     #[error("unknown policy `{0}`: expected one of static, prefill-first, decode-first, chunked")]
     UnknownPolicy(String),
 }
@@ -121,10 +129,16 @@ impl SchedulerConfig {
             return Err(invalid("max_num_seqs", "must be at least 1".into()));
         }
         if self.block_size == 0 || self.block_size > MAX_BLOCK_SIZE {
-            return Err(invalid("block_size", format!("must be in [1, {MAX_BLOCK_SIZE}], got {}", self.block_size)));
+            return Err(invalid(
+                "block_size",
+                format!("must be in [1, {MAX_BLOCK_SIZE}], got {}", self.block_size),
+            ));
         }
         if self.num_blocks == 0 || self.num_blocks >= u32::MAX as usize {
-            return Err(invalid("num_blocks", format!("must be in [1, {}), got {}", u32::MAX, self.num_blocks)));
+            return Err(invalid(
+                "num_blocks",
+                format!("must be in [1, {}), got {}", u32::MAX, self.num_blocks),
+            ));
         }
         if self.max_model_len == 0 {
             return Err(invalid("max_model_len", "must be at least 1".into()));
@@ -148,7 +162,10 @@ impl SchedulerConfig {
             ));
         }
         if !(self.watermark.is_finite() && (0.0..1.0).contains(&self.watermark)) {
-            return Err(invalid("watermark", format!("must be in [0, 1), got {}", self.watermark)));
+            return Err(invalid(
+                "watermark",
+                format!("must be in [0, 1), got {}", self.watermark),
+            ));
         }
         Ok(())
     }
@@ -181,7 +198,12 @@ mod tests {
     #[test]
     fn defaults_are_valid_for_every_policy() {
         for policy in Policy::ALL {
-            SchedulerConfig { policy, ..SchedulerConfig::default() }.validate().unwrap();
+            SchedulerConfig {
+                policy,
+                ..SchedulerConfig::default()
+            }
+            .validate()
+            .unwrap();
         }
     }
 
@@ -202,9 +224,17 @@ mod tests {
         ];
         for (config, expected) in cases {
             let message = config.validate().unwrap_err().to_string();
-            assert!(message.starts_with(expected), "{message:?} should start with {expected:?}");
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
         }
         // Chunked prefill takes any budget that holds the decodes.
-        SchedulerConfig { max_batched_tokens: 256, ..base }.validate().unwrap();
+        SchedulerConfig {
+            max_batched_tokens: 256,
+            ..base
+        }
+        .validate()
+        .unwrap();
     }
 }

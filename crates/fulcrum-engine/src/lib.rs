@@ -49,11 +49,16 @@ pub mod stop;
 pub use block_pool::{BlockId, BlockPool, BlockTable, OutOfBlocks};
 pub use config::{ConfigError, Policy, SchedulerConfig};
 pub use engine::{
-    ChoiceFinished, ChoiceOutput, Engine, EngineConfig, EngineConfigError, EngineError, EngineHandle, EngineMetrics,
-    EngineOptions, KvCacheSize, ModelRunner, Prompt, RequestEvent, RequestFailure, RequestHandle, RequestId,
-    RequestInput, RequestOutput, StartError, StepRunner, StopReason, TokenEvent, TokenLogprobs, Usage,
+    ChoiceFinished, ChoiceOutput, Engine, EngineConfig, EngineConfigError, EngineError,
+    EngineHandle, EngineMetrics, EngineOptions, KvCacheSize, ModelRunner, Prompt, RequestEvent,
+    RequestFailure, RequestHandle, RequestId, RequestInput, RequestOutput, StartError, StepRunner,
+    StopReason, TokenEvent, TokenLogprobs, Usage,
 };
 pub use sampler::{sample, sampler_rng, SampledToken, SamplerRng, SamplingError, SamplingParams};
-pub use scheduler::{AddError, ScheduledSeq, Scheduler, SchedulerStats, StepError, StepOutput, StepPlan};
-pub use sequence::{FinishReason, SeqId, Sequence, SequenceRequest, SequenceStatus, SequenceTimings};
-pub use stop::{StopMatcher, StopMatch};
+pub use scheduler::{
+    AddError, ScheduledSeq, Scheduler, SchedulerStats, StepError, StepOutput, StepPlan,
+};
+pub use sequence::{
+    FinishReason, SeqId, Sequence, SequenceRequest, SequenceStatus, SequenceTimings,
+};
+pub use stop::{StopMatch, StopMatcher};

@@ -46,7 +46,10 @@ pub fn extend_hash_chain(hashes: &mut Vec<BlockHash>, tokens: &[u32], block_size
     while hashes.len() < num_full_blocks {
         let i = hashes.len();
         let parent = hashes.last().copied();
-        hashes.push(hash_block(parent, &tokens[i * block_size..(i + 1) * block_size]));
+        hashes.push(hash_block(
+            parent,
+            &tokens[i * block_size..(i + 1) * block_size],
+        ));
     }
 }
 
@@ -78,7 +81,12 @@ impl PrefixIndex {
 
     /// The block indexed under `hash` whose stored parent and tokens equal
     /// `parent` and `tokens`. O(block_size).
-    pub fn get(&self, hash: BlockHash, parent: Option<BlockHash>, tokens: &[u32]) -> Option<BlockId> {
+    pub fn get(
+        &self,
+        hash: BlockHash,
+        parent: Option<BlockHash>,
+        tokens: &[u32],
+    ) -> Option<BlockId> {
         let block = *self.by_hash.get(&hash)?;
         let i = block as usize;
         let is_same = self.parents[i] == parent.map_or(ROOT_PARENT, |p| p.0)

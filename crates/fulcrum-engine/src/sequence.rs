@@ -106,7 +106,12 @@ pub struct SequenceTimings {
 
 impl SequenceTimings {
     pub fn new(arrival: Instant) -> Self {
-        SequenceTimings { arrival, first_scheduled: None, token_times: Vec::new(), finished: None }
+        SequenceTimings {
+            arrival,
+            first_scheduled: None,
+            token_times: Vec::new(),
+            finished: None,
+        }
     }
 
     pub fn first_token(&self) -> Option<Instant> {
@@ -115,7 +120,10 @@ impl SequenceTimings {
 
     /// Arrival to first scheduled.
     pub fn queue_time(&self) -> Option<Duration> {
-        Some(self.first_scheduled?.saturating_duration_since(self.arrival))
+        Some(
+            self.first_scheduled?
+                .saturating_duration_since(self.arrival),
+        )
     }
 
     /// Time to first token, from arrival.
@@ -135,7 +143,9 @@ impl SequenceTimings {
 
     /// Gaps between consecutive output tokens.
     pub fn inter_token_latencies(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.token_times.windows(2).map(|w| w[1].saturating_duration_since(w[0]))
+        self.token_times
+            .windows(2)
+            .map(|w| w[1].saturating_duration_since(w[0]))
     }
 
     /// Arrival to finish.
@@ -264,7 +274,11 @@ impl Sequence {
     /// Order key: priority first, then arrival. Lower runs first and is
     /// preempted last.
     pub(crate) fn key(&self) -> SeqKey {
-        SeqKey { priority: self.priority, arrival_order: self.arrival_order, id: self.id }
+        SeqKey {
+            priority: self.priority,
+            arrival_order: self.arrival_order,
+            id: self.id,
+        }
     }
 }
 

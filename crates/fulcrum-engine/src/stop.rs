@@ -59,7 +59,10 @@ impl StopMatcher {
             return StopMatch::default();
         }
         if self.stops.is_empty() {
-            return StopMatch { text: delta.to_string(), stop_index: None };
+            return StopMatch {
+                text: delta.to_string(),
+                stop_index: None,
+            };
         }
         self.held.push_str(delta);
         // The earliest match wins; among matches at the same place, the first
@@ -73,11 +76,17 @@ impl StopMatcher {
         if let Some((at, stop_index)) = earliest {
             self.held.truncate(at);
             self.is_stopped = true;
-            return StopMatch { text: std::mem::take(&mut self.held), stop_index: Some(stop_index) };
+            return StopMatch {
+                text: std::mem::take(&mut self.held),
+                stop_index: Some(stop_index),
+            };
         }
         let split = self.held.len() - self.longest_partial_stop();
         let rest = self.held.split_off(split);
-        StopMatch { text: std::mem::replace(&mut self.held, rest), stop_index: None }
+        StopMatch {
+            text: std::mem::replace(&mut self.held, rest),
+            stop_index: None,
+        }
     }
 
     /// Releases the held text at the end of a sequence that did not stop on a
@@ -135,14 +144,23 @@ mod tests {
         assert_eq!(m.held_text(), "</");
         assert_eq!(m.push("en").text, "");
         let last = m.push("d> trailing");
-        assert_eq!(last, StopMatch { text: String::new(), stop_index: Some(0) });
+        assert_eq!(
+            last,
+            StopMatch {
+                text: String::new(),
+                stop_index: Some(0)
+            }
+        );
         assert!(m.push("more").text.is_empty());
     }
 
     #[test]
     fn text_before_the_stop_in_the_same_delta_is_emitted() {
         let mut m = matcher(&["STOP"]);
-        assert_eq!(run(&mut m, &["one two STOP three"]), ("one two ".to_string(), true));
+        assert_eq!(
+            run(&mut m, &["one two STOP three"]),
+            ("one two ".to_string(), true)
+        );
     }
 
     #[test]
@@ -159,13 +177,22 @@ mod tests {
     fn the_earliest_of_several_stops_wins() {
         let mut m = matcher(&["world", "lo w"]);
         let step = m.push("hello world");
-        assert_eq!(step, StopMatch { text: "hel".into(), stop_index: Some(1) });
+        assert_eq!(
+            step,
+            StopMatch {
+                text: "hel".into(),
+                stop_index: Some(1)
+            }
+        );
     }
 
     #[test]
     fn a_false_start_does_not_hide_a_later_match() {
         let mut m = matcher(&["aab"]);
-        assert_eq!(run(&mut m, &["a", "a", "a", "b", "c"]), ("a".to_string(), true));
+        assert_eq!(
+            run(&mut m, &["a", "a", "a", "b", "c"]),
+            ("a".to_string(), true)
+        );
     }
 
     #[test]
@@ -180,6 +207,9 @@ mod tests {
     #[test]
     fn an_emoji_stop_across_deltas() {
         let mut m = matcher(&["🛑"]);
-        assert_eq!(run(&mut m, &["go ", "on 🛑 no"]), ("go on ".to_string(), true));
+        assert_eq!(
+            run(&mut m, &["go ", "on 🛑 no"]),
+            ("go on ".to_string(), true)
+        );
     }
 }

@@ -30,7 +30,10 @@ const PROMPTS: [(&str, usize); 5] = [
 ];
 
 fn inputs() -> Vec<RequestInput> {
-    PROMPTS.iter().map(|&(prompt, max_tokens)| text_request(prompt, greedy(max_tokens))).collect()
+    PROMPTS
+        .iter()
+        .map(|&(prompt, max_tokens)| text_request(prompt, greedy(max_tokens)))
+        .collect()
 }
 
 /// Each request alone on a fresh engine (nothing else in the batch, nothing
@@ -42,7 +45,8 @@ fn reference() -> &'static Vec<Vec<u32>> {
         inputs()
             .into_iter()
             .map(|input| {
-                let engine = Engine::start(model.clone(), resolve(&model, &options(256, 64))).unwrap();
+                let engine =
+                    Engine::start(model.clone(), resolve(&model, &options(256, 64))).unwrap();
                 let out = run_all(&engine, &[input]);
                 engine.shutdown(std::time::Duration::ZERO);
                 out[0].choices[0].token_ids.clone()
@@ -70,12 +74,21 @@ fn run_batch(options: &EngineOptions) -> (Vec<Vec<u32>>, u64) {
     let outputs = run_all(&engine, &inputs());
     let metrics = engine.shutdown(std::time::Duration::ZERO);
     assert_eq!(metrics.num_kv_blocks_used, 0);
-    (outputs.into_iter().map(|o| o.choices[0].token_ids.clone()).collect(), metrics.num_preemptions)
+    (
+        outputs
+            .into_iter()
+            .map(|o| o.choices[0].token_ids.clone())
+            .collect(),
+        metrics.num_preemptions,
+    )
 }
 
 fn assert_matches_reference(what: &str, outputs: &[Vec<u32>]) {
     for (i, (got, expected)) in outputs.iter().zip(reference()).enumerate() {
-        assert_eq!(got, expected, "{what}: prompt {i} differs from its run alone");
+        assert_eq!(
+            got, expected,
+            "{what}: prompt {i} differs from its run alone"
+        );
     }
 }
 
@@ -85,9 +98,17 @@ fn batched_output_equals_alone_under_every_policy_with_and_without_the_prefix_ca
     reference();
     for policy in Policy::ALL {
         for enable_prefix_cache in [true, false] {
-            let options = EngineOptions { policy, enable_prefix_cache, max_num_seqs: 8, ..options(1024, 64) };
+            let options = EngineOptions {
+                policy,
+                enable_prefix_cache,
+                max_num_seqs: 8,
+                ..options(1024, 64)
+            };
             let (outputs, _) = run_batch(&options);
-            assert_matches_reference(&format!("{policy}, prefix cache {enable_prefix_cache}"), &outputs);
+            assert_matches_reference(
+                &format!("{policy}, prefix cache {enable_prefix_cache}"),
+                &outputs,
+            );
         }
     }
 }
@@ -98,10 +119,22 @@ fn preemption_by_recompute_does_not_change_outputs() {
     reference();
     // 16 blocks of 4 tokens: five sequences of up to 56 tokens cannot all fit.
     for policy in [Policy::Chunked, Policy::DecodeFirst] {
-        let options = EngineOptions { policy, block_size: 4, max_num_seqs: 5, watermark: 0.0, ..options(64, 64) };
+        let options = EngineOptions {
+            policy,
+            block_size: 4,
+            max_num_seqs: 5,
+            watermark: 0.0,
+            ..options(64, 64)
+        };
         let (outputs, num_preemptions) = run_batch(&options);
-        assert!(num_preemptions > 0, "{policy}: the tiny pool forced no preemption");
-        assert_matches_reference(&format!("{policy} with {num_preemptions} preemptions"), &outputs);
+        assert!(
+            num_preemptions > 0,
+            "{policy}: the tiny pool forced no preemption"
+        );
+        assert_matches_reference(
+            &format!("{policy} with {num_preemptions} preemptions"),
+            &outputs,
+        );
     }
 }
 
@@ -109,7 +142,12 @@ fn preemption_by_recompute_does_not_change_outputs() {
 fn prompts_chunked_at_odd_sizes_give_the_same_outputs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     reference();
-    let options = EngineOptions { max_batched_tokens: Some(7), max_num_seqs: 3, block_size: 5, ..options(1024, 64) };
+    let options = EngineOptions {
+        max_batched_tokens: Some(7),
+        max_num_seqs: 3,
+        block_size: 5,
+        ..options(1024, 64)
+    };
     let (outputs, _) = run_batch(&options);
     assert_matches_reference("chunks of at most 7 tokens", &outputs);
 }
@@ -122,7 +160,9 @@ fn a_repeated_long_prompt_is_served_from_the_prefix_cache() {
     let mut system = String::from("You are a meticulous assistant. ");
     let mut i = 0;
     while engine.tokenize(&Prompt::Text(system.clone())).len() < 512 {
-        system.push_str(&format!("Rule {i}: answer precisely, cite the rule number, and never invent facts. "));
+        system.push_str(&format!(
+            "Rule {i}: answer precisely, cite the rule number, and never invent facts. "
+        ));
         i += 1;
     }
     let prompt = format!("{system}\nQuestion: what is the first rule?\nAnswer:");
@@ -132,7 +172,8 @@ fn a_repeated_long_prompt_is_served_from_the_prefix_cache() {
     let first = run_all(&engine, &[text_request(&prompt, greedy(6))]).remove(0);
     let prefilled_first = engine.metrics().num_prefill_tokens_computed - prefilled_before;
     let second = run_all(&engine, &[text_request(&prompt, greedy(6))]).remove(0);
-    let prefilled_second = engine.metrics().num_prefill_tokens_computed - prefilled_before - prefilled_first;
+    let prefilled_second =
+        engine.metrics().num_prefill_tokens_computed - prefilled_before - prefilled_first;
 
     assert_eq!(prefilled_first, num_prompt_tokens as u64);
     // Every full block is served from the cache; only the partial tail block
@@ -141,7 +182,10 @@ fn a_repeated_long_prompt_is_served_from_the_prefix_cache() {
     assert_eq!(second.choices[0].num_cached_tokens, num_cached);
     assert_eq!(second.usage.cached_tokens, num_cached);
     assert_eq!(prefilled_second, (num_prompt_tokens - num_cached) as u64);
-    assert!(prefilled_second < 17, "{prefilled_second} prompt tokens prefilled again");
+    assert!(
+        prefilled_second < 17,
+        "{prefilled_second} prompt tokens prefilled again"
+    );
     assert_eq!(second.choices[0].token_ids, first.choices[0].token_ids);
     let metrics = engine.shutdown(std::time::Duration::ZERO);
     assert_eq!(metrics.prefix_cache_hits, num_cached as u64);

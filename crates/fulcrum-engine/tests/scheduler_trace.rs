@@ -14,8 +14,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use fulcrum_engine::{
-    AddError, FinishReason, Policy, Scheduler, SchedulerConfig, SchedulerStats, SeqId, SequenceRequest,
-    StepOutput,
+    AddError, FinishReason, Policy, Scheduler, SchedulerConfig, SchedulerStats, SeqId,
+    SequenceRequest, StepOutput,
 };
 use proptest::prelude::*;
 
@@ -43,29 +43,62 @@ fn config_strategy() -> impl Strategy<Value = SchedulerConfig> {
         prop::sample::select(vec![0.0, 0.05, 0.2]),
         any::<bool>(),
     )
-        .prop_map(|(policy, block_size, num_blocks, max_num_seqs, max_model_len, extra_budget, watermark, cache)| {
-            let min_budget = if policy.is_chunked() { max_num_seqs } else { max_model_len.max(max_num_seqs) };
-            SchedulerConfig {
+        .prop_map(
+            |(
                 policy,
-                max_num_seqs,
-                max_batched_tokens: min_budget + extra_budget,
-                max_model_len,
                 block_size,
                 num_blocks,
+                max_num_seqs,
+                max_model_len,
+                extra_budget,
                 watermark,
-                enable_prefix_cache: cache,
-            }
-        })
+                cache,
+            )| {
+                let min_budget = if policy.is_chunked() {
+                    max_num_seqs
+                } else {
+                    max_model_len.max(max_num_seqs)
+                };
+                SchedulerConfig {
+                    policy,
+                    max_num_seqs,
+                    max_batched_tokens: min_budget + extra_budget,
+                    max_model_len,
+                    block_size,
+                    num_blocks,
+                    watermark,
+                    enable_prefix_cache: cache,
+                }
+            },
+        )
 }
 
 fn request_strategy() -> impl Strategy<Value = Request> {
-    (0usize..12, 0usize..3, 0usize..16, 1usize..20, 1usize..24, -1i32..2, prop::option::weighted(0.1, 0usize..30))
-        .prop_map(|(arrival_step, system, shared_len, own_len, max_tokens, priority, abort_step)| {
-            // Three possible system prompts make prefix-cache hits likely.
-            let mut prompt: Vec<u32> = (0..shared_len as u32).map(|i| 1000 * system as u32 + i).collect();
-            prompt.extend((0..own_len as u32).map(|i| 500 + i * 3 + arrival_step as u32));
-            Request { arrival_step, prompt, max_tokens, priority, abort_step }
-        })
+    (
+        0usize..12,
+        0usize..3,
+        0usize..16,
+        1usize..20,
+        1usize..24,
+        -1i32..2,
+        prop::option::weighted(0.1, 0usize..30),
+    )
+        .prop_map(
+            |(arrival_step, system, shared_len, own_len, max_tokens, priority, abort_step)| {
+                // Three possible system prompts make prefix-cache hits likely.
+                let mut prompt: Vec<u32> = (0..shared_len as u32)
+                    .map(|i| 1000 * system as u32 + i)
+                    .collect();
+                prompt.extend((0..own_len as u32).map(|i| 500 + i * 3 + arrival_step as u32));
+                Request {
+                    arrival_step,
+                    prompt,
+                    max_tokens,
+                    priority,
+                    abort_step,
+                }
+            },
+        )
 }
 
 fn prefix_hashes(tokens: &[u32]) -> Vec<u64> {
@@ -80,7 +113,10 @@ fn prefix_hashes(tokens: &[u32]) -> Vec<u64> {
 }
 
 /// Runs the trace to completion, checking every step. Returns the counters.
-fn run_trace(config: SchedulerConfig, requests: &[Request]) -> Result<SchedulerStats, TestCaseError> {
+fn run_trace(
+    config: SchedulerConfig,
+    requests: &[Request],
+) -> Result<SchedulerStats, TestCaseError> {
     let mut s = Scheduler::new(config.clone()).unwrap();
     let bs = config.block_size;
     let t0 = Instant::now();
@@ -90,9 +126,18 @@ fn run_trace(config: SchedulerConfig, requests: &[Request]) -> Result<SchedulerS
     let last_arrival = requests.iter().map(|r| r.arrival_step).max().unwrap_or(0);
     let mut step = 0;
     while step <= last_arrival || s.has_unfinished() {
-        prop_assert!(step < 5_000, "livelock: {} running, {} waiting", s.num_running(), s.num_waiting());
+        prop_assert!(
+            step < 5_000,
+            "livelock: {} running, {} waiting",
+            s.num_running(),
+            s.num_waiting()
+        );
         let now = t0 + Duration::from_millis(step as u64);
-        for (i, r) in requests.iter().enumerate().filter(|(_, r)| r.arrival_step == step) {
+        for (i, r) in requests
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.arrival_step == step)
+        {
             let id = SeqId(i as u64);
             let request = SequenceRequest {
                 id,
@@ -109,17 +154,25 @@ fn run_trace(config: SchedulerConfig, requests: &[Request]) -> Result<SchedulerS
                     prop_assert!(r.prompt.len() + r.max_tokens > config.max_model_len)
                 }
                 Err(AddError::ExceedsKvCapacity { .. }) => {
-                    prop_assert!((r.prompt.len() + r.max_tokens - 1).div_ceil(bs) > config.num_blocks)
+                    prop_assert!(
+                        (r.prompt.len() + r.max_tokens - 1).div_ceil(bs) > config.num_blocks
+                    )
                 }
                 Err(e) => prop_assert!(false, "unexpected {e}"),
             }
         }
-        for (i, _) in requests.iter().enumerate().filter(|(_, r)| r.abort_step == Some(step)) {
+        for (i, _) in requests
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.abort_step == Some(step))
+        {
             s.finish(SeqId(i as u64), FinishReason::Abort, now);
         }
 
-        let decoding_before: Vec<SeqId> =
-            s.running_ids().filter(|&id| s.sequence(id).is_some_and(|q| q.is_decoding())).collect();
+        let decoding_before: Vec<SeqId> = s
+            .running_ids()
+            .filter(|&id| s.sequence(id).is_some_and(|q| q.is_decoding()))
+            .collect();
         let plan = s.plan();
         prop_assert!(
             !s.has_unfinished() || !plan.is_empty() || !plan.finished.is_empty(),
@@ -131,7 +184,8 @@ fn run_trace(config: SchedulerConfig, requests: &[Request]) -> Result<SchedulerS
         prop_assert!(plan.num_batched_tokens() <= config.max_batched_tokens);
         if matches!(config.policy, Policy::Chunked | Policy::DecodeFirst) {
             for id in &decoding_before {
-                let is_handled = plan.scheduled.iter().any(|x| x.seq_id == *id) || plan.preempted.contains(id);
+                let is_handled =
+                    plan.scheduled.iter().any(|x| x.seq_id == *id) || plan.preempted.contains(id);
                 prop_assert!(is_handled, "decode of {id} stalled under {}", config.policy);
             }
         }
@@ -155,10 +209,20 @@ fn run_trace(config: SchedulerConfig, requests: &[Request]) -> Result<SchedulerS
                 kv.insert((block, p % bs), hashes[p]);
             }
             for (p, &hash) in hashes.iter().enumerate() {
-                prop_assert_eq!(kv.get(&(table[p / bs], p % bs)), Some(&hash), "{} reads wrong KV at {}", x.seq_id, p);
+                prop_assert_eq!(
+                    kv.get(&(table[p / bs], p % bs)),
+                    Some(&hash),
+                    "{} reads wrong KV at {}",
+                    x.seq_id,
+                    p
+                );
             }
             if x.wants_logits {
-                outputs.push(StepOutput { seq_id: x.seq_id, token: fake_token(x.seq_id, end), is_stop: false });
+                outputs.push(StepOutput {
+                    seq_id: x.seq_id,
+                    token: fake_token(x.seq_id, end),
+                    is_stop: false,
+                });
             }
         }
         s.update(&plan, &outputs, now).unwrap();
@@ -168,7 +232,11 @@ fn run_trace(config: SchedulerConfig, requests: &[Request]) -> Result<SchedulerS
         step += 1;
     }
 
-    prop_assert_eq!(finished.len(), accepted.len(), "every accepted request finishes");
+    prop_assert_eq!(
+        finished.len(),
+        accepted.len(),
+        "every accepted request finishes"
+    );
     for (id, seq) in &finished {
         let r = &requests[id.0 as usize];
         match seq.finish_reason() {
@@ -177,10 +245,19 @@ fn run_trace(config: SchedulerConfig, requests: &[Request]) -> Result<SchedulerS
             other => prop_assert!(false, "{id} finished with {other:?}"),
         }
         for (i, &token) in seq.output_tokens().iter().enumerate() {
-            prop_assert_eq!(token, fake_token(*id, r.prompt.len() + i), "{} output differs", id);
+            prop_assert_eq!(
+                token,
+                fake_token(*id, r.prompt.len() + i),
+                "{} output differs",
+                id
+            );
         }
     }
-    prop_assert_eq!(s.pool().num_used_blocks(), 0, "blocks in use return to zero");
+    prop_assert_eq!(
+        s.pool().num_used_blocks(),
+        0,
+        "blocks in use return to zero"
+    );
     prop_assert_eq!(s.pool().num_free_blocks(), config.num_blocks);
     let stats = s.stats();
     prop_assert!(stats.prefix_cache_hits <= stats.prefix_cache_queries);

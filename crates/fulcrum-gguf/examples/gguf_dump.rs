@@ -14,11 +14,16 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("GGUF v{} alignment {} data at {}", f.version, f.alignment, f.data_offset);
+    println!(
+        "GGUF v{} alignment {} data at {}",
+        f.version, f.alignment, f.data_offset
+    );
     for (k, v) in f.metadata.iter() {
         match v {
             MetadataValue::Array(t, items) => println!("{k}: array of {} {t:?}", items.len()),
-            MetadataValue::String(s) if s.len() > 120 => println!("{k}: {:?}…", &s[..s.floor_char_boundary_compat(120)]),
+            MetadataValue::String(s) if s.len() > 120 => {
+                println!("{k}: {:?}…", &s[..s.floor_char_boundary_compat(120)])
+            }
             other => println!("{k}: {other:?}"),
         }
     }

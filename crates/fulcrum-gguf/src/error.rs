@@ -21,7 +21,11 @@ pub enum GgufError {
         file_len: u64,
     },
     #[error("implausible {what}: {value} (only {limit} possible in the remaining bytes)")]
-    ImplausibleCount { what: &'static str, value: u64, limit: u64 },
+    ImplausibleCount {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
     #[error("invalid UTF-8 in {what} at offset {offset}")]
     InvalidUtf8 { what: &'static str, offset: u64 },
     #[error("unknown metadata value type {type_id} for key `{key}`")]

@@ -191,11 +191,16 @@ impl Metadata {
     }
 
     fn require(&self, key: &str) -> Result<&MetadataValue, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey(key.to_string()))
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     fn wrong(key: &str, expected: &'static str, v: &MetadataValue) -> GgufError {
-        GgufError::WrongType { key: key.to_string(), expected, found: v.type_name() }
+        GgufError::WrongType {
+            key: key.to_string(),
+            expected,
+            found: v.type_name(),
+        }
     }
 
     /// An integer that fits in u64 (any integer type in the file).
@@ -222,7 +227,9 @@ impl Metadata {
 
     pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
         let v = self.require(key)?;
-        v.as_f64().map(|f| f as f32).ok_or_else(|| Self::wrong(key, "float", v))
+        v.as_f64()
+            .map(|f| f as f32)
+            .ok_or_else(|| Self::wrong(key, "float", v))
     }
 
     pub fn get_bool(&self, key: &str) -> Result<bool, GgufError> {
@@ -248,7 +255,10 @@ impl Metadata {
         let items = self.get_array(key)?;
         items
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| Self::wrong(key, "array of strings", v)))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| Self::wrong(key, "array of strings", v))
+            })
             .collect()
     }
 
@@ -256,7 +266,11 @@ impl Metadata {
         let items = self.get_array(key)?;
         items
             .iter()
-            .map(|v| v.as_f64().map(|f| f as f32).ok_or_else(|| Self::wrong(key, "array of floats", v)))
+            .map(|v| {
+                v.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| Self::wrong(key, "array of floats", v))
+            })
             .collect()
     }
 
@@ -273,7 +287,11 @@ impl Metadata {
     }
 
     /// `Ok(None)` when the key is absent, an error when present with a wrong type.
-    pub fn opt<T>(&self, key: &str, get: impl FnOnce(&Self, &str) -> Result<T, GgufError>) -> Result<Option<T>, GgufError> {
+    pub fn opt<T>(
+        &self,
+        key: &str,
+        get: impl FnOnce(&Self, &str) -> Result<T, GgufError>,
+    ) -> Result<Option<T>, GgufError> {
         if self.contains(key) {
             get(self, key).map(Some)
         } else {

@@ -52,7 +52,10 @@ impl TensorInfo {
 enum Backing {
     Mmap(Mmap),
     /// u64 words so tensor data stays 8-byte aligned like in a memory map.
-    Owned { words: Vec<u64>, len: usize },
+    Owned {
+        words: Vec<u64>,
+        len: usize,
+    },
 }
 
 impl Backing {
@@ -95,7 +98,10 @@ impl GgufFile {
     /// Memory-maps and parses a file.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only. Another process truncating the file
         // while it is mapped would fault; model files are not edited in place
@@ -111,9 +117,16 @@ impl GgufFile {
         // SAFETY: `words` has room for at least `bytes.len()` bytes; the regions
         // do not overlap (fresh allocation).
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len());
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                words.as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            );
         }
-        Self::parse(Backing::Owned { words, len: bytes.len() })
+        Self::parse(Backing::Owned {
+            words,
+            len: bytes.len(),
+        })
     }
 
     fn parse(backing: Backing) -> Result<GgufFile, GgufError> {
@@ -148,11 +161,13 @@ impl GgufFile {
         let alignment = match metadata.get("general.alignment") {
             None => DEFAULT_ALIGNMENT,
             Some(v) => {
-                let a = v.as_i128().and_then(|a| u64::try_from(a).ok()).ok_or(GgufError::WrongType {
-                    key: "general.alignment".into(),
-                    expected: "unsigned integer",
-                    found: v.type_name(),
-                })?;
+                let a = v.as_i128().and_then(|a| u64::try_from(a).ok()).ok_or(
+                    GgufError::WrongType {
+                        key: "general.alignment".into(),
+                        expected: "unsigned integer",
+                        found: v.type_name(),
+                    },
+                )?;
                 if a == 0 || !a.is_power_of_two() || a > (1 << 20) {
                     return Err(GgufError::BadAlignment(a));
                 }
@@ -173,7 +188,10 @@ impl GgufFile {
             let name = cur.string("tensor name")?;
             let n_dims = cur.u32("tensor dimension count")?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(GgufError::BadTensor { name, reason: format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)") });
+                return Err(GgufError::BadTensor {
+                    name,
+                    reason: format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+                });
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -181,29 +199,55 @@ impl GgufFile {
             }
             let type_id = cur.u32("tensor type")?;
             let offset = cur.u64("tensor offset")?;
-            let ty = GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnsupportedTensorType { name: name.clone(), type_id })?;
-            let bad = |reason: String| GgufError::BadTensor { name: name.clone(), reason };
+            let ty =
+                GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnsupportedTensorType {
+                    name: name.clone(),
+                    type_id,
+                })?;
+            let bad = |reason: String| GgufError::BadTensor {
+                name: name.clone(),
+                reason,
+            };
             let num_elements = dims
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
                 .ok_or_else(|| bad(format!("element count of shape {dims:?} overflows")))?;
             if dims[0] % ty.block_size() as u64 != 0 {
-                return Err(bad(format!("row length {} is not a multiple of the {ty} block size {}", dims[0], ty.block_size())));
+                return Err(bad(format!(
+                    "row length {} is not a multiple of the {ty} block size {}",
+                    dims[0],
+                    ty.block_size()
+                )));
             }
-            let size = ty.bytes_for(num_elements).ok_or_else(|| bad(format!("byte size of shape {dims:?} overflows")))?;
+            let size = ty
+                .bytes_for(num_elements)
+                .ok_or_else(|| bad(format!("byte size of shape {dims:?} overflows")))?;
             if offset % alignment != 0 {
-                return Err(bad(format!("offset {offset} is not aligned to {alignment}")));
+                return Err(bad(format!(
+                    "offset {offset} is not aligned to {alignment}"
+                )));
             }
             if !names.insert(name.clone()) {
                 return Err(GgufError::DuplicateTensor(name));
             }
-            raw.push(RawTensor { name, dims, ty, offset, size });
+            raw.push(RawTensor {
+                name,
+                dims,
+                ty,
+                offset,
+                size,
+            });
         }
 
         let file_len = bytes.len() as u64;
         let data_offset = cur.pos.div_ceil(alignment) * alignment;
         if num_tensors > 0 && data_offset > file_len {
-            return Err(GgufError::Truncated { what: "data section", offset: cur.pos, needed: data_offset - cur.pos, file_len });
+            return Err(GgufError::Truncated {
+                what: "data section",
+                offset: cur.pos,
+                needed: data_offset - cur.pos,
+                file_len,
+            });
         }
         let mut tensors = Vec::with_capacity(raw.len());
         for t in raw {
@@ -230,7 +274,14 @@ impl GgufFile {
             }
         }
 
-        Ok(GgufFile { backing, version, metadata, tensors, alignment, data_offset })
+        Ok(GgufFile {
+            backing,
+            version,
+            metadata,
+            tensors,
+            alignment,
+            data_offset,
+        })
     }
 
     /// The whole file's bytes.
@@ -244,7 +295,8 @@ impl GgufFile {
 
     /// Like [`GgufFile::tensor`] but an error naming the tensor when absent.
     pub fn require_tensor(&self, name: &str) -> Result<&TensorInfo, GgufError> {
-        self.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))
+        self.tensor(name)
+            .ok_or_else(|| GgufError::MissingTensor(name.to_string()))
     }
 
     /// The tensor's bytes, without copying. The range was validated at parse time.
@@ -266,7 +318,12 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8], GgufError> {
         if n > self.remaining() {
-            return Err(GgufError::Truncated { what, offset: self.pos, needed: n, file_len: self.bytes.len() as u64 });
+            return Err(GgufError::Truncated {
+                what,
+                offset: self.pos,
+                needed: n,
+                file_len: self.bytes.len() as u64,
+            });
         }
         let start = self.pos as usize;
         self.pos += n;
@@ -274,10 +331,19 @@ impl<'a> Cursor<'a> {
     }
 
     /// Rejects a count that could not possibly fit in the rest of the file.
-    fn check_count(&self, what: &'static str, count: u64, min_item_size: u64) -> Result<(), GgufError> {
+    fn check_count(
+        &self,
+        what: &'static str,
+        count: u64,
+        min_item_size: u64,
+    ) -> Result<(), GgufError> {
         let limit = self.remaining() / min_item_size;
         if count > limit {
-            return Err(GgufError::ImplausibleCount { what, value: count, limit });
+            return Err(GgufError::ImplausibleCount {
+                what,
+                value: count,
+                limit,
+            });
         }
         Ok(())
     }
@@ -302,7 +368,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn value(&mut self, key: &str, type_id: u32, depth: usize) -> Result<MetadataValue, GgufError> {
-        let ty = ValueType::from_id(type_id).ok_or_else(|| GgufError::UnknownValueType { key: key.to_string(), type_id })?;
+        let ty = ValueType::from_id(type_id).ok_or_else(|| GgufError::UnknownValueType {
+            key: key.to_string(),
+            type_id,
+        })?;
         const W: &str = "metadata value";
         Ok(match ty {
             ValueType::U8 => MetadataValue::U8(self.array::<1>(W)?[0]),
@@ -329,11 +398,17 @@ impl<'a> Cursor<'a> {
             ValueType::String => MetadataValue::String(self.string("metadata string")?),
             ValueType::Array => {
                 if depth >= MAX_NESTING {
-                    return Err(GgufError::NestingTooDeep { key: key.to_string(), max: MAX_NESTING });
+                    return Err(GgufError::NestingTooDeep {
+                        key: key.to_string(),
+                        max: MAX_NESTING,
+                    });
                 }
                 let elem_id = self.u32("array element type")?;
-                let elem = ValueType::from_id(elem_id)
-                    .ok_or_else(|| GgufError::UnknownValueType { key: key.to_string(), type_id: elem_id })?;
+                let elem =
+                    ValueType::from_id(elem_id).ok_or_else(|| GgufError::UnknownValueType {
+                        key: key.to_string(),
+                        type_id: elem_id,
+                    })?;
                 let count = self.u64("array length")?;
                 self.check_count("array length", count, elem.min_encoded_size())?;
                 let mut items = Vec::with_capacity(count as usize);

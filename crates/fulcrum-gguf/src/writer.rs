@@ -52,13 +52,31 @@ impl GgufWriter {
 
     /// Adds a tensor; `dims` in ggml order (innermost first), `data` already
     /// encoded in `ty`.
-    pub fn add_tensor(&mut self, name: &str, ty: GgmlType, dims: &[u64], data: Vec<u8>) -> Result<&mut Self, GgufError> {
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        ty: GgmlType,
+        dims: &[u64],
+        data: Vec<u8>,
+    ) -> Result<&mut Self, GgufError> {
         let n: u64 = dims.iter().product();
-        let expected = ty.bytes_for(n).ok_or_else(|| GgufError::Writer(format!("{name}: {n} elements is not a whole number of {ty} blocks")))?;
+        let expected = ty.bytes_for(n).ok_or_else(|| {
+            GgufError::Writer(format!(
+                "{name}: {n} elements is not a whole number of {ty} blocks"
+            ))
+        })?;
         if expected != data.len() as u64 {
-            return Err(GgufError::Writer(format!("{name}: {} bytes given, shape {dims:?} in {ty} needs {expected}", data.len())));
+            return Err(GgufError::Writer(format!(
+                "{name}: {} bytes given, shape {dims:?} in {ty} needs {expected}",
+                data.len()
+            )));
         }
-        self.tensors.push(PendingTensor { name: name.to_string(), dims: dims.to_vec(), ty, data });
+        self.tensors.push(PendingTensor {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            ty,
+            data,
+        });
         Ok(self)
     }
 
@@ -74,7 +92,8 @@ impl GgufWriter {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.write_to(&mut out).expect("writing to a Vec cannot fail");
+        self.write_to(&mut out)
+            .expect("writing to a Vec cannot fail");
         out
     }
 
@@ -153,16 +172,28 @@ fn put_value(buf: &mut Vec<u8>, v: &MetadataValue) {
 impl MetadataValue {
     /// Convenience: an array of strings.
     pub fn strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> MetadataValue {
-        MetadataValue::Array(ValueType::String, items.into_iter().map(|s| MetadataValue::String(s.as_ref().to_string())).collect())
+        MetadataValue::Array(
+            ValueType::String,
+            items
+                .into_iter()
+                .map(|s| MetadataValue::String(s.as_ref().to_string()))
+                .collect(),
+        )
     }
 
     /// Convenience: an array of f32.
     pub fn f32s(items: impl IntoIterator<Item = f32>) -> MetadataValue {
-        MetadataValue::Array(ValueType::F32, items.into_iter().map(MetadataValue::F32).collect())
+        MetadataValue::Array(
+            ValueType::F32,
+            items.into_iter().map(MetadataValue::F32).collect(),
+        )
     }
 
     /// Convenience: an array of i32.
     pub fn i32s(items: impl IntoIterator<Item = i32>) -> MetadataValue {
-        MetadataValue::Array(ValueType::I32, items.into_iter().map(MetadataValue::I32).collect())
+        MetadataValue::Array(
+            ValueType::I32,
+            items.into_iter().map(MetadataValue::I32).collect(),
+        )
     }
 }

@@ -5,12 +5,23 @@ use proptest::prelude::*;
 
 fn valid_file() -> Vec<u8> {
     let mut w = GgufWriter::new();
-    w.add_metadata("general.architecture", MetadataValue::String("llama".into()))
-        .add_metadata("llama.block_count", MetadataValue::U32(2))
-        .add_metadata("tokenizer.ggml.tokens", MetadataValue::strings(["a", "b", "c"]))
-        .add_metadata("tokenizer.ggml.scores", MetadataValue::f32s([0.0, -1.0, -2.0]));
-    w.add_tensor("weight_a", GgmlType::F32, &[4, 2], vec![0u8; 32]).unwrap();
-    w.add_tensor("weight_b", GgmlType::Q8_0, &[32, 3], vec![0u8; 34 * 3]).unwrap();
+    w.add_metadata(
+        "general.architecture",
+        MetadataValue::String("llama".into()),
+    )
+    .add_metadata("llama.block_count", MetadataValue::U32(2))
+    .add_metadata(
+        "tokenizer.ggml.tokens",
+        MetadataValue::strings(["a", "b", "c"]),
+    )
+    .add_metadata(
+        "tokenizer.ggml.scores",
+        MetadataValue::f32s([0.0, -1.0, -2.0]),
+    );
+    w.add_tensor("weight_a", GgmlType::F32, &[4, 2], vec![0u8; 32])
+        .unwrap();
+    w.add_tensor("weight_b", GgmlType::Q8_0, &[32, 3], vec![0u8; 34 * 3])
+        .unwrap();
     w.to_bytes()
 }
 
@@ -20,8 +31,14 @@ fn valid_file_round_trips() {
     let f = GgufFile::from_bytes(&bytes).unwrap();
     assert_eq!(f.version, 3);
     assert_eq!(f.metadata.get_u32("llama.block_count").unwrap(), 2);
-    assert_eq!(f.metadata.get_str_array("tokenizer.ggml.tokens").unwrap(), vec!["a", "b", "c"]);
-    assert_eq!(f.metadata.get_f32_array("tokenizer.ggml.scores").unwrap(), vec![0.0, -1.0, -2.0]);
+    assert_eq!(
+        f.metadata.get_str_array("tokenizer.ggml.tokens").unwrap(),
+        vec!["a", "b", "c"]
+    );
+    assert_eq!(
+        f.metadata.get_f32_array("tokenizer.ggml.scores").unwrap(),
+        vec![0.0, -1.0, -2.0]
+    );
     let b = f.tensor("weight_b").unwrap();
     assert_eq!(b.ty, GgmlType::Q8_0);
     assert_eq!(b.dims, vec![32, 3]);
@@ -42,14 +59,20 @@ fn version_2_is_read() {
 fn bad_magic() {
     let mut bytes = valid_file();
     bytes[0] = b'X';
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::BadMagic { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::BadMagic { .. })
+    ));
 }
 
 #[test]
 fn unsupported_version() {
     let mut bytes = valid_file();
     bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::UnsupportedVersion(1))));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::UnsupportedVersion(1))
+    ));
 }
 
 #[test]
@@ -67,14 +90,23 @@ fn every_truncation_is_an_error() {
 fn absurd_tensor_count() {
     let mut bytes = valid_file();
     bytes[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::ImplausibleCount { what: "tensor count", .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::ImplausibleCount {
+            what: "tensor count",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn absurd_metadata_count() {
     let mut bytes = valid_file();
     bytes[16..24].copy_from_slice(&(1u64 << 60).to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::ImplausibleCount { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::ImplausibleCount { .. })
+    ));
 }
 
 /// Finds the tensor table entry of tensor `name` and returns the position of
@@ -82,7 +114,10 @@ fn absurd_metadata_count() {
 fn tensor_field_pos(bytes: &[u8], name: &str, n_dims: usize) -> usize {
     let mut needle = (name.len() as u64).to_le_bytes().to_vec();
     needle.extend_from_slice(name.as_bytes());
-    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     at + needle.len() + 4 + 8 * n_dims
 }
 
@@ -91,7 +126,10 @@ fn unknown_tensor_type() {
     let mut bytes = valid_file();
     let p = tensor_field_pos(&bytes, "weight_b", 2);
     bytes[p..p + 4].copy_from_slice(&99u32.to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::UnsupportedTensorType { type_id: 99, .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::UnsupportedTensorType { type_id: 99, .. })
+    ));
 }
 
 #[test]
@@ -99,9 +137,15 @@ fn offset_out_of_file() {
     let mut bytes = valid_file();
     let p = tensor_field_pos(&bytes, "weight_b", 2) + 4;
     bytes[p..p + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::BadTensor { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::BadTensor { .. })
+    ));
     bytes[p..p + 8].copy_from_slice(&(u64::MAX - 31).to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::BadTensor { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::BadTensor { .. })
+    ));
 }
 
 #[test]
@@ -109,7 +153,10 @@ fn misaligned_offset() {
     let mut bytes = valid_file();
     let p = tensor_field_pos(&bytes, "weight_b", 2) + 4;
     bytes[p..p + 8].copy_from_slice(&3u64.to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::BadTensor { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::BadTensor { .. })
+    ));
 }
 
 #[test]
@@ -118,13 +165,18 @@ fn overflowing_dims() {
     let p = tensor_field_pos(&bytes, "weight_a", 2) - 16;
     bytes[p..p + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     bytes[p + 8..p + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(&bytes), Err(GgufError::BadTensor { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&bytes),
+        Err(GgufError::BadTensor { .. })
+    ));
 }
 
 #[test]
 fn row_not_whole_blocks() {
     let mut w = GgufWriter::new();
-    assert!(w.add_tensor("q", GgmlType::Q4_0, &[33, 1], vec![0; 18]).is_err());
+    assert!(w
+        .add_tensor("q", GgmlType::Q4_0, &[33, 1], vec![0; 18])
+        .is_err());
 }
 
 #[test]
@@ -132,7 +184,10 @@ fn duplicate_key_and_tensor() {
     let mut w = GgufWriter::new();
     w.add_tensor("t", GgmlType::F32, &[1], vec![0; 4]).unwrap();
     w.add_tensor("t", GgmlType::F32, &[1], vec![0; 4]).unwrap();
-    assert!(matches!(GgufFile::from_bytes(&w.to_bytes()), Err(GgufError::DuplicateTensor(_))));
+    assert!(matches!(
+        GgufFile::from_bytes(&w.to_bytes()),
+        Err(GgufError::DuplicateTensor(_))
+    ));
 }
 
 #[test]
@@ -153,7 +208,10 @@ fn deep_nesting_is_rejected() {
     }
     let mut w = GgufWriter::new();
     w.add_metadata("deep", v);
-    assert!(matches!(GgufFile::from_bytes(&w.to_bytes()), Err(GgufError::NestingTooDeep { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(&w.to_bytes()),
+        Err(GgufError::NestingTooDeep { .. })
+    ));
 }
 
 proptest! {

@@ -15,8 +15,16 @@ use fulcrum_kernels::quant::quantize_row;
 use fulcrum_kernels::roofline::Roofline;
 use fulcrum_kernels::{WeightMatrix, WorkerPool};
 
-const FORMATS: [GgmlType; 8] =
-    [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+const FORMATS: [GgmlType; 8] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
 
 /// Copies of a 2048 × 2048 matrix, enough that m = 1 streams from memory.
 fn matrices(ty: GgmlType, copies: usize) -> Vec<PackedMatrix> {
@@ -25,7 +33,9 @@ fn matrices(ty: GgmlType, copies: usize) -> Vec<PackedMatrix> {
         .map(|c| {
             let mut bytes = Vec::new();
             for r in 0..n {
-                let row: Vec<f32> = (0..k).map(|i| (((i * 31 + r * 17 + c * 7) % 97) as f32 - 48.0) / 50.0).collect();
+                let row: Vec<f32> = (0..k)
+                    .map(|i| (((i * 31 + r * 17 + c * 7) % 97) as f32 - 48.0) / 50.0)
+                    .collect();
                 bytes.extend(quantize_row(ty, &row));
             }
             PackedMatrix::pack(&WeightMatrix::new(ty, n, k, &bytes).unwrap())
@@ -34,7 +44,10 @@ fn matrices(ty: GgmlType, copies: usize) -> Vec<PackedMatrix> {
 }
 
 fn bench(c: &mut Criterion) {
-    let threads = std::env::var("FULCRUM_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let threads = std::env::var("FULCRUM_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
     let pool = WorkerPool::new(threads);
     let roof = Roofline::measure(&pool, 512 << 20);
     eprintln!(
@@ -49,7 +62,10 @@ fn bench(c: &mut Criterion) {
         let mats = matrices(ty, 48);
         let (n, k) = (mats[0].rows, mats[0].cols);
         let mut group = c.benchmark_group(format!("matmul/{ty}"));
-        group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(300));
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(300));
         for m in [1usize, 64, 512] {
             let x: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
             let mut y = vec![0f32; m * n];
@@ -75,10 +91,18 @@ fn bench(c: &mut Criterion) {
             });
             let line = if m == 1 {
                 let bw = mats[0].num_bytes() as f64 / best;
-                format!("{ty} m=1: {:.1} GB/s = {:.0}% of memory bandwidth", bw / 1e9, 100.0 * bw / roof.mem_bw_all)
+                format!(
+                    "{ty} m=1: {:.1} GB/s = {:.0}% of memory bandwidth",
+                    bw / 1e9,
+                    100.0 * bw / roof.mem_bw_all
+                )
             } else {
                 let ops = (2 * m * n * k) as f64 / best;
-                format!("{ty} m={m}: {:.0} GOP/s = {:.0}% of int8 peak", ops / 1e9, 100.0 * ops / roof.int8_ops)
+                format!(
+                    "{ty} m={m}: {:.0} GOP/s = {:.0}% of int8 peak",
+                    ops / 1e9,
+                    100.0 * ops / roof.int8_ops
+                )
             };
             summary.push(line);
         }

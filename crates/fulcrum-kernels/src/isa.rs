@@ -45,7 +45,9 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => {
-                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
@@ -56,7 +58,10 @@ impl Isa {
                     && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon") && std::arch::is_aarch64_feature_detected!("dotprod"),
+            Isa::Neon => {
+                std::arch::is_aarch64_feature_detected!("neon")
+                    && std::arch::is_aarch64_feature_detected!("dotprod")
+            }
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -64,12 +69,18 @@ impl Isa {
 
     /// The best ISA this CPU supports.
     pub fn best_supported() -> Isa {
-        [Isa::Avx512, Isa::Avx2, Isa::Neon].into_iter().find(|i| i.is_supported()).unwrap_or(Isa::Scalar)
+        [Isa::Avx512, Isa::Avx2, Isa::Neon]
+            .into_iter()
+            .find(|i| i.is_supported())
+            .unwrap_or(Isa::Scalar)
     }
 
     /// Every ISA this CPU supports (for tests that compare paths).
     pub fn all_supported() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon].into_iter().filter(|i| i.is_supported()).collect()
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon]
+            .into_iter()
+            .filter(|i| i.is_supported())
+            .collect()
     }
 
     /// The ISA the kernels use in this process: `FULCRUM_ISA` if set and

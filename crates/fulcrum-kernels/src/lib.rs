@@ -26,5 +26,5 @@ pub mod roofline;
 pub use fulcrum_gguf::GgmlType;
 pub use isa::Isa;
 pub use matmul::{dequantize_matrix_f32, matmul_reference, MatrixError, WeightMatrix};
-pub use quant::{dequantize_row, quantize_row, QuantBlock, WeightBlock};
 pub use pool::WorkerPool;
+pub use quant::{dequantize_row, quantize_row, QuantBlock, WeightBlock};

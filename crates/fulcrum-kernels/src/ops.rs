@@ -93,7 +93,8 @@ fn has_fma() -> bool {
     *FMA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            crate::isa::Isa::active() >= crate::isa::Isa::Avx2 && crate::isa::Isa::active() != crate::isa::Isa::Neon
+            crate::isa::Isa::active() >= crate::isa::Isa::Avx2
+                && crate::isa::Isa::active() != crate::isa::Isa::Neon
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -177,7 +178,8 @@ pub fn exp_approx(x: f32) -> f32 {
     } else {
         // Split the scaling so neither factor over- or underflows early.
         let half = ni / 2;
-        j * f32::from_bits(((half + 127) as u32) << 23) * f32::from_bits(((ni - half + 127) as u32) << 23)
+        j * f32::from_bits(((half + 127) as u32) << 23)
+            * f32::from_bits(((ni - half + 127) as u32) << 23)
     }
 }
 
@@ -265,7 +267,11 @@ pub fn geglu_one(g: f32, u: f32) -> f32 {
     if g >= 10.0 {
         return g * u;
     }
-    let table = TABLE.get_or_init(|| (0..=u16::MAX).map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32()))).collect());
+    let table = TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32())))
+            .collect()
+    });
     table[half::f16::from_f32(g).to_bits() as usize].to_f32() * u
 }
 
@@ -347,7 +353,9 @@ mod tests {
         assert!((o[0]).abs() < 1e-7 && (o[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
         geglu(&[0.0, 1.0, 3.0], &[1.0, 1.0, 1.0], &mut o);
         // f16 precision: within 2^-11 relative.
-        assert!(o[0].abs() < 1e-7 && (o[1] - 0.841192).abs() < 5e-4 && (o[2] - 2.996363).abs() < 2e-3);
+        assert!(
+            o[0].abs() < 1e-7 && (o[1] - 0.841192).abs() < 5e-4 && (o[2] - 2.996363).abs() < 2e-3
+        );
         geglu(&[-11.0, 12.0, -0.5], &[2.0, 2.0, 1.0], &mut o);
         assert_eq!(&o[..2], &[0.0, 24.0]);
         assert!((o[2] + 0.154286).abs() < 2e-4);
@@ -359,7 +367,10 @@ mod tests {
             let x = i as f32 / 100.0;
             let want = (x as f64).exp();
             let got = exp_approx(x) as f64;
-            assert!((got - want).abs() <= 2.5 * want * f32::EPSILON as f64 + f32::MIN_POSITIVE as f64, "exp({x}) = {got}, want {want}");
+            assert!(
+                (got - want).abs() <= 2.5 * want * f32::EPSILON as f64 + f32::MIN_POSITIVE as f64,
+                "exp({x}) = {got}, want {want}"
+            );
         }
         assert_eq!(exp_approx(-1000.0), 0.0);
         assert_eq!(exp_approx(f32::NEG_INFINITY), 0.0);
@@ -368,7 +379,10 @@ mod tests {
 
     #[test]
     fn swiglu_simd_equals_scalar() {
-        let g: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.037).chain([0.0, -0.0, 200.0, -200.0, 1e-30]).collect();
+        let g: Vec<f32> = (0..1000)
+            .map(|i| (i as f32 - 500.0) * 0.037)
+            .chain([0.0, -0.0, 200.0, -200.0, 1e-30])
+            .collect();
         let u: Vec<f32> = (0..g.len()).map(|i| (i as f32 * 0.71).sin()).collect();
         let mut a = g.clone();
         swiglu_inplace(&mut a, &u);

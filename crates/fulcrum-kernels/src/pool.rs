@@ -96,7 +96,11 @@ impl WorkerPool {
                     .expect("spawning a worker thread")
             })
             .collect();
-        WorkerPool { shared, workers, region: Mutex::new(()) }
+        WorkerPool {
+            shared,
+            workers,
+            region: Mutex::new(()),
+        }
     }
 
     /// Threads that take part in a region, the caller included.
@@ -121,7 +125,8 @@ impl WorkerPool {
         // SAFETY: erasing the lifetime is sound because this function does not
         // return before every worker has stopped using the pointer (the
         // `busy_workers` wait below), and no worker reads `job` outside a region.
-        let job_ptr: *const Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + 'f), &'static Job>(job) };
+        let job_ptr: *const Job =
+            unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + 'f), &'static Job>(job) };
         // SAFETY: no worker is inside a region (the previous `run` waited for all
         // of them), so nobody reads `job` while it is written.
         unsafe { *s.job.get() = Some(job_ptr) };
@@ -153,7 +158,12 @@ impl WorkerPool {
 
     /// Runs `f` on disjoint consecutive chunks of `out` (`chunk` elements each,
     /// the last one shorter), in parallel. `f(chunk_index, chunk)`.
-    pub fn for_each_chunk_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(&self, out: &mut [T], chunk: usize, f: F) {
+    pub fn for_each_chunk_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(
+        &self,
+        out: &mut [T],
+        chunk: usize,
+        f: F,
+    ) {
         let chunk = chunk.max(1);
         let len = out.len();
         let num = len.div_ceil(chunk);
@@ -164,7 +174,8 @@ impl WorkerPool {
             // SAFETY: task `i` covers `start..end`, disjoint from every other
             // task's range and inside `out`, which is exclusively borrowed for
             // the duration of `run`.
-            let part = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
+            let part =
+                unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
             f(i, part);
         });
     }
@@ -250,7 +261,11 @@ impl<T> SendPtr<T> {
 /// The default thread count: the number of physical cores when it can be
 /// told (hyper-threads share the vector units the kernels saturate).
 pub fn default_num_threads() -> usize {
-    physical_cores().unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    physical_cores().unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 fn physical_cores() -> Option<usize> {
@@ -272,7 +287,9 @@ fn physical_cores() -> Option<usize> {
             _ => {}
         }
     }
-    let online = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(usize::MAX);
+    let online = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(usize::MAX);
     (!cores.is_empty()).then(|| cores.len().min(online))
 }
 
@@ -290,7 +307,10 @@ mod tests {
                 pool.run(n, |i| {
                     counts[i].fetch_add(1, Ordering::Relaxed);
                 });
-                assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1), "threads {threads} n {n}");
+                assert!(
+                    counts.iter().all(|c| c.load(Ordering::Relaxed) == 1),
+                    "threads {threads} n {n}"
+                );
             }
         }
     }

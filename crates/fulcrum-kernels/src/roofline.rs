@@ -32,7 +32,14 @@ impl Roofline {
         let mem_bw_all = best_of(3, || read_bandwidth(pool, &buf));
         let int8_ops = best_of(3, || compute_rate(pool, Probe::Int8));
         let f32_flops = best_of(3, || compute_rate(pool, Probe::F32));
-        Roofline { isa: Isa::active(), threads: pool.num_threads(), mem_bw_1, mem_bw_all, int8_ops, f32_flops }
+        Roofline {
+            isa: Isa::active(),
+            threads: pool.num_threads(),
+            mem_bw_1,
+            mem_bw_all,
+            int8_ops,
+            f32_flops,
+        }
     }
 }
 
@@ -55,7 +62,10 @@ fn read_bandwidth(pool: &WorkerPool, buf: &[u64]) -> f64 {
                 acc[j] = acc[j].wrapping_add(c[j]);
             }
         }
-        sink.fetch_add(acc.iter().fold(0, |a, &b| a.wrapping_add(b)), std::sync::atomic::Ordering::Relaxed);
+        sink.fetch_add(
+            acc.iter().fold(0, |a, &b| a.wrapping_add(b)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     });
     let dt = t.elapsed().as_secs_f64();
     std::hint::black_box(sink.into_inner());
@@ -185,7 +195,14 @@ mod tests {
     #[test]
     fn probes_report_positive_rates() {
         let pool = WorkerPool::new(2);
-        let r = Roofline { isa: Isa::active(), threads: 2, mem_bw_1: 0.0, mem_bw_all: 0.0, int8_ops: 0.0, f32_flops: 0.0 };
+        let r = Roofline {
+            isa: Isa::active(),
+            threads: 2,
+            mem_bw_1: 0.0,
+            mem_bw_all: 0.0,
+            int8_ops: 0.0,
+            f32_flops: 0.0,
+        };
         assert!(read_bandwidth(&pool, &vec![1u64; 1 << 16]) > 0.0);
         assert!(compute_rate(&pool, Probe::Int8) > 0.0 && compute_rate(&pool, Probe::F32) > 0.0);
         assert_eq!(r.threads, 2);

@@ -12,13 +12,31 @@ fn main() {
     let bs = 16;
     let per = (p + steps).div_ceil(bs) + 1;
     let mut kv = model.new_kv_cache(per * b, bs);
-    let tables: Vec<Vec<u32>> = (0..b).map(|s| (0..per).map(|i| (s * per + i) as u32).collect()).collect();
-    let prompts: Vec<Vec<u32>> = (0..b).map(|s| (0..p).map(|i| (100 + (i * 31 + s * 7) % 20000) as u32).collect()).collect();
+    let tables: Vec<Vec<u32>> = (0..b)
+        .map(|s| (0..per).map(|i| (s * per + i) as u32).collect())
+        .collect();
+    let prompts: Vec<Vec<u32>> = (0..b)
+        .map(|s| {
+            (0..p)
+                .map(|i| (100 + (i * 31 + s * 7) % 20000) as u32)
+                .collect()
+        })
+        .collect();
     let mut scratch = ForwardScratch::default();
     let t = Instant::now();
     // Prefill 16 sequences per step.
     for group in prompts.chunks(16).enumerate() {
-        let seqs: Vec<SeqInput> = group.1.iter().enumerate().map(|(j, pr)| SeqInput { tokens: pr, start_pos: 0, block_table: &tables[group.0 * 16 + j], want_logits: true }).collect();
+        let seqs: Vec<SeqInput> = group
+            .1
+            .iter()
+            .enumerate()
+            .map(|(j, pr)| SeqInput {
+                tokens: pr,
+                start_pos: 0,
+                block_table: &tables[group.0 * 16 + j],
+                want_logits: true,
+            })
+            .collect();
         model.forward(&pool, &seqs, &mut kv, &mut scratch).unwrap();
     }
     let pre = t.elapsed().as_secs_f64();
@@ -26,14 +44,31 @@ fn main() {
     let t = Instant::now();
     for step in 0..steps {
         let toks: Vec<[u32; 1]> = last.iter().map(|&x| [x]).collect();
-        let seqs: Vec<SeqInput> = (0..b).map(|s| SeqInput { tokens: &toks[s], start_pos: p + step, block_table: &tables[s], want_logits: true }).collect();
+        let seqs: Vec<SeqInput> = (0..b)
+            .map(|s| SeqInput {
+                tokens: &toks[s],
+                start_pos: p + step,
+                block_table: &tables[s],
+                want_logits: true,
+            })
+            .collect();
         let l = model.forward(&pool, &seqs, &mut kv, &mut scratch).unwrap();
         let v = model.config.vocab_size;
         for s in 0..b {
             let row = &l[s * v..(s + 1) * v];
-            last[s] = row.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0 as u32;
+            last[s] = row
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .unwrap()
+                .0 as u32;
         }
     }
     let dec = t.elapsed().as_secs_f64();
-    println!("B={b} P={p}: prefill {:.0} tok/s, decode {:.1} tok/s aggregate ({:.1} ms/step)", (b * p) as f64 / pre, (b * steps) as f64 / dec, dec * 1e3 / steps as f64);
+    println!(
+        "B={b} P={p}: prefill {:.0} tok/s, decode {:.1} tok/s aggregate ({:.1} ms/step)",
+        (b * p) as f64 / pre,
+        (b * steps) as f64 / dec,
+        dec * 1e3 / steps as f64
+    );
 }

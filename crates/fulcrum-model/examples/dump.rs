@@ -10,17 +10,35 @@ fn main() {
     let blocks = ids.len().div_ceil(16) + 1;
     let mut kv = model.new_kv_cache(blocks, 16);
     let table: Vec<u32> = (0..blocks as u32).collect();
-    let chunk: usize = std::env::var("CHUNK").ok().and_then(|c| c.parse().ok()).unwrap_or(ids.len());
+    let chunk: usize = std::env::var("CHUNK")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(ids.len());
     let pool = WorkerPool::new(2);
     let mut scratch = ForwardScratch::default();
     let mut pos = 0;
     let mut logits = Vec::new();
     while pos < ids.len() {
         let n = chunk.min(ids.len() - pos);
-        let seq = SeqInput { tokens: &ids[pos..pos + n], start_pos: pos, block_table: &table, want_logits: true };
-        logits = model.forward(&pool, &[seq], &mut kv, &mut scratch).unwrap().to_vec();
+        let seq = SeqInput {
+            tokens: &ids[pos..pos + n],
+            start_pos: pos,
+            block_table: &table,
+            want_logits: true,
+        };
+        logits = model
+            .forward(&pool, &[seq], &mut kv, &mut scratch)
+            .unwrap()
+            .to_vec();
         pos += n;
     }
     let dir = std::env::var("FULCRUM_DUMP_DIR").unwrap_or(".".into());
-    std::fs::write(format!("{dir}/logits.bin"), logits.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        format!("{dir}/logits.bin"),
+        logits
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
 }

@@ -17,17 +17,63 @@ fn main() {
     let mut s = ForwardScratch::default();
     let prompt: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 37) % 20000).collect();
     // warm-up
-    let _ = model.forward(&pool, &[SeqInput { tokens: &prompt[..16], start_pos: 0, block_table: &table, want_logits: true }], &mut kv, &mut s).unwrap();
+    let _ = model
+        .forward(
+            &pool,
+            &[SeqInput {
+                tokens: &prompt[..16],
+                start_pos: 0,
+                block_table: &table,
+                want_logits: true,
+            }],
+            &mut kv,
+            &mut s,
+        )
+        .unwrap();
     let t = Instant::now();
-    let _ = model.forward(&pool, &[SeqInput { tokens: &prompt, start_pos: 0, block_table: &table, want_logits: true }], &mut kv, &mut s).unwrap();
+    let _ = model
+        .forward(
+            &pool,
+            &[SeqInput {
+                tokens: &prompt,
+                start_pos: 0,
+                block_table: &table,
+                want_logits: true,
+            }],
+            &mut kv,
+            &mut s,
+        )
+        .unwrap();
     let pre = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut tok = [1u32];
     for i in 0..m {
-        let l = model.forward(&pool, &[SeqInput { tokens: &tok, start_pos: n + i, block_table: &table, want_logits: true }], &mut kv, &mut s).unwrap();
-        tok[0] = (l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0) as u32;
+        let l = model
+            .forward(
+                &pool,
+                &[SeqInput {
+                    tokens: &tok,
+                    start_pos: n + i,
+                    block_table: &table,
+                    want_logits: true,
+                }],
+                &mut kv,
+                &mut s,
+            )
+            .unwrap();
+        tok[0] = (l
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0) as u32;
     }
     let dec = t.elapsed().as_secs_f64();
-    println!("prefill {n}: {:.1} tok/s   decode {m}: {:.1} tok/s   (weights {:.1} MB/step → {:.1} GB/s)", n as f64 / pre, m as f64 / dec,
-        model.weights.bytes_per_step() as f64 / 1e6, model.weights.bytes_per_step() as f64 * m as f64 / dec / 1e9);
+    println!(
+        "prefill {n}: {:.1} tok/s   decode {m}: {:.1} tok/s   (weights {:.1} MB/step → {:.1} GB/s)",
+        n as f64 / pre,
+        m as f64 / dec,
+        model.weights.bytes_per_step() as f64 / 1e6,
+        model.weights.bytes_per_step() as f64 * m as f64 / dec / 1e9
+    );
 }

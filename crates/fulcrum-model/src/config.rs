@@ -33,7 +33,11 @@ pub enum ConfigError {
     #[error(transparent)]
     Metadata(#[from] GgufError),
     #[error("invalid hyper-parameter {key} = {value}: {reason}")]
-    Invalid { key: String, value: String, reason: &'static str },
+    Invalid {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 /// Attention flavour of one layer.
@@ -79,7 +83,9 @@ impl ModelConfig {
         let num_layers = md.get_usize(&key("block_count"))?;
         let d_model = md.get_usize(&key("embedding_length"))?;
         let num_heads = md.get_usize(&key("attention.head_count"))?;
-        let num_kv_heads = md.opt(&key("attention.head_count_kv"), Metadata::get_usize)?.unwrap_or(num_heads);
+        let num_kv_heads = md
+            .opt(&key("attention.head_count_kv"), Metadata::get_usize)?
+            .unwrap_or(num_heads);
         let ffn_dim = md.get_usize(&key("feed_forward_length"))?;
         let rms_eps = md.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
         let context_length = md.get_usize(&key("context_length"))?;
@@ -92,40 +98,80 @@ impl ModelConfig {
             Some(v) => v,
             None => md.get_str_array("tokenizer.ggml.tokens")?.len(),
         };
-        let rope_base = md.opt(&key("rope.freq_base"), Metadata::get_f32)?.unwrap_or(10_000.0);
-        let rope_dim = md.opt(&key("rope.dimension_count"), Metadata::get_usize)?.unwrap_or(head_dim);
+        let rope_base = md
+            .opt(&key("rope.freq_base"), Metadata::get_f32)?
+            .unwrap_or(10_000.0);
+        let rope_dim = md
+            .opt(&key("rope.dimension_count"), Metadata::get_usize)?
+            .unwrap_or(head_dim);
 
-        let invalid = |k: &str, v: usize, reason| ConfigError::Invalid { key: key(k), value: v.to_string(), reason };
-        for (k, v) in [("block_count", num_layers), ("embedding_length", d_model), ("attention.head_count", num_heads), ("feed_forward_length", ffn_dim)] {
+        let invalid = |k: &str, v: usize, reason| ConfigError::Invalid {
+            key: key(k),
+            value: v.to_string(),
+            reason,
+        };
+        for (k, v) in [
+            ("block_count", num_layers),
+            ("embedding_length", d_model),
+            ("attention.head_count", num_heads),
+            ("feed_forward_length", ffn_dim),
+        ] {
             if v == 0 || v > 1 << 20 {
                 return Err(invalid(k, v, "must be between 1 and 2^20"));
             }
         }
         if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
-            return Err(invalid("attention.head_count_kv", num_kv_heads, "must divide the head count"));
+            return Err(invalid(
+                "attention.head_count_kv",
+                num_kv_heads,
+                "must divide the head count",
+            ));
         }
         if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1024 {
-            return Err(invalid("attention.key_length", head_dim, "must be even and at most 1024"));
+            return Err(invalid(
+                "attention.key_length",
+                head_dim,
+                "must be even and at most 1024",
+            ));
         }
         if let Some(v) = md.opt(&key("attention.value_length"), Metadata::get_usize)? {
             if v != head_dim {
-                return Err(invalid("attention.value_length", v, "must equal the key length"));
+                return Err(invalid(
+                    "attention.value_length",
+                    v,
+                    "must equal the key length",
+                ));
             }
         }
         if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(invalid("rope.dimension_count", rope_dim, "must be even and at most the head size"));
+            return Err(invalid(
+                "rope.dimension_count",
+                rope_dim,
+                "must be even and at most the head size",
+            ));
         }
         if vocab_size == 0 {
             return Err(invalid("vocab_size", vocab_size, "must be positive"));
         }
         if !(rms_eps.is_finite() && rms_eps >= 0.0) || !(rope_base.is_finite() && rope_base > 0.0) {
-            return Err(ConfigError::Invalid { key: key("rope.freq_base"), value: format!("{rope_base} (eps {rms_eps})"), reason: "must be finite and positive" });
+            return Err(ConfigError::Invalid {
+                key: key("rope.freq_base"),
+                value: format!("{rope_base} (eps {rms_eps})"),
+                reason: "must be finite and positive",
+            });
         }
 
         let (rope_style, attention_scale, layers) = match arch {
             Arch::Llama => {
-                let layer = LayerAttention { rope_base, window: None };
-                (RopeStyle::Interleaved, 1.0 / (head_dim as f32).sqrt(), vec![layer; num_layers])
+                let layer = LayerAttention {
+                    rope_base,
+                    window: None,
+                };
+                (
+                    RopeStyle::Interleaved,
+                    1.0 / (head_dim as f32).sqrt(),
+                    vec![layer; num_layers],
+                )
             }
             Arch::Gemma3 => {
                 // Five local (sliding-window, rope base 10 000) layers, then one
@@ -135,9 +181,15 @@ impl ModelConfig {
                 let layers = (0..num_layers)
                     .map(|i| {
                         if (i + 1) % 6 == 0 || window.is_none() {
-                            LayerAttention { rope_base, window: None }
+                            LayerAttention {
+                                rope_base,
+                                window: None,
+                            }
                         } else {
-                            LayerAttention { rope_base: 10_000.0, window }
+                            LayerAttention {
+                                rope_base: 10_000.0,
+                                window,
+                            }
                         }
                     })
                     .collect();

@@ -7,12 +7,12 @@
 //! logits are computed only for the sequences that need them (those whose
 //! step ends at their last known token).
 
+use fulcrum_gguf::GgufFile;
 use fulcrum_kernels::attention::{paged_attention, write_kv, AttentionParams, AttentionSeq};
 use fulcrum_kernels::gemm::{matmul, matmul_quantized_many, ActScheme, MatmulScratch, PackedData};
 use fulcrum_kernels::ops::{self, RopeTable};
 use fulcrum_kernels::quant::dequantize_row;
 use fulcrum_kernels::WorkerPool;
-use fulcrum_gguf::GgufFile;
 
 use crate::config::{Arch, ModelConfig};
 use crate::kv_cache::KvCache;
@@ -36,9 +36,17 @@ pub enum ForwardError {
     #[error("sequence {seq}: token id {id} is outside the vocabulary ({vocab} tokens)")]
     TokenOutOfRange { seq: usize, id: u32, vocab: usize },
     #[error("sequence {seq}: block table of {blocks} blocks cannot hold {positions} positions")]
-    BlockTableTooShort { seq: usize, blocks: usize, positions: usize },
+    BlockTableTooShort {
+        seq: usize,
+        blocks: usize,
+        positions: usize,
+    },
     #[error("sequence {seq}: block id {block} is outside the cache ({num_blocks} blocks)")]
-    BlockOutOfRange { seq: usize, block: u32, num_blocks: usize },
+    BlockOutOfRange {
+        seq: usize,
+        block: u32,
+        num_blocks: usize,
+    },
     #[error("sequence {seq} has no tokens")]
     Empty { seq: usize },
 }
@@ -64,12 +72,21 @@ pub struct ForwardScratch {
 }
 
 /// `x += norm(y)` (Gemma's post-norms) or `x += y`, row chunks in parallel.
-fn residual_add(pool: &WorkerPool, chunk: usize, x: &mut [f32], y: &mut [f32], norm: Option<&[f32]>, eps: f32) {
+fn residual_add(
+    pool: &WorkerPool,
+    chunk: usize,
+    x: &mut [f32],
+    y: &mut [f32],
+    norm: Option<&[f32]>,
+    eps: f32,
+) {
     if let Some(w) = norm {
         pool.for_each_chunk_mut(y, chunk, |_, part| ops::rms_norm_inplace(part, w, eps));
     }
     let y: &[f32] = y;
-    pool.for_each_chunk_mut(x, chunk, |i, part| ops::add_inplace(part, &y[i * chunk..][..part.len()]));
+    pool.for_each_chunk_mut(x, chunk, |i, part| {
+        ops::add_inplace(part, &y[i * chunk..][..part.len()])
+    });
 }
 
 /// Rows per task for the row-wise operations: all of them when the step is
@@ -90,20 +107,40 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 /// Checks a batch against the model and cache before anything is computed.
-pub fn validate_batch(cfg: &ModelConfig, kv: &KvCache, seqs: &[SeqInput]) -> Result<(), ForwardError> {
+pub fn validate_batch(
+    cfg: &ModelConfig,
+    kv: &KvCache,
+    seqs: &[SeqInput],
+) -> Result<(), ForwardError> {
     for (i, s) in seqs.iter().enumerate() {
         if s.tokens.is_empty() {
             return Err(ForwardError::Empty { seq: i });
         }
         if let Some(&id) = s.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(ForwardError::TokenOutOfRange { seq: i, id, vocab: cfg.vocab_size });
+            return Err(ForwardError::TokenOutOfRange {
+                seq: i,
+                id,
+                vocab: cfg.vocab_size,
+            });
         }
         let positions = s.start_pos + s.tokens.len();
         if s.block_table.len() * kv.block_size() < positions {
-            return Err(ForwardError::BlockTableTooShort { seq: i, blocks: s.block_table.len(), positions });
+            return Err(ForwardError::BlockTableTooShort {
+                seq: i,
+                blocks: s.block_table.len(),
+                positions,
+            });
         }
-        if let Some(&b) = s.block_table.iter().find(|&&b| b as usize >= kv.num_blocks()) {
-            return Err(ForwardError::BlockOutOfRange { seq: i, block: b, num_blocks: kv.num_blocks() });
+        if let Some(&b) = s
+            .block_table
+            .iter()
+            .find(|&&b| b as usize >= kv.num_blocks())
+        {
+            return Err(ForwardError::BlockOutOfRange {
+                seq: i,
+                block: b,
+                num_blocks: kv.num_blocks(),
+            });
         }
     }
     Ok(())
@@ -127,7 +164,8 @@ pub fn forward<'s>(
 
     s.positions.clear();
     for sq in seqs {
-        s.positions.extend((0..sq.tokens.len() as u32).map(|i| sq.start_pos as u32 + i));
+        s.positions
+            .extend((0..sq.tokens.len() as u32).map(|i| sq.start_pos as u32 + i));
     }
     // Rope tables, one per distinct base (Gemma has a local and a global one).
     s.rope.retain(|_| false);
@@ -142,7 +180,10 @@ pub fn forward<'s>(
     // Embeddings.
     let x = sized(&mut s.x, t_total * d);
     let embd = weights.token_embd.matrix(file);
-    for (row, &tok) in x.chunks_exact_mut(d).zip(seqs.iter().flat_map(|s| s.tokens)) {
+    for (row, &tok) in x
+        .chunks_exact_mut(d)
+        .zip(seqs.iter().flat_map(|s| s.tokens))
+    {
         dequantize_row(embd.ty, embd.row(tok as usize), row);
     }
     if cfg.arch == Arch::Gemma3 {
@@ -153,20 +194,45 @@ pub fn forward<'s>(
     let mut attn_seqs = Vec::with_capacity(seqs.len());
     let mut first_row = 0;
     for sq in seqs {
-        attn_seqs.push(AttentionSeq { first_row, num_rows: sq.tokens.len(), first_pos: sq.start_pos, block_table: sq.block_table });
+        attn_seqs.push(AttentionSeq {
+            first_row,
+            num_rows: sq.tokens.len(),
+            first_pos: sq.start_pos,
+            block_table: sq.block_table,
+        });
         first_row += sq.tokens.len();
     }
 
-    let mm = |pool: &WorkerPool, w: &Linear, x: &[f32], y: &mut [f32], scratch: &mut MatmulScratch| {
-        matmul(pool, x, x.len() / w.cols, &w.packed, y, scratch);
-    };
+    let mm =
+        |pool: &WorkerPool, w: &Linear, x: &[f32], y: &mut [f32], scratch: &mut MatmulScratch| {
+            matmul(pool, x, x.len() / w.cols, &w.packed, y, scratch);
+        };
     // Several products of the same input (q/k/v, gate/up) quantize it once.
-    let mm_same_input = |pool: &WorkerPool, ws: &[&Linear], x: &[f32], ys: &mut [&mut [f32]], scratch: &mut MatmulScratch| {
-        let same_scheme = ws.iter().all(|w| ActScheme::for_matrix(&w.packed) == ActScheme::for_matrix(&ws[0].packed));
-        if same_scheme && ws.iter().all(|w| matches!(w.packed.data, PackedData::Quant { .. })) {
-            scratch.acts.quantize(pool, x, x.len() / ws[0].cols, ws[0].cols, ActScheme::for_matrix(&ws[0].packed));
-            let mut outs: Vec<(&fulcrum_kernels::gemm::PackedMatrix, &mut [f32])> =
-                ws.iter().zip(ys.iter_mut()).map(|(w, y)| (&w.packed, &mut **y)).collect();
+    let mm_same_input = |pool: &WorkerPool,
+                         ws: &[&Linear],
+                         x: &[f32],
+                         ys: &mut [&mut [f32]],
+                         scratch: &mut MatmulScratch| {
+        let same_scheme = ws
+            .iter()
+            .all(|w| ActScheme::for_matrix(&w.packed) == ActScheme::for_matrix(&ws[0].packed));
+        if same_scheme
+            && ws
+                .iter()
+                .all(|w| matches!(w.packed.data, PackedData::Quant { .. }))
+        {
+            scratch.acts.quantize(
+                pool,
+                x,
+                x.len() / ws[0].cols,
+                ws[0].cols,
+                ActScheme::for_matrix(&ws[0].packed),
+            );
+            let mut outs: Vec<(&fulcrum_kernels::gemm::PackedMatrix, &mut [f32])> = ws
+                .iter()
+                .zip(ys.iter_mut())
+                .map(|(w, y)| (&w.packed, &mut **y))
+                .collect();
             matmul_quantized_many(pool, &scratch.acts, &mut outs);
         } else {
             for (w, y) in ws.iter().zip(ys.iter_mut()) {
@@ -179,17 +245,35 @@ pub fn forward<'s>(
         let x = &mut s.x[..t_total * d];
         let xn = sized(&mut s.xn, t_total * d);
         let cr = rows_per_chunk(pool, t_total);
-        pool.for_each_chunk_mut(xn, cr * d, |i, part| ops::rms_norm(&x[i * cr * d..][..part.len()], &lw.attn_norm, cfg.rms_eps, part));
+        pool.for_each_chunk_mut(xn, cr * d, |i, part| {
+            ops::rms_norm(
+                &x[i * cr * d..][..part.len()],
+                &lw.attn_norm,
+                cfg.rms_eps,
+                part,
+            )
+        });
         let q = sized(&mut s.q, t_total * qd);
         let k = sized(&mut s.k, t_total * kvd);
         let v = sized(&mut s.v, t_total * kvd);
-        mm_same_input(pool, &[&lw.wq, &lw.wk, &lw.wv], xn, &mut [&mut *q, &mut *k, &mut *v], &mut s.mm);
+        mm_same_input(
+            pool,
+            &[&lw.wq, &lw.wk, &lw.wv],
+            xn,
+            &mut [&mut *q, &mut *k, &mut *v],
+            &mut s.mm,
+        );
         let dbg = |name: &str, v: &[f32]| debug_dump(&format!("{name}-{li}"), v);
         dbg("attn_norm", xn);
         dbg("Qcur", q);
         dbg("Kcur", k);
         dbg("Vcur", v);
-        let rope = &s.rope.iter().find(|(b, _)| *b == la.rope_base).expect("table filled above").1;
+        let rope = &s
+            .rope
+            .iter()
+            .find(|(b, _)| *b == la.rope_base)
+            .expect("table filled above")
+            .1;
         // Per token: Gemma's q/k norms, then the rotation (rows are independent).
         for (buf, width, norm) in [(&mut *q, qd, &lw.q_norm), (&mut *k, kvd, &lw.k_norm)] {
             pool.for_each_chunk_mut(buf, cr * width, |i, part| {
@@ -207,7 +291,15 @@ pub fn forward<'s>(
         for a in &attn_seqs {
             for r in 0..a.num_rows {
                 let t = a.first_row + r;
-                write_kv(&shape, kc, vc, a.block_table, a.first_pos + r, &k[t * kvd..(t + 1) * kvd], &v[t * kvd..(t + 1) * kvd]);
+                write_kv(
+                    &shape,
+                    kc,
+                    vc,
+                    a.block_table,
+                    a.first_pos + r,
+                    &k[t * kvd..(t + 1) * kvd],
+                    &v[t * kvd..(t + 1) * kvd],
+                );
             }
         }
         let params = AttentionParams {
@@ -225,16 +317,36 @@ pub fn forward<'s>(
         let proj = sized(&mut s.proj, t_total * d);
         mm(pool, &lw.wo, attn, proj, &mut s.mm);
         dbg("attn_out", proj);
-        residual_add(pool, cr * d, x, proj, lw.post_attn_norm.as_deref(), cfg.rms_eps);
+        residual_add(
+            pool,
+            cr * d,
+            x,
+            proj,
+            lw.post_attn_norm.as_deref(),
+            cfg.rms_eps,
+        );
         dbg("attn_post_norm", proj);
 
         dbg("ffn_inp", x);
         let x_ro: &[f32] = x;
-        pool.for_each_chunk_mut(xn, cr * d, |i, part| ops::rms_norm(&x_ro[i * cr * d..][..part.len()], &lw.ffn_norm, cfg.rms_eps, part));
+        pool.for_each_chunk_mut(xn, cr * d, |i, part| {
+            ops::rms_norm(
+                &x_ro[i * cr * d..][..part.len()],
+                &lw.ffn_norm,
+                cfg.rms_eps,
+                part,
+            )
+        });
         dbg("ffn_norm", xn);
         let gate = sized(&mut s.gate, t_total * ffn);
         let up = sized(&mut s.up, t_total * ffn);
-        mm_same_input(pool, &[&lw.w_gate, &lw.w_up], xn, &mut [&mut *gate, &mut *up], &mut s.mm);
+        mm_same_input(
+            pool,
+            &[&lw.w_gate, &lw.w_up],
+            xn,
+            &mut [&mut *gate, &mut *up],
+            &mut s.mm,
+        );
         // The activation is written over `gate` via a split so no extra buffer is needed.
         dbg("ffn_gate", gate);
         dbg("ffn_up", up);
@@ -249,7 +361,14 @@ pub fn forward<'s>(
         dbg("ffn_act", gate);
         mm(pool, &lw.w_down, gate, proj, &mut s.mm);
         dbg("ffn_out", proj);
-        residual_add(pool, cr * d, x, proj, lw.post_ffn_norm.as_deref(), cfg.rms_eps);
+        residual_add(
+            pool,
+            cr * d,
+            x,
+            proj,
+            lw.post_ffn_norm.as_deref(),
+            cfg.rms_eps,
+        );
         debug_dump(&format!("l_out-{li}"), x);
     }
 
@@ -257,9 +376,19 @@ pub fn forward<'s>(
     let num_logits = seqs.iter().filter(|s| s.want_logits).count();
     let last = sized(&mut s.last, num_logits * d);
     let mut li = 0;
-    for a in attn_seqs.iter().zip(seqs).filter(|(_, s)| s.want_logits).map(|(a, _)| a) {
+    for a in attn_seqs
+        .iter()
+        .zip(seqs)
+        .filter(|(_, s)| s.want_logits)
+        .map(|(a, _)| a)
+    {
         let t = a.first_row + a.num_rows - 1;
-        ops::rms_norm(&s.x[t * d..(t + 1) * d], &weights.output_norm, cfg.rms_eps, &mut last[li * d..(li + 1) * d]);
+        ops::rms_norm(
+            &s.x[t * d..(t + 1) * d],
+            &weights.output_norm,
+            cfg.rms_eps,
+            &mut last[li * d..(li + 1) * d],
+        );
         li += 1;
     }
     let logits = sized(&mut s.logits, num_logits * cfg.vocab_size);
@@ -278,4 +407,3 @@ fn debug_dump(name: &str, v: &[f32]) {
         let _ = std::fs::write(dir.join(format!("{name}.bin")), bytes);
     }
 }
-

@@ -24,9 +24,18 @@ impl KvCache {
     /// zero-initialized allocations, which the OS maps lazily: memory is
     /// committed as blocks are first written, not up front.
     pub fn new(cfg: &ModelConfig, num_blocks: usize, block_size: usize) -> KvCache {
-        let shape = KvShape { num_blocks, block_size, n_kv_heads: cfg.num_kv_heads, head_dim: cfg.head_dim };
+        let shape = KvShape {
+            num_blocks,
+            block_size,
+            n_kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+        };
         let layer = || vec![0u16; shape.layer_len()];
-        KvCache { shape, k: (0..cfg.num_layers).map(|_| layer()).collect(), v: (0..cfg.num_layers).map(|_| layer()).collect() }
+        KvCache {
+            shape,
+            k: (0..cfg.num_layers).map(|_| layer()).collect(),
+            v: (0..cfg.num_layers).map(|_| layer()).collect(),
+        }
     }
 
     /// How many blocks fit in `bytes` of memory for this model.
@@ -48,6 +57,9 @@ impl KvCache {
     }
 
     pub(crate) fn layer_mut(&mut self, layer: usize) -> (&mut [f16], &mut [f16]) {
-        (bytemuck::cast_slice_mut(&mut self.k[layer]), bytemuck::cast_slice_mut(&mut self.v[layer]))
+        (
+            bytemuck::cast_slice_mut(&mut self.k[layer]),
+            bytemuck::cast_slice_mut(&mut self.v[layer]),
+        )
     }
 }

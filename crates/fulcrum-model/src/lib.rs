@@ -20,6 +20,6 @@ pub mod weights;
 
 pub use config::{Arch, ModelConfig};
 pub use forward::{ForwardError, ForwardScratch, SeqInput};
-pub use kv_cache::KvCache;
 pub use fulcrum_kernels::gemm::Numerics;
+pub use kv_cache::KvCache;
 pub use model::{LoadError, Model};

@@ -57,7 +57,11 @@ impl Model {
         let name = file
             .metadata
             .opt("general.name", |m, k| m.get_str(k).map(str::to_string))?
-            .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
         Self::from_file(file, name, numerics)
     }
 
@@ -66,10 +70,21 @@ impl Model {
         let weights = Weights::load(&file, &config, numerics)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.vocab_size() > config.vocab_size {
-            return Err(LoadError::VocabMismatch { tokenizer: tokenizer.vocab_size(), model: config.vocab_size });
+            return Err(LoadError::VocabMismatch {
+                tokenizer: tokenizer.vocab_size(),
+                model: config.vocab_size,
+            });
         }
         let chat_template = ChatTemplate::from_gguf(&file, &tokenizer)?;
-        Ok(Model { file: Arc::new(file), config, weights, tokenizer: Arc::new(tokenizer), chat_template, name, numerics })
+        Ok(Model {
+            file: Arc::new(file),
+            config,
+            weights,
+            tokenizer: Arc::new(tokenizer),
+            chat_template,
+            name,
+            numerics,
+        })
     }
 
     /// A KV cache for this model.
@@ -85,6 +100,14 @@ impl Model {
         kv: &mut KvCache,
         scratch: &'s mut ForwardScratch,
     ) -> Result<&'s [f32], ForwardError> {
-        forward(&self.config, &self.weights, &self.file, pool, seqs, kv, scratch)
+        forward(
+            &self.config,
+            &self.weights,
+            &self.file,
+            pool,
+            seqs,
+            kv,
+            scratch,
+        )
     }
 }

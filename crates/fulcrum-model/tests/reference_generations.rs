@@ -20,13 +20,28 @@ use serde_json::Value;
 const NEAR_TIE: f32 = 0.5;
 
 fn cases() -> Vec<(String, String, Vec<u32>, Vec<u32>)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/generations.jsonl")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/generations.jsonl"
+    ))
+    .unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let v: Value = serde_json::from_str(line).unwrap();
-            let ids = |k: &str| -> Vec<u32> { v[k].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
-            (v["model"].as_str().unwrap().to_string(), v["prompt"].as_str().unwrap_or("(chat)").to_string(), ids("prompt_ids"), ids("greedy_ids"))
+            let ids = |k: &str| -> Vec<u32> {
+                v[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect()
+            };
+            (
+                v["model"].as_str().unwrap().to_string(),
+                v["prompt"].as_str().unwrap_or("(chat)").to_string(),
+                ids("prompt_ids"),
+                ids("greedy_ids"),
+            )
         })
         .collect()
 }
@@ -44,8 +59,18 @@ fn forced_logits(model: &fulcrum_model::Model, prompt: &[u32], cont: &[u32]) -> 
     let mut pos = 0;
     for i in 0..cont.len() {
         let n = if i == 0 { prompt.len() } else { 1 };
-        let seq = SeqInput { tokens: &all[pos..pos + n], start_pos: pos, block_table: &table, want_logits: true };
-        out.push(model.forward(pool(), &[seq], &mut kv, &mut scratch).unwrap().to_vec());
+        let seq = SeqInput {
+            tokens: &all[pos..pos + n],
+            start_pos: pos,
+            block_table: &table,
+            want_logits: true,
+        };
+        out.push(
+            model
+                .forward(pool(), &[seq], &mut kv, &mut scratch)
+                .unwrap()
+                .to_vec(),
+        );
         pos += n;
     }
     out
@@ -83,21 +108,33 @@ fn free_running(numerics: Numerics) {
         let model = load_with(&model_name, numerics);
         let got = greedy(&model, &prompt, want.len(), 512);
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        report += &format!("{model_name} {prompt_text:?}: {agree}/{} agree\n", want.len());
+        report += &format!(
+            "{model_name} {prompt_text:?}: {agree}/{} agree\n",
+            want.len()
+        );
         if numerics == Numerics::LlamaCpp {
-            assert!(agree >= 8.min(want.len()), "{report}fewer than 8 tokens agree");
+            assert!(
+                agree >= 8.min(want.len()),
+                "{report}fewer than 8 tokens agree"
+            );
         }
         if agree < want.len() {
             // The divergence must be a near-tie in our own distribution.
             let logits = forced_logits(&model, &prompt, &want[..=agree]);
             let l = &logits[agree];
             let margin = l[got[agree] as usize] - l[want[agree] as usize];
-            assert!(margin < NEAR_TIE, "{report}diverged at {agree} by {margin} logits (not a near-tie)");
+            assert!(
+                margin < NEAR_TIE,
+                "{report}diverged at {agree} by {margin} logits (not a near-tie)"
+            );
         } else {
             full += 1;
         }
         total += 1;
     }
     eprintln!("{report}");
-    assert!(2 * full >= total, "only {full} of {total} continuations agree fully:\n{report}");
+    assert!(
+        2 * full >= total,
+        "only {full} of {total} continuations agree fully:\n{report}"
+    );
 }

@@ -33,17 +33,35 @@ fn logits_match_llama_cpp() {
 }
 
 fn check(numerics: Numerics) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/logits.jsonl")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/logits.jsonl"
+    ))
+    .unwrap();
     let mut checked = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).unwrap();
         let model = load_with(v["model"].as_str().unwrap(), numerics);
-        let ids: Vec<u32> = v["prompt_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let ids: Vec<u32> = v["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
         let lp = next_logprobs(&model, &ids);
         let top10 = v["top10"].as_array().unwrap();
-        let best = lp.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        let best = lp
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
         let what = format!("{numerics} {} {:?}", v["model"], v["prompt"]);
-        assert_eq!(best as u64, top10[0]["id"].as_u64().unwrap(), "top-1 for {what}");
+        assert_eq!(
+            best as u64,
+            top10[0]["id"].as_u64().unwrap(),
+            "top-1 for {what}"
+        );
         let exact = v["model"] == "smollm2" && numerics == Numerics::LlamaCpp;
         let mut total = 0f32;
         for e in top10 {
@@ -51,11 +69,19 @@ fn check(numerics: Numerics) {
             let want = e["logprob"].as_f64().unwrap() as f32;
             let diff = (lp[id] - want).abs();
             let bound = if exact { 1e-4 } else { 0.45 };
-            assert!(diff < bound, "{what}: token {id} logprob {} vs llama.cpp {want}", lp[id]);
+            assert!(
+                diff < bound,
+                "{what}: token {id} logprob {} vs llama.cpp {want}",
+                lp[id]
+            );
             total += diff;
         }
         let mean_bound = if exact { 1e-4 } else { 0.2 };
-        assert!(total / 10.0 < mean_bound, "{what}: mean top-10 deviation {}", total / 10.0);
+        assert!(
+            total / 10.0 < mean_bound,
+            "{what}: mean top-10 deviation {}",
+            total / 10.0
+        );
         checked += 1;
     }
     assert_eq!(checked, 6);

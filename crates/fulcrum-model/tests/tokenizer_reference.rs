@@ -27,11 +27,17 @@ const SMOLLM_CASES: &str = "tokenizer-smollm2.jsonl";
 const GEMMA_CASES: &str = "tokenizer-gemma3.jsonl";
 
 fn data_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn shared_reference_path(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference"
+    ))
+    .join(name)
 }
 
 fn cases(name: &str) -> Vec<Case> {
@@ -41,7 +47,9 @@ fn cases(name: &str) -> Vec<Case> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1))
+        })
         .collect();
     assert!(!cases.is_empty(), "{name} has no cases");
     cases
@@ -70,7 +78,11 @@ fn assert_matches_reference(tok: &Tokenizer, name: &str) {
         // `add_bos` in the file records whether BOS was added; our flag asks
         // for it where the model wants it, so the two must agree.
         if case.add_bos {
-            assert!(tok.add_bos_default(), "{name} line {}: reference added BOS but the model does not ask for it", i + 1);
+            assert!(
+                tok.add_bos_default(),
+                "{name} line {}: reference added BOS but the model does not ask for it",
+                i + 1
+            );
         }
         let got = tok.encode(&case.text, case.add_bos, case.parse_special);
         if got != case.ids {
@@ -85,7 +97,13 @@ fn assert_matches_reference(tok: &Tokenizer, name: &str) {
             ));
         }
     }
-    assert!(failures.is_empty(), "{name}: {} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -103,7 +121,12 @@ fn reference_copies_equal_the_shared_originals() {
     for name in [SMOLLM_CASES, GEMMA_CASES] {
         let shared = shared_reference_path(name);
         if let Ok(original) = std::fs::read(&shared) {
-            assert_eq!(std::fs::read(data_path(name)).unwrap(), original, "tests/data/{name} is stale; copy it from {}", shared.display());
+            assert_eq!(
+                std::fs::read(data_path(name)).unwrap(),
+                original,
+                "tests/data/{name} is stale; copy it from {}",
+                shared.display()
+            );
         }
     }
 }
@@ -111,7 +134,12 @@ fn reference_copies_equal_the_shared_originals() {
 fn assert_round_trips(tok: &Tokenizer, name: &str) {
     for case in cases(name) {
         let ids = tok.encode(&case.text, false, case.parse_special);
-        assert_eq!(tok.decode(&ids, false), case.text, "{name}: {:?}", case.text);
+        assert_eq!(
+            tok.decode(&ids, false),
+            case.text,
+            "{name}: {:?}",
+            case.text
+        );
     }
 }
 
@@ -131,7 +159,12 @@ fn assert_stream_equals_one_shot(tok: &Tokenizer, name: &str) {
             let mut stream = tok.stream_decoder(skip_special);
             let mut streamed: String = case.ids.iter().map(|&id| stream.push(id)).collect();
             streamed += &stream.finish();
-            assert_eq!(streamed, tok.decode(&case.ids, skip_special), "{name}: {:?} skip_special={skip_special}", case.text);
+            assert_eq!(
+                streamed,
+                tok.decode(&case.ids, skip_special),
+                "{name}: {:?} skip_special={skip_special}",
+                case.text
+            );
         }
     }
 }
@@ -212,7 +245,10 @@ fn encoding_a_2000_token_prompt_is_fast() {
             std::hint::black_box(tok.encode(&text, true, true));
         });
         eprintln!("{name}: {num_tokens} tokens in {best:?}");
-        assert!(best < Duration::from_millis(50), "{name}: {num_tokens} tokens took {best:?}");
+        assert!(
+            best < Duration::from_millis(50),
+            "{name}: {num_tokens} tokens took {best:?}"
+        );
     }
 }
 
@@ -254,7 +290,8 @@ fn gpt2_byte_char(b: u8) -> char {
 /// none for 0x04 0x06 0x13 0x14 0x16 0x1D 0xF1 0xF2 (and the never-valid
 /// C0 C1 F5–FF); llama.cpp drops such bytes, and so do we.
 fn spellable(tok: &Tokenizer, text: &str) -> bool {
-    text.bytes().all(|b| tok.token_id(&gpt2_byte_char(b).to_string()).is_some())
+    text.bytes()
+        .all(|b| tok.token_id(&gpt2_byte_char(b).to_string()).is_some())
 }
 
 #[test]
@@ -262,7 +299,10 @@ fn smollm2_drops_unspellable_bytes_like_llama_cpp() {
     let tok = smollm();
     assert!(!spellable(tok, "\u{4}"));
     assert_eq!(tok.encode("a\u{4}b", false, false), [81, 82]);
-    assert!(!tok.encode("\u{40000}", false, false).contains(&0), "must not turn into <|endoftext|>");
+    assert!(
+        !tok.encode("\u{40000}", false, false).contains(&0),
+        "must not turn into <|endoftext|>"
+    );
 }
 
 proptest! {

@@ -14,11 +14,19 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(crate) async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(expected) = state.config().api_key.as_deref() else {
         return next.run(request).await;
     };
-    let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
     match presented {
         Some(token) if is_same_key(token, expected) => next.run(request).await,
         _ => ApiError::Unauthorized.into_response(),

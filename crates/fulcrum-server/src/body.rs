@@ -35,11 +35,17 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
         param: None,
     })?;
     if !value.is_object() {
-        return Err(ApiError::InvalidJson { message: "the request body must be a JSON object".into(), param: None });
+        return Err(ApiError::InvalidJson {
+            message: "the request body must be a JSON object".into(),
+            param: None,
+        });
     }
     let value = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::InvalidJson { message: format!("`{path}`: {}", e.into_inner()), param: Some(path) }
+        ApiError::InvalidJson {
+            message: format!("`{path}`: {}", e.into_inner()),
+            param: Some(path),
+        }
     })?;
     Ok(value)
 }
@@ -56,18 +62,31 @@ mod tests {
     #[test]
     fn wrong_types_name_the_field() {
         let e = parse(br#"{"prompt": "hi", "temperature": "hot"}"#).unwrap_err();
-        let ApiError::InvalidJson { message, param } = e else { panic!("{e:?}") };
+        let ApiError::InvalidJson { message, param } = e else {
+            panic!("{e:?}")
+        };
         assert_eq!(param.as_deref(), Some("temperature"));
-        assert!(message.starts_with("`temperature`: invalid type: string \"hot\""), "{message}");
+        assert!(
+            message.starts_with("`temperature`: invalid type: string \"hot\""),
+            "{message}"
+        );
         let e = parse(br#"{"stream_options": {"include_usage": 1}}"#).unwrap_err();
-        assert!(matches!(e, ApiError::InvalidJson { param: Some(p), .. } if p == "stream_options.include_usage"));
+        assert!(
+            matches!(e, ApiError::InvalidJson { param: Some(p), .. } if p == "stream_options.include_usage")
+        );
         let e = parse(br#"{"max_tokens": -1}"#).unwrap_err();
         assert!(matches!(e, ApiError::InvalidJson { param: Some(p), .. } if p == "max_tokens"));
     }
 
     #[test]
     fn garbage_and_trailing_bytes_are_invalid_json() {
-        for body in [&b"\xff\xfe\x00garbage"[..], b"", b"{\"prompt\": \"a\"} x", b"[1, 2]", b"{\"prompt\": "] {
+        for body in [
+            &b"\xff\xfe\x00garbage"[..],
+            b"",
+            b"{\"prompt\": \"a\"} x",
+            b"[1, 2]",
+            b"{\"prompt\": ",
+        ] {
             let e = parse(body).unwrap_err();
             assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{e:?}");
         }

@@ -28,7 +28,9 @@ impl FromStr for MetricsCompat {
         match s.trim().to_ascii_lowercase().as_str() {
             "none" | "" => Ok(MetricsCompat::None),
             "vllm" => Ok(MetricsCompat::Vllm),
-            other => Err(format!("unknown metrics compatibility `{other}`: expected `none` or `vllm`")),
+            other => Err(format!(
+                "unknown metrics compatibility `{other}`: expected `none` or `vllm`"
+            )),
         }
     }
 }

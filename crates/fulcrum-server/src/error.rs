@@ -18,10 +18,16 @@ use serde::Serialize;
 pub enum ApiError {
     /// The body is not JSON, or a field has the wrong type (`param`: its path).
     #[error("{message}")]
-    InvalidJson { message: String, param: Option<String> },
+    InvalidJson {
+        message: String,
+        param: Option<String>,
+    },
     /// A field's value is out of range or unsupported.
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<String> },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
     /// The prompt plus the completion would not fit the context.
     #[error("{message}")]
     ContextLengthExceeded { message: String, param: String },
@@ -55,8 +61,16 @@ pub struct FieldNames {
 }
 
 impl FieldNames {
-    pub const COMPLETIONS: FieldNames = FieldNames { prompt: "prompt", max_tokens: "max_tokens", logprobs: "logprobs" };
-    pub const CHAT: FieldNames = FieldNames { prompt: "messages", max_tokens: "max_tokens", logprobs: "top_logprobs" };
+    pub const COMPLETIONS: FieldNames = FieldNames {
+        prompt: "prompt",
+        max_tokens: "max_tokens",
+        logprobs: "logprobs",
+    };
+    pub const CHAT: FieldNames = FieldNames {
+        prompt: "messages",
+        max_tokens: "max_tokens",
+        logprobs: "top_logprobs",
+    };
 
     /// The client's name for an engine field.
     pub fn rename(&self, engine_field: &str) -> String {
@@ -70,14 +84,17 @@ impl FieldNames {
 
 impl ApiError {
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
-        ApiError::InvalidRequest { message: message.into(), param: Some(param.into()) }
+        ApiError::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidJson { .. } | ApiError::InvalidRequest { .. } | ApiError::ContextLengthExceeded { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidJson { .. }
+            | ApiError::InvalidRequest { .. }
+            | ApiError::ContextLengthExceeded { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -119,7 +136,9 @@ impl ApiError {
 
     fn param(&self) -> Option<&str> {
         match self {
-            ApiError::InvalidJson { param, .. } | ApiError::InvalidRequest { param, .. } => param.as_deref(),
+            ApiError::InvalidJson { param, .. } | ApiError::InvalidRequest { param, .. } => {
+                param.as_deref()
+            }
             ApiError::ContextLengthExceeded { param, .. } => Some(param),
             ApiError::ModelNotFound(_) => Some("model"),
             _ => None,
@@ -130,7 +149,12 @@ impl ApiError {
     /// fails after its headers went out).
     pub fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
-            error: ErrorDetail { message: self.to_string(), kind: self.kind(), param: self.param(), code: self.code() },
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind: self.kind(),
+                param: self.param(),
+                code: self.code(),
+            },
         }
     }
 
@@ -139,15 +163,31 @@ impl ApiError {
         match error {
             EngineError::InvalidParams(e) => {
                 let param = fields.rename(e.field);
-                ApiError::invalid(param.clone(), format!("`{param}` {}, got {}", e.requirement, e.value))
+                ApiError::invalid(
+                    param.clone(),
+                    format!("`{param}` {}, got {}", e.requirement, e.value),
+                )
             }
-            EngineError::EmptyPrompt => ApiError::invalid(fields.prompt, format!("`{}` is empty", fields.prompt)),
-            e @ EngineError::TokenOutOfRange { .. } => ApiError::invalid(fields.prompt, e.to_string()),
-            e @ EngineError::ContextLengthExceeded { max_tokens, .. } => ApiError::ContextLengthExceeded {
-                message: e.to_string(),
-                param: if max_tokens.is_some() { fields.max_tokens } else { fields.prompt }.to_string(),
-            },
-            EngineError::ChatTemplate(e) => ApiError::invalid("messages", format!("the chat template failed: {e}")),
+            EngineError::EmptyPrompt => {
+                ApiError::invalid(fields.prompt, format!("`{}` is empty", fields.prompt))
+            }
+            e @ EngineError::TokenOutOfRange { .. } => {
+                ApiError::invalid(fields.prompt, e.to_string())
+            }
+            e @ EngineError::ContextLengthExceeded { max_tokens, .. } => {
+                ApiError::ContextLengthExceeded {
+                    message: e.to_string(),
+                    param: if max_tokens.is_some() {
+                        fields.max_tokens
+                    } else {
+                        fields.prompt
+                    }
+                    .to_string(),
+                }
+            }
+            EngineError::ChatTemplate(e) => {
+                ApiError::invalid("messages", format!("the chat template failed: {e}"))
+            }
             e @ EngineError::QueueFull { .. } => ApiError::QueueFull(e.to_string()),
             EngineError::ShuttingDown => ApiError::ShuttingDown,
         }
@@ -157,13 +197,19 @@ impl ApiError {
     pub fn from_failure(failure: RequestFailure) -> ApiError {
         match failure {
             RequestFailure::Rejected(e @ AddError::ExceedsMaxModelLen { .. }) => {
-                ApiError::ContextLengthExceeded { message: e.to_string(), param: "max_tokens".into() }
+                ApiError::ContextLengthExceeded {
+                    message: e.to_string(),
+                    param: "max_tokens".into(),
+                }
             }
-            RequestFailure::Rejected(e) => ApiError::InvalidRequest { message: e.to_string(), param: None },
+            RequestFailure::Rejected(e) => ApiError::InvalidRequest {
+                message: e.to_string(),
+                param: None,
+            },
             RequestFailure::EngineStopped => ApiError::ShuttingDown,
-            e @ (RequestFailure::StepPanicked(_) | RequestFailure::Forward(_) | RequestFailure::Internal(_)) => {
-                ApiError::Internal(e.to_string())
-            }
+            e @ (RequestFailure::StepPanicked(_)
+            | RequestFailure::Forward(_)
+            | RequestFailure::Internal(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -191,8 +237,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = serde_json::to_vec(&self.body()).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response =
-            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
         let headers = response.headers_mut();
         match status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -203,7 +256,9 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        response.extensions_mut().insert(ErrorMessage(self.to_string()));
+        response
+            .extensions_mut()
+            .insert(ErrorMessage(self.to_string()));
         response
     }
 }
@@ -216,9 +271,21 @@ mod tests {
     #[test]
     fn every_class_has_its_status() {
         let cases = [
-            (ApiError::InvalidJson { message: "x".into(), param: None }, 400),
+            (
+                ApiError::InvalidJson {
+                    message: "x".into(),
+                    param: None,
+                },
+                400,
+            ),
             (ApiError::invalid("top_p", "x"), 400),
-            (ApiError::ContextLengthExceeded { message: "x".into(), param: "max_tokens".into() }, 400),
+            (
+                ApiError::ContextLengthExceeded {
+                    message: "x".into(),
+                    param: "max_tokens".into(),
+                },
+                400,
+            ),
             (ApiError::ModelNotFound("gpt-4".into()), 404),
             (ApiError::PayloadTooLarge { limit: 10 }, 413),
             (ApiError::Unauthorized, 401),
@@ -242,14 +309,24 @@ mod tests {
         let api = ApiError::from_engine(e, &FieldNames::CHAT);
         assert_eq!(api.to_string(), "`top_logprobs` must be in [0, 20], got 30");
         assert_eq!(api.param(), Some("top_logprobs"));
-        let e =
-            EngineError::ContextLengthExceeded { num_prompt_tokens: 10, max_tokens: Some(9000), max_model_len: 8192 };
+        let e = EngineError::ContextLengthExceeded {
+            num_prompt_tokens: 10,
+            max_tokens: Some(9000),
+            max_model_len: 8192,
+        };
         let api = ApiError::from_engine(e, &FieldNames::COMPLETIONS);
         assert_eq!(api.status(), StatusCode::BAD_REQUEST);
         assert_eq!(api.param(), Some("max_tokens"));
         assert!(api.to_string().contains("8192"), "{api}");
-        assert_eq!(ApiError::from_engine(EngineError::QueueFull { max_waiting: 2 }, &FieldNames::CHAT).status(), 429);
-        assert_eq!(ApiError::from_engine(EngineError::ShuttingDown, &FieldNames::CHAT).status(), 503);
+        assert_eq!(
+            ApiError::from_engine(EngineError::QueueFull { max_waiting: 2 }, &FieldNames::CHAT)
+                .status(),
+            429
+        );
+        assert_eq!(
+            ApiError::from_engine(EngineError::ShuttingDown, &FieldNames::CHAT).status(),
+            503
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! client went away) aborts every engine request it holds.
 
 use fulcrum_engine::{
-    ChoiceFinished, EngineHandle, FinishReason, Prompt, RequestEvent, RequestFailure, RequestHandle, RequestInput,
-    TokenEvent, TokenLogprobs,
+    ChoiceFinished, EngineHandle, FinishReason, Prompt, RequestEvent, RequestFailure,
+    RequestHandle, RequestInput, TokenEvent, TokenLogprobs,
 };
 use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 
@@ -29,7 +29,10 @@ pub enum Update {
     /// A token of choice `choice` (already renumbered across prompts).
     Token { choice: usize, token: TokenEvent },
     /// Choice `choice` finished; `finished.text` is its held-back tail.
-    Finished { choice: usize, finished: ChoiceFinished },
+    Finished {
+        choice: usize,
+        finished: ChoiceFinished,
+    },
     /// Every choice of every prompt finished. The last update.
     Done(Usage),
     /// The request failed (an engine error); the last update.
@@ -65,7 +68,9 @@ impl Generation {
                 params: prompt.params.clone(),
                 priority: plan.priority,
             };
-            let handle = engine.add_request(input).map_err(|e| ApiError::from_engine(e, &plan.fields))?;
+            let handle = engine
+                .add_request(input)
+                .map_err(|e| ApiError::from_engine(e, &plan.fields))?;
             num_prompt_tokens += prompt.token_ids.len();
             streams.push(events_of(i, handle));
         }
@@ -97,14 +102,20 @@ impl Generation {
             };
             match event {
                 RequestEvent::Token(token) => {
-                    return Some(Update::Token { choice: prompt * self.n + token.index, token });
+                    return Some(Update::Token {
+                        choice: prompt * self.n + token.index,
+                        token,
+                    });
                 }
                 RequestEvent::Finished(finished) => {
                     if finished.reason != FinishReason::Abort {
                         self.state.metrics().observe_choice(&finished.timings);
                     }
                     self.log.note_finished(&finished);
-                    return Some(Update::Finished { choice: prompt * self.n + finished.index, finished });
+                    return Some(Update::Finished {
+                        choice: prompt * self.n + finished.index,
+                        finished,
+                    });
                 }
                 RequestEvent::Done(usage) => {
                     self.usage.prompt_tokens += usage.prompt_tokens;
@@ -147,7 +158,9 @@ impl Generation {
 
     /// Waits for the whole request (non-streaming responses).
     pub async fn collect(mut self) -> Result<Collected, ApiError> {
-        let mut choices: Vec<ChoiceText> = (0..self.num_choices()).map(|_| ChoiceText::default()).collect();
+        let mut choices: Vec<ChoiceText> = (0..self.num_choices())
+            .map(|_| ChoiceText::default())
+            .collect();
         loop {
             match self.next().await {
                 Some(Update::Token { choice, token }) => {
@@ -168,7 +181,11 @@ impl Generation {
                 }
                 Some(Update::Done(usage)) => return Ok(Collected { choices, usage }),
                 Some(Update::Failed(error)) => return Err(error),
-                None => return Err(ApiError::Internal("the generation ended without a result".into())),
+                None => {
+                    return Err(ApiError::Internal(
+                        "the generation ended without a result".into(),
+                    ))
+                }
             }
         }
     }
@@ -184,7 +201,10 @@ fn events_of(prompt: usize, handle: RequestHandle) -> BoxStream<'static, (usize,
                 let next = (!event.is_terminal()).then_some(handle);
                 Some(((prompt, event), next))
             }
-            None => Some(((prompt, RequestEvent::Failed(RequestFailure::EngineStopped)), None)),
+            None => Some((
+                (prompt, RequestEvent::Failed(RequestFailure::EngineStopped)),
+                None,
+            )),
         }
     })
     .boxed()
@@ -222,7 +242,11 @@ impl ChoiceText {
         let text_offset = self.num_chars;
         self.push_tail(&token.text);
         let logprobs = token.logprobs.clone()?;
-        self.logprobs.push(TokenLogprob { token_id: token.token_id, text_offset, logprobs });
+        self.logprobs.push(TokenLogprob {
+            token_id: token.token_id,
+            text_offset,
+            logprobs,
+        });
         self.logprobs.last()
     }
 

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use fulcrum_engine::{EngineMetrics, SequenceTimings};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::config::MetricsCompat;
@@ -28,16 +29,18 @@ use crate::config::MetricsCompat;
 /// TTFT and queue time: from a millisecond (a prefix hit on a short prompt)
 /// to minutes (a long queue on a CPU).
 const FIRST_TOKEN_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
-    160.0, 640.0, 2560.0,
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
 ];
 /// Per-token times.
-const TOKEN_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const TOKEN_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+];
 /// Whole requests.
 const REQUEST_BUCKETS: &[f64] = &[
-    0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
-    1920.0, 7680.0,
+    0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+    240.0, 480.0, 960.0, 1920.0, 7680.0,
 ];
 
 /// The finish reasons `requests_finished_total` is labelled with.
@@ -141,15 +144,19 @@ const VLLM: Names = Names {
 impl Metrics {
     /// `model_name`: the constant label (omitted when empty).
     pub fn new(compat: MetricsCompat, model_name: &str) -> Metrics {
-        let labels =
-            (!model_name.is_empty()).then(|| HashMap::from([("model_name".to_string(), model_name.to_string())]));
+        let labels = (!model_name.is_empty())
+            .then(|| HashMap::from([("model_name".to_string(), model_name.to_string())]));
         // Only fails on an invalid label name, and `model_name` is valid.
         let registry = Registry::new_custom(None, labels).unwrap_or_default();
         let mut families = vec![Family::register(&registry, &FULCRUM)];
         if compat == MetricsCompat::Vllm {
             families.push(Family::register(&registry, &VLLM));
         }
-        Metrics { registry, families, sync: Mutex::new(()) }
+        Metrics {
+            registry,
+            families,
+            sync: Mutex::new(()),
+        }
     }
 
     /// Records one finished choice's latencies. Choices without a first
@@ -185,11 +192,27 @@ impl Family {
             h
         };
         let latency = LatencyHistograms {
-            ttft: histogram(names.ttft, "Time to first token, from arrival.", FIRST_TOKEN_BUCKETS),
-            tpot: histogram(names.tpot, "Mean time per output token after the first, per request.", TOKEN_BUCKETS),
-            itl: histogram(names.itl, "Time between consecutive output tokens.", TOKEN_BUCKETS),
+            ttft: histogram(
+                names.ttft,
+                "Time to first token, from arrival.",
+                FIRST_TOKEN_BUCKETS,
+            ),
+            tpot: histogram(
+                names.tpot,
+                "Mean time per output token after the first, per request.",
+                TOKEN_BUCKETS,
+            ),
+            itl: histogram(
+                names.itl,
+                "Time between consecutive output tokens.",
+                TOKEN_BUCKETS,
+            ),
             e2e: histogram(names.e2e, "Arrival to the last token.", REQUEST_BUCKETS),
-            queue: histogram(names.queue, "Arrival to first scheduled.", FIRST_TOKEN_BUCKETS),
+            queue: histogram(
+                names.queue,
+                "Arrival to first scheduled.",
+                FIRST_TOKEN_BUCKETS,
+            ),
         };
         let int_gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
@@ -201,12 +224,17 @@ impl Family {
             register(registry, c.clone(), name);
             c
         };
-        let kv_usage = Gauge::new(names.kv_usage, "Fraction of KV-cache blocks owned by sequences (0 to 1).")
-            .unwrap_or_else(|e| unreachable_metric(names.kv_usage, e));
+        let kv_usage = Gauge::new(
+            names.kv_usage,
+            "Fraction of KV-cache blocks owned by sequences (0 to 1).",
+        )
+        .unwrap_or_else(|e| unreachable_metric(names.kv_usage, e));
         register(registry, kv_usage.clone(), names.kv_usage);
-        let finished =
-            IntCounterVec::new(Opts::new(names.finished, "Sequences finished, by reason."), &["finished_reason"])
-                .unwrap_or_else(|e| unreachable_metric(names.finished, e));
+        let finished = IntCounterVec::new(
+            Opts::new(names.finished, "Sequences finished, by reason."),
+            &["finished_reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(names.finished, e));
         register(registry, finished.clone(), names.finished);
         for reason in FINISH_REASONS {
             finished.with_label_values(&[reason]);
@@ -214,18 +242,42 @@ impl Family {
         let block_gauges = names.has_block_gauges;
         let engine = EngineSeries {
             running: int_gauge(names.running, "Sequences in the running batch."),
-            waiting: int_gauge(names.waiting, "Sequences waiting to be scheduled (preempted ones included)."),
+            waiting: int_gauge(
+                names.waiting,
+                "Sequences waiting to be scheduled (preempted ones included).",
+            ),
             kv_usage,
-            kv_blocks_used: block_gauges
-                .then(|| int_gauge("fulcrum_kv_cache_blocks_used", "KV-cache blocks owned by sequences.")),
-            kv_blocks: block_gauges.then(|| int_gauge("fulcrum_kv_cache_blocks", "KV-cache blocks in the pool.")),
-            batch_size: block_gauges
-                .then(|| int_gauge("fulcrum_batch_size", "Sequences in the most recent engine step.")),
-            prompt_tokens: counter(names.prompt_tokens, "Prompt tokens of requests that produced a first token."),
+            kv_blocks_used: block_gauges.then(|| {
+                int_gauge(
+                    "fulcrum_kv_cache_blocks_used",
+                    "KV-cache blocks owned by sequences.",
+                )
+            }),
+            kv_blocks: block_gauges
+                .then(|| int_gauge("fulcrum_kv_cache_blocks", "KV-cache blocks in the pool.")),
+            batch_size: block_gauges.then(|| {
+                int_gauge(
+                    "fulcrum_batch_size",
+                    "Sequences in the most recent engine step.",
+                )
+            }),
+            prompt_tokens: counter(
+                names.prompt_tokens,
+                "Prompt tokens of requests that produced a first token.",
+            ),
             generation_tokens: counter(names.generation_tokens, "Generated tokens."),
-            preemptions: counter(names.preemptions, "Sequences preempted to free KV-cache blocks."),
-            prefix_cache_queries: counter(names.prefix_cache_queries, "Prompt tokens looked up in the prefix cache."),
-            prefix_cache_hits: counter(names.prefix_cache_hits, "Prompt tokens served from the prefix cache."),
+            preemptions: counter(
+                names.preemptions,
+                "Sequences preempted to free KV-cache blocks.",
+            ),
+            prefix_cache_queries: counter(
+                names.prefix_cache_queries,
+                "Prompt tokens looked up in the prefix cache.",
+            ),
+            prefix_cache_hits: counter(
+                names.prefix_cache_hits,
+                "Prompt tokens served from the prefix cache.",
+            ),
             finished,
         };
         Family { latency, engine }
@@ -273,7 +325,10 @@ impl EngineSeries {
         catch_up(&self.prefix_cache_queries, m.prefix_cache_queries);
         catch_up(&self.prefix_cache_hits, m.prefix_cache_hits);
         let f = &m.num_finished;
-        for (reason, total) in FINISH_REASONS.into_iter().zip([f.stop, f.length, f.abort, f.error]) {
+        for (reason, total) in FINISH_REASONS
+            .into_iter()
+            .zip([f.stop, f.length, f.abort, f.error])
+        {
             catch_up(&self.finished.with_label_values(&[reason]), total);
         }
     }
@@ -343,12 +398,21 @@ mod tests {
             "vllm:num_requests_running{model_name=\"smollm2-135m\"} 3",
             "vllm:generation_tokens_total{model_name=\"smollm2-135m\"} 7",
         ] {
-            assert!(text.lines().any(|l| l == name), "missing `{name}` in\n{text}");
+            assert!(
+                text.lines().any(|l| l == name),
+                "missing `{name}` in\n{text}"
+            );
         }
         // Counters advance by the difference, and a second scrape of the
         // same snapshot adds nothing.
-        metrics.render(Some(&EngineMetrics { num_prompt_tokens: 50, ..engine.clone() }));
-        let text = metrics.render(Some(&EngineMetrics { num_prompt_tokens: 50, ..engine }));
+        metrics.render(Some(&EngineMetrics {
+            num_prompt_tokens: 50,
+            ..engine.clone()
+        }));
+        let text = metrics.render(Some(&EngineMetrics {
+            num_prompt_tokens: 50,
+            ..engine
+        }));
         assert_eq!(
             sample_line(&text, "fulcrum_prompt_tokens_total"),
             Some("fulcrum_prompt_tokens_total{model_name=\"smollm2-135m\"} 50")
@@ -358,7 +422,10 @@ mod tests {
     #[test]
     fn vllm_names_only_on_request() {
         let text = Metrics::new(MetricsCompat::None, "").render(Some(&EngineMetrics::default()));
-        assert!(text.contains("fulcrum_requests_finished_total{finished_reason=\"abort\"} 0"), "{text}");
+        assert!(
+            text.contains("fulcrum_requests_finished_total{finished_reason=\"abort\"} 0"),
+            "{text}"
+        );
         assert!(!text.contains("vllm:"), "{text}");
     }
 }

@@ -76,16 +76,23 @@ pub fn plan(
         Endpoint::Completions => completion_prompts(request.prompt.as_ref(), engine)?,
         Endpoint::Chat => {
             let messages = chat_messages(request.messages.as_deref())?;
-            vec![engine.chat_prompt(&messages).map_err(|e| ApiError::from_engine(e, &fields))?]
+            vec![engine
+                .chat_prompt(&messages)
+                .map_err(|e| ApiError::from_engine(e, &fields))?]
         }
     };
     let params = sampling_params(&request, endpoint)?;
-    params.validate().map_err(|e| ApiError::from_engine(e.into(), &fields))?;
+    params
+        .validate()
+        .map_err(|e| ApiError::from_engine(e.into(), &fields))?;
     let limit = state.config().max_tokens_limit;
     if let (Some(limit), Some(m)) = (limit, params.max_tokens) {
         if m > limit {
             let field = fields.max_tokens;
-            return Err(ApiError::invalid(field, format!("`{field}` must be at most {limit}, got {m}")));
+            return Err(ApiError::invalid(
+                field,
+                format!("`{field}` must be at most {limit}, got {m}"),
+            ));
         }
     }
     let max_model_len = engine.config().max_model_len();
@@ -105,7 +112,10 @@ pub fn plan(
         prompts,
         n: params.n,
         stream: request.stream.unwrap_or(false),
-        include_usage: request.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        include_usage: request
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
         priority: request.priority.unwrap_or(0),
         user: request.user,
         fields,
@@ -115,9 +125,10 @@ pub fn plan(
 fn field_names(request: &GenerateRequest, endpoint: Endpoint) -> FieldNames {
     match endpoint {
         Endpoint::Completions => FieldNames::COMPLETIONS,
-        Endpoint::Chat if request.max_completion_tokens.is_some() => {
-            FieldNames { max_tokens: "max_completion_tokens", ..FieldNames::CHAT }
-        }
+        Endpoint::Chat if request.max_completion_tokens.is_some() => FieldNames {
+            max_tokens: "max_completion_tokens",
+            ..FieldNames::CHAT
+        },
         Endpoint::Chat => FieldNames::CHAT,
     }
 }
@@ -125,7 +136,8 @@ fn field_names(request: &GenerateRequest, endpoint: Endpoint) -> FieldNames {
 /// Fields this server knows but does not implement, refused when they would
 /// change the answer.
 fn refuse_unsupported(request: &GenerateRequest) -> Result<(), ApiError> {
-    let unsupported = |field: &str, what: &str| Err(ApiError::invalid(field, format!("`{field}` {what}")));
+    let unsupported =
+        |field: &str, what: &str| Err(ApiError::invalid(field, format!("`{field}` {what}")));
     if request.echo == Some(true) {
         return unsupported("echo", "is not supported");
     }
@@ -142,7 +154,11 @@ fn refuse_unsupported(request: &GenerateRequest) -> Result<(), ApiError> {
         return unsupported("tools", "(function calling) is not supported");
     }
     if let Some(format) = &request.response_format {
-        if format.get("type").and_then(Value::as_str).is_some_and(|t| t != "text") {
+        if format
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "text")
+        {
             return unsupported("response_format", "other than `text` is not supported");
         }
     }
@@ -150,19 +166,32 @@ fn refuse_unsupported(request: &GenerateRequest) -> Result<(), ApiError> {
 }
 
 /// `prompt`: a string, token ids, or a batch (a list of either).
-fn completion_prompts(prompt: Option<&Value>, engine: &EngineHandle) -> Result<Vec<Vec<u32>>, ApiError> {
+fn completion_prompts(
+    prompt: Option<&Value>,
+    engine: &EngineHandle,
+) -> Result<Vec<Vec<u32>>, ApiError> {
     let text = |s: &str| engine.tokenize(&Prompt::Text(s.to_string()));
     let bad = |param: String| {
-        ApiError::invalid(param, "`prompt` must be a string, a list of token ids, or a list of either (a batch)")
+        ApiError::invalid(
+            param,
+            "`prompt` must be a string, a list of token ids, or a list of either (a batch)",
+        )
     };
     match prompt {
         None | Some(Value::Null) => Err(ApiError::invalid("prompt", "`prompt` is required")),
         Some(Value::String(s)) => Ok(vec![text(s)]),
-        Some(Value::Array(items)) if items.is_empty() => Err(ApiError::invalid("prompt", "`prompt` is empty")),
-        Some(Value::Array(items)) if items.iter().all(Value::is_number) => Ok(vec![token_ids(items, "prompt")?]),
+        Some(Value::Array(items)) if items.is_empty() => {
+            Err(ApiError::invalid("prompt", "`prompt` is empty"))
+        }
+        Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
+            Ok(vec![token_ids(items, "prompt")?])
+        }
         Some(Value::Array(items)) if items.len() > MAX_BATCH_PROMPTS => Err(ApiError::invalid(
             "prompt",
-            format!("`prompt` batches hold at most {MAX_BATCH_PROMPTS} prompts, got {}", items.len()),
+            format!(
+                "`prompt` batches hold at most {MAX_BATCH_PROMPTS} prompts, got {}",
+                items.len()
+            ),
         )),
         Some(Value::Array(items)) => items
             .iter()
@@ -182,9 +211,14 @@ fn token_ids(items: &[Value], param: &str) -> Result<Vec<u32>, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            v.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(|| {
-                ApiError::invalid(format!("{param}[{i}]"), format!("`{param}[{i}]` must be a token id, got {v}"))
-            })
+            v.as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("{param}[{i}]"),
+                        format!("`{param}[{i}]` must be a token id, got {v}"),
+                    )
+                })
         })
         .collect()
 }
@@ -201,7 +235,10 @@ pub fn chat_messages(messages: Option<&[Value]>) -> Result<Vec<ChatMessage>, Api
         .enumerate()
         .map(|(i, message)| {
             let role = message.get("role").and_then(Value::as_str).ok_or_else(|| {
-                ApiError::invalid(format!("messages[{i}].role"), format!("`messages[{i}].role` must be a string"))
+                ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    format!("`messages[{i}].role` must be a string"),
+                )
             })?;
             let content = message_content(message.get("content"), i)?;
             Ok(ChatMessage::new(role, content))
@@ -217,7 +254,10 @@ fn message_content(content: Option<&Value>, i: usize) -> Result<String, ApiError
         Some(Value::Array(parts)) => {
             let mut text = String::new();
             for part in parts {
-                match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+                match (
+                    part.get("type").and_then(Value::as_str),
+                    part.get("text").and_then(Value::as_str),
+                ) {
                     (Some("text"), Some(t)) => text.push_str(t),
                     _ => {
                         return Err(ApiError::invalid(
@@ -229,26 +269,48 @@ fn message_content(content: Option<&Value>, i: usize) -> Result<String, ApiError
             }
             Ok(text)
         }
-        Some(_) => Err(ApiError::invalid(param.clone(), format!("`{param}` must be a string or a list of text parts"))),
+        Some(_) => Err(ApiError::invalid(
+            param.clone(),
+            format!("`{param}` must be a string or a list of text parts"),
+        )),
     }
 }
 
 /// Everything but the prompt, with OpenAI's defaults.
-fn sampling_params(request: &GenerateRequest, endpoint: Endpoint) -> Result<SamplingParams, ApiError> {
+fn sampling_params(
+    request: &GenerateRequest,
+    endpoint: Endpoint,
+) -> Result<SamplingParams, ApiError> {
     let defaults = SamplingParams::default();
     let max_tokens = match endpoint {
-        Endpoint::Completions => Some(request.max_tokens.map_or(DEFAULT_COMPLETION_MAX_TOKENS, saturating_usize)),
-        Endpoint::Chat => request.max_completion_tokens.or(request.max_tokens).map(saturating_usize),
+        Endpoint::Completions => Some(
+            request
+                .max_tokens
+                .map_or(DEFAULT_COMPLETION_MAX_TOKENS, saturating_usize),
+        ),
+        Endpoint::Chat => request
+            .max_completion_tokens
+            .or(request.max_tokens)
+            .map(saturating_usize),
     };
     Ok(SamplingParams {
         n: request.n.map_or(1, saturating_usize),
         temperature: request.temperature.unwrap_or(defaults.temperature),
-        top_k: request.top_k.filter(|&k| k > 0).map(|k| saturating_usize(k.unsigned_abs())),
+        top_k: request
+            .top_k
+            .filter(|&k| k > 0)
+            .map(|k| saturating_usize(k.unsigned_abs())),
         top_p: request.top_p.unwrap_or(defaults.top_p),
         min_p: request.min_p.unwrap_or(defaults.min_p),
-        presence_penalty: request.presence_penalty.unwrap_or(defaults.presence_penalty),
-        frequency_penalty: request.frequency_penalty.unwrap_or(defaults.frequency_penalty),
-        repetition_penalty: request.repetition_penalty.unwrap_or(defaults.repetition_penalty),
+        presence_penalty: request
+            .presence_penalty
+            .unwrap_or(defaults.presence_penalty),
+        frequency_penalty: request
+            .frequency_penalty
+            .unwrap_or(defaults.frequency_penalty),
+        repetition_penalty: request
+            .repetition_penalty
+            .unwrap_or(defaults.repetition_penalty),
         seed: request.seed.map(seed).transpose()?,
         max_tokens,
         stop_token_ids: request.stop_token_ids.clone().unwrap_or_default(),
@@ -269,7 +331,10 @@ fn seed(seed: i128) -> Result<u64, ApiError> {
     } else if let Ok(s) = i64::try_from(seed) {
         Ok(s as u64)
     } else {
-        Err(ApiError::invalid("seed", format!("`seed` must be a 64-bit integer, got {seed}")))
+        Err(ApiError::invalid(
+            "seed",
+            format!("`seed` must be a 64-bit integer, got {seed}"),
+        ))
     }
 }
 
@@ -281,12 +346,18 @@ fn stop_strings(stop: Option<&Value>) -> Result<Vec<String>, ApiError> {
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                item.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ApiError::invalid(format!("stop[{i}]"), format!("`stop[{i}]` must be a string")))
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("stop[{i}]"),
+                        format!("`stop[{i}]` must be a string"),
+                    )
+                })
             })
             .collect(),
-        Some(_) => Err(ApiError::invalid("stop", "`stop` must be a string or a list of strings")),
+        Some(_) => Err(ApiError::invalid(
+            "stop",
+            "`stop` must be a string or a list of strings",
+        )),
     }
 }
 
@@ -325,31 +396,59 @@ mod tests {
     #[test]
     fn defaults_follow_openai() {
         let p = sampling_params(&request(json!({})), Endpoint::Completions).unwrap();
-        assert_eq!((p.max_tokens, p.n, p.temperature, p.top_p), (Some(16), 1, 1.0, 1.0));
+        assert_eq!(
+            (p.max_tokens, p.n, p.temperature, p.top_p),
+            (Some(16), 1, 1.0, 1.0)
+        );
         let p = sampling_params(&request(json!({})), Endpoint::Chat).unwrap();
         assert_eq!(p.max_tokens, None);
-        let p =
-            sampling_params(&request(json!({"max_tokens": 5, "max_completion_tokens": 7})), Endpoint::Chat).unwrap();
+        let p = sampling_params(
+            &request(json!({"max_tokens": 5, "max_completion_tokens": 7})),
+            Endpoint::Chat,
+        )
+        .unwrap();
         assert_eq!(p.max_tokens, Some(7));
     }
 
     #[test]
     fn shapes_of_stop_seed_top_k_and_logprobs() {
-        let p =
-            sampling_params(&request(json!({"stop": "\n", "seed": -1, "top_k": -1})), Endpoint::Completions).unwrap();
-        assert_eq!((p.stop, p.seed, p.top_k), (vec!["\n".to_string()], Some(u64::MAX), None));
-        let p =
-            sampling_params(&request(json!({"stop": ["a", "b"], "top_k": 40, "logprobs": 3})), Endpoint::Completions)
-                .unwrap();
+        let p = sampling_params(
+            &request(json!({"stop": "\n", "seed": -1, "top_k": -1})),
+            Endpoint::Completions,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.stop, p.seed, p.top_k),
+            (vec!["\n".to_string()], Some(u64::MAX), None)
+        );
+        let p = sampling_params(
+            &request(json!({"stop": ["a", "b"], "top_k": 40, "logprobs": 3})),
+            Endpoint::Completions,
+        )
+        .unwrap();
         assert_eq!((p.stop.len(), p.top_k, p.logprobs), (2, Some(40), Some(3)));
-        let p = sampling_params(&request(json!({"logprobs": true, "top_logprobs": 2})), Endpoint::Chat).unwrap();
+        let p = sampling_params(
+            &request(json!({"logprobs": true, "top_logprobs": 2})),
+            Endpoint::Chat,
+        )
+        .unwrap();
         assert_eq!(p.logprobs, Some(2));
-        let e = sampling_params(&request(json!({"logprobs": true})), Endpoint::Completions).unwrap_err();
-        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "logprobs"), "{e:?}");
+        let e = sampling_params(&request(json!({"logprobs": true})), Endpoint::Completions)
+            .unwrap_err();
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "logprobs"),
+            "{e:?}"
+        );
         let e = sampling_params(&request(json!({"top_logprobs": 2})), Endpoint::Chat).unwrap_err();
-        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "top_logprobs"), "{e:?}");
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "top_logprobs"),
+            "{e:?}"
+        );
         let e = sampling_params(&request(json!({"stop": [1]})), Endpoint::Chat).unwrap_err();
-        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "stop[0]"), "{e:?}");
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "stop[0]"),
+            "{e:?}"
+        );
         assert_eq!(seed(i128::from(u64::MAX)).unwrap(), u64::MAX);
         assert!(seed(1i128 << 70).is_err());
         assert!(serde_json::from_value::<GenerateRequest>(json!({"seed": 1.5})).is_err());
@@ -363,10 +462,16 @@ mod tests {
             (json!({"best_of": 3}), "best_of"),
             (json!({"logit_bias": {"50256": -100}}), "logit_bias"),
             (json!({"tools": [{"type": "function"}]}), "tools"),
-            (json!({"response_format": {"type": "json_object"}}), "response_format"),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                "response_format",
+            ),
         ] {
             let e = refuse_unsupported(&request(body)).unwrap_err();
-            assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == field), "{e:?}");
+            assert!(
+                matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == field),
+                "{e:?}"
+            );
         }
         refuse_unsupported(&request(
             json!({"echo": false, "best_of": 1, "logit_bias": {}, "response_format": {"type": "text"}}),
@@ -384,18 +489,35 @@ mod tests {
         let parsed = chat_messages(Some(&messages)).unwrap();
         assert_eq!(parsed[1], ChatMessage::new("user", "Hi there"));
         assert_eq!(parsed[2].content, "");
-        let e = chat_messages(Some(&[json!({"role": "user", "content": [{"type": "image_url"}]})])).unwrap_err();
-        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "messages[0].content"), "{e:?}");
+        let e = chat_messages(Some(&[
+            json!({"role": "user", "content": [{"type": "image_url"}]}),
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "messages[0].content"),
+            "{e:?}"
+        );
         assert!(chat_messages(Some(&[json!({"content": "x"})])).is_err());
         assert!(chat_messages(Some(&[])).is_err());
     }
 
     #[test]
     fn token_ids_must_be_u32() {
-        assert_eq!(token_ids(&[json!(1), json!(2)], "prompt").unwrap(), vec![1, 2]);
-        for bad in [json!(-1), json!(1.5), json!(u64::from(u32::MAX) + 1), json!("x")] {
+        assert_eq!(
+            token_ids(&[json!(1), json!(2)], "prompt").unwrap(),
+            vec![1, 2]
+        );
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!(u64::from(u32::MAX) + 1),
+            json!("x"),
+        ] {
             let e = token_ids(&[json!(0), bad], "prompt").unwrap_err();
-            assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "prompt[1]"), "{e:?}");
+            assert!(
+                matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "prompt[1]"),
+                "{e:?}"
+            );
         }
     }
 }

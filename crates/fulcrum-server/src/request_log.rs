@@ -41,7 +41,12 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    pub fn new(id: &str, endpoint: &'static str, is_stream: bool, user: Option<&str>) -> RequestLog {
+    pub fn new(
+        id: &str,
+        endpoint: &'static str,
+        is_stream: bool,
+        user: Option<&str>,
+    ) -> RequestLog {
         RequestLog {
             id: id.to_string(),
             endpoint,
@@ -63,7 +68,8 @@ impl RequestLog {
         if !self.finish_reasons.is_empty() {
             self.finish_reasons.push(',');
         }
-        self.finish_reasons.push_str(finished.reason.as_openai_str());
+        self.finish_reasons
+            .push_str(finished.reason.as_openai_str());
         if self.ttft.is_none() {
             self.ttft = finished.timings.ttft();
         }
@@ -143,7 +149,9 @@ pub(crate) async fn log_requests(request: Request, next: Next) -> Response {
         Some(ErrorMessage(error)) if status >= 500 && status != 503 => {
             tracing::warn!(%method, path, status, elapsed_ms, "request failed: {error}");
         }
-        Some(ErrorMessage(error)) => tracing::info!(%method, path, status, elapsed_ms, "request refused: {error}"),
+        Some(ErrorMessage(error)) => {
+            tracing::info!(%method, path, status, elapsed_ms, "request refused: {error}")
+        }
         None => tracing::info!(%method, path, status, elapsed_ms, "request done"),
     }
     response

@@ -44,7 +44,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ));
     Router::new()
         .route("/health", get(probes::health))
         .route("/metrics", get(probes::metrics))
@@ -87,7 +90,11 @@ impl Server {
     /// later, through `state().set_engine`.
     pub async fn bind(config: ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind(config.addr).await?;
-        Ok(Server { listener, state: AppState::new(config), extra_routes: None })
+        Ok(Server {
+            listener,
+            state: AppState::new(config),
+            extra_routes: None,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -107,7 +114,11 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains (see the module doc).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> io::Result<()> {
-        let Server { listener, state, extra_routes } = self;
+        let Server {
+            listener,
+            state,
+            extra_routes,
+        } = self;
         let mut routes = routes(&state);
         if let Some(extra) = extra_routes {
             routes = routes.merge(extra);
@@ -160,7 +171,10 @@ pub type EngineLoader = Box<dyn FnOnce() -> Result<EngineHandle, String> + Send>
 /// serves until SIGINT or SIGTERM, then drains. Blocks; runs its own tokio
 /// runtime (HTTP work is light: two worker threads, beside the engine's).
 pub fn run_until_signal(config: ServerConfig, load: EngineLoader) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async move {
         let server = Server::bind(config).await?;
         tracing::info!("listening on http://{}", server.local_addr()?);
@@ -168,20 +182,22 @@ pub fn run_until_signal(config: ServerConfig, load: EngineLoader) -> io::Result<
         let load_error = Arc::new(Mutex::new(None));
         let (failed, load_failed) = tokio::sync::oneshot::channel::<()>();
         let slot = load_error.clone();
-        std::thread::Builder::new().name("fulcrum-load".into()).spawn(move || match load() {
-            Ok(engine) if state.is_shutting_down() => {
-                engine.shutdown(Duration::ZERO);
-            }
-            Ok(engine) => {
-                if state.set_engine(engine).is_ok() {
-                    tracing::info!("ready");
+        std::thread::Builder::new()
+            .name("fulcrum-load".into())
+            .spawn(move || match load() {
+                Ok(engine) if state.is_shutting_down() => {
+                    engine.shutdown(Duration::ZERO);
                 }
-            }
-            Err(e) => {
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                let _ = failed.send(());
-            }
-        })?;
+                Ok(engine) => {
+                    if state.set_engine(engine).is_ok() {
+                        tracing::info!("ready");
+                    }
+                }
+                Err(e) => {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    let _ = failed.send(());
+                }
+            })?;
         server
             .run(async move {
                 tokio::select! {

@@ -31,7 +31,12 @@ pub trait ChunkFormat: Send + 'static {
     /// Chunks sent before the first token (chat: each choice's role).
     fn opening(&mut self, num_choices: usize) -> Vec<String>;
     /// A token's chunk, `None` to send nothing (no text, no logprobs).
-    fn token(&mut self, choice: usize, text: &str, logprob: Option<&TokenLogprob>) -> Option<String>;
+    fn token(
+        &mut self,
+        choice: usize,
+        text: &str,
+        logprob: Option<&TokenLogprob>,
+    ) -> Option<String>;
     /// The choice's last chunk; `text` is its held-back tail (usually empty).
     fn finish(&mut self, choice: usize, text: &str, finished: &ChoiceFinished) -> String;
     /// The usage chunk (`choices: []`).
@@ -48,7 +53,11 @@ struct StreamState<F> {
 }
 
 /// The SSE response for `generation`.
-pub fn respond<F: ChunkFormat>(generation: Generation, mut format: F, include_usage: bool) -> Response {
+pub fn respond<F: ChunkFormat>(
+    generation: Generation,
+    mut format: F,
+    include_usage: bool,
+) -> Response {
     let num_choices = generation.num_choices();
     let pending = format.opening(num_choices).into_iter().map(data).collect();
     let state = StreamState {
@@ -82,7 +91,9 @@ impl<F: ChunkFormat> StreamState<F> {
     fn on_update(&mut self, update: Update) {
         match update {
             Update::Token { choice, token } => {
-                let Some(c) = self.choices.get_mut(choice) else { return };
+                let Some(c) = self.choices.get_mut(choice) else {
+                    return;
+                };
                 let logprob = c.push_token(&token);
                 if let Some(chunk) = self.format.token(choice, &token.text, logprob) {
                     self.pending.push_back(data(chunk));
@@ -97,7 +108,8 @@ impl<F: ChunkFormat> StreamState<F> {
                 if let Some(c) = self.choices.get_mut(choice) {
                     c.push_tail(&finished.text);
                 }
-                self.pending.push_back(data(self.format.finish(choice, &finished.text, &finished)));
+                self.pending
+                    .push_back(data(self.format.finish(choice, &finished.text, &finished)));
             }
             Update::Done(usage) => {
                 if self.include_usage {

@@ -37,9 +37,15 @@ struct Inner {
 
 impl AppState {
     pub fn new(config: ServerConfig) -> AppState {
-        let metric_model_name = config.served_model_names.first().cloned().unwrap_or_default();
+        let metric_model_name = config
+            .served_model_names
+            .first()
+            .cloned()
+            .unwrap_or_default();
         let metrics = Metrics::new(config.metrics_compat, &metric_model_name);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -47,7 +53,10 @@ impl AppState {
                 is_shutting_down: AtomicBool::new(false),
                 metrics,
                 started_at: now.as_secs(),
-                id_prefix: format!("{:08x}", (now.as_nanos() as u64 ^ u64::from(std::process::id())) as u32),
+                id_prefix: format!(
+                    "{:08x}",
+                    (now.as_nanos() as u64 ^ u64::from(std::process::id())) as u32
+                ),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -83,7 +92,11 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.inner.is_shutting_down.load(Ordering::Acquire)
-            || self.inner.engine.get().is_some_and(EngineHandle::is_shutting_down)
+            || self
+                .inner
+                .engine
+                .get()
+                .is_some_and(EngineHandle::is_shutting_down)
     }
 
     /// From now on every model endpoint answers 503.
@@ -93,7 +106,10 @@ impl AppState {
 
     /// The name `/v1/models` lists and responses carry.
     pub fn primary_model_name(&self) -> String {
-        match (self.inner.config.served_model_names.first(), self.inner.engine.get()) {
+        match (
+            self.inner.config.served_model_names.first(),
+            self.inner.engine.get(),
+        ) {
             (Some(name), _) => name.clone(),
             (None, Some(engine)) => engine.model().name.clone(),
             (None, None) => String::new(),
@@ -102,10 +118,21 @@ impl AppState {
 
     /// Checks a request's `model` (absent means the one served): the served
     /// names and the model's own name are accepted, anything else is 404.
-    pub fn check_model(&self, requested: Option<&str>, engine: &EngineHandle) -> Result<String, ApiError> {
-        let Some(requested) = requested else { return Ok(self.primary_model_name()) };
-        let is_known =
-            self.inner.config.served_model_names.iter().any(|n| n == requested) || engine.model().name == requested;
+    pub fn check_model(
+        &self,
+        requested: Option<&str>,
+        engine: &EngineHandle,
+    ) -> Result<String, ApiError> {
+        let Some(requested) = requested else {
+            return Ok(self.primary_model_name());
+        };
+        let is_known = self
+            .inner
+            .config
+            .served_model_names
+            .iter()
+            .any(|n| n == requested)
+            || engine.model().name == requested;
         if is_known {
             Ok(requested.to_string())
         } else {
@@ -126,5 +153,8 @@ impl AppState {
 
 /// Unix seconds now (`created` of responses).
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -6,7 +6,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fulcrum", version, about = "An LLM inference server: continuous batching, paged KV cache, chunked prefill, measured trade-offs")]
+#[command(
+    name = "fulcrum",
+    version,
+    about = "An LLM inference server: continuous batching, paged KV cache, chunked prefill, measured trade-offs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +30,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Measure throughput and latency: load-test a server, sweep engine knobs.
     Bench(cmd::bench::BenchArgs),
+    /// Find the engine knobs with the best goodput under a latency SLO; print the `fulcrum serve` line.
+    Tune(cmd::bench::tune::TuneArgs),
     /// Measure this machine's memory bandwidth and peak int8/f32 throughput.
     Roofline(cmd::roofline::RooflineArgs),
 }
@@ -37,6 +43,7 @@ fn main() {
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Tune(a) => cmd::bench::tune::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Roofline(a) => cmd::roofline::run(a),

@@ -14,7 +14,9 @@ use serde_json::Value;
 const PROMPT: &str = "The capital of France is";
 
 fn model_path() -> String {
-    fulcrum_model::registry::test_model_path("smollm2-135m").display().to_string()
+    fulcrum_model::registry::test_model_path("smollm2-135m")
+        .display()
+        .to_string()
 }
 
 /// Runs `fulcrum ARGS` with `stdin`, on the test model, 2 threads.
@@ -43,7 +45,13 @@ fn stderr(out: &Output) -> String {
 }
 
 fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status, stdout(out), stderr(out));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
 }
 
 /// Fails cleanly: non-zero exit, an `error:` line containing `expected`.
@@ -51,27 +59,63 @@ fn assert_clean_error(out: &Output, expected: &str) {
     let err = stderr(out);
     assert!(!out.status.success(), "should fail: {err}");
     assert!(!err.contains("panicked"), "panicked: {err}");
-    assert!(err.contains("error") && err.contains(expected), "{err:?} should mention {expected:?}");
+    assert!(
+        err.contains("error") && err.contains(expected),
+        "{err:?} should mention {expected:?}"
+    );
 }
 
 fn engine_greedy_ids(prompt: &str, max_tokens: usize) -> Vec<u32> {
     let model = Arc::new(Model::load(model_path()).unwrap());
-    let options = EngineOptions { max_num_seqs: 1, threads: Some(2), ..EngineOptions::default() };
-    let engine = Engine::start(model.clone(), EngineConfig::resolve(&options, &model.config).unwrap()).unwrap();
-    let params = SamplingParams { max_tokens: Some(max_tokens), ..SamplingParams::greedy() };
-    let handle = engine.add_request(RequestInput::new(Prompt::Text(prompt.into()), params)).unwrap();
-    handle.blocking_collect().unwrap().choices[0].token_ids.clone()
+    let options = EngineOptions {
+        max_num_seqs: 1,
+        threads: Some(2),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::start(
+        model.clone(),
+        EngineConfig::resolve(&options, &model.config).unwrap(),
+    )
+    .unwrap();
+    let params = SamplingParams {
+        max_tokens: Some(max_tokens),
+        ..SamplingParams::greedy()
+    };
+    let handle = engine
+        .add_request(RequestInput::new(Prompt::Text(prompt.into()), params))
+        .unwrap();
+    handle.blocking_collect().unwrap().choices[0]
+        .token_ids
+        .clone()
 }
 
 #[test]
 fn generate_json_carries_the_engines_greedy_ids_and_the_stats() {
-    let out = fulcrum(&["generate", "--prompt", PROMPT, "--max-tokens", "8", "--json", "--top-logprobs", "3"], "");
+    let out = fulcrum(
+        &[
+            "generate",
+            "--prompt",
+            PROMPT,
+            "--max-tokens",
+            "8",
+            "--json",
+            "--top-logprobs",
+            "3",
+        ],
+        "",
+    );
     assert_ok(&out);
     let v: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
     let ids: Vec<u32> = serde_json::from_value(v["output_ids"].clone()).unwrap();
     assert_eq!(ids, engine_greedy_ids(PROMPT, 8));
-    assert_eq!(v["prompt_ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
-    assert_eq!((v["prompt_tokens"].as_u64(), v["output_tokens"].as_u64()), (Some(5), Some(8)));
+    assert_eq!(
+        v["prompt_ids"],
+        serde_json::json!([504, 3575, 282, 4649, 314])
+    );
+    assert_eq!(
+        (v["prompt_tokens"].as_u64(), v["output_tokens"].as_u64()),
+        (Some(5), Some(8))
+    );
     assert_eq!(v["finish_reason"], "length");
     assert!(v["text"].as_str().unwrap().starts_with(" Paris"));
     for field in ["prefill_tokens_per_s", "decode_tokens_per_s", "ttft_ms"] {
@@ -82,8 +126,15 @@ fn generate_json_carries_the_engines_greedy_ids_and_the_stats() {
     for (position, alternatives) in top.iter().enumerate() {
         let alternatives = alternatives.as_array().unwrap();
         assert_eq!(alternatives.len(), 3);
-        assert_eq!(alternatives[0]["id"].as_u64(), Some(u64::from(ids[position])), "greedy picks the top");
-        let logprobs: Vec<f64> = alternatives.iter().map(|a| a["logprob"].as_f64().unwrap()).collect();
+        assert_eq!(
+            alternatives[0]["id"].as_u64(),
+            Some(u64::from(ids[position])),
+            "greedy picks the top"
+        );
+        let logprobs: Vec<f64> = alternatives
+            .iter()
+            .map(|a| a["logprob"].as_f64().unwrap())
+            .collect();
         assert!(logprobs.windows(2).all(|w| w[0] >= w[1]) && logprobs[0] <= 0.0);
     }
 }
@@ -94,7 +145,10 @@ fn generate_streams_text_from_stdin_and_prints_stats() {
     assert_ok(&out);
     assert!(stdout(&out).starts_with(" Paris"), "{}", stdout(&out));
     let err = stderr(&out);
-    assert!(err.contains("prompt tokens 5") && err.contains("decode") && err.contains("TTFT"), "{err}");
+    assert!(
+        err.contains("prompt tokens 5") && err.contains("decode") && err.contains("TTFT"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -111,28 +165,66 @@ fn generate_offline_runs_a_file_of_prompts() {
         ),
     )
     .unwrap();
-    let args = ["generate", "--prompts", prompts.to_str().unwrap(), "--out", results.to_str().unwrap()];
-    let out =
-        fulcrum(&[&args[..], &["-n", "8", "--json", "--max-num-seqs", "2", "--policy", "decode-first"]].concat(), "");
+    let args = [
+        "generate",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--out",
+        results.to_str().unwrap(),
+    ];
+    let out = fulcrum(
+        &[
+            &args[..],
+            &[
+                "-n",
+                "8",
+                "--json",
+                "--max-num-seqs",
+                "2",
+                "--policy",
+                "decode-first",
+            ],
+        ]
+        .concat(),
+        "",
+    );
     assert_ok(&out);
     let summary: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!((summary["requests"].as_u64(), summary["output_tokens"].as_u64()), (Some(3), Some(8 + 3 + 8)));
+    assert_eq!(
+        (
+            summary["requests"].as_u64(),
+            summary["output_tokens"].as_u64()
+        ),
+        (Some(3), Some(8 + 3 + 8))
+    );
     for field in ["elapsed_s", "output_tokens_per_s"] {
-        assert!(summary[field].as_f64().is_some_and(|x| x > 0.0), "{summary}");
+        assert!(
+            summary[field].as_f64().is_some_and(|x| x > 0.0),
+            "{summary}"
+        );
     }
     assert!(summary["ttft_ms"]["p50"].is_number() && summary["tpot_ms"]["p99"].is_number());
     assert!(summary["preemptions"].is_u64() && summary["prefix_cache_hit_tokens"].is_u64());
-    let lines: Vec<Value> =
-        std::fs::read_to_string(&results).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = std::fs::read_to_string(&results)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(
-        (lines[0]["id"].as_u64(), lines[0]["line"].as_u64(), lines[2]["line"].as_u64()),
+        (
+            lines[0]["id"].as_u64(),
+            lines[0]["line"].as_u64(),
+            lines[2]["line"].as_u64()
+        ),
         (Some(7), Some(1), Some(4))
     );
     let ids: Vec<u32> = serde_json::from_value(lines[0]["output_ids"].clone()).unwrap();
     assert_eq!(ids, engine_greedy_ids(PROMPT, 8));
     assert_eq!(lines[1]["output_ids"].as_array().unwrap().len(), 3);
-    assert!(lines.iter().all(|l| l["ttft_ms"].is_number() && l["finish_reason"] == "length"));
+    assert!(lines
+        .iter()
+        .all(|l| l["ttft_ms"].is_number() && l["finish_reason"] == "length"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -141,7 +233,16 @@ fn tokenize_prints_the_ids() {
     let out = fulcrum(&["tokenize", "--model", &model_path(), PROMPT], "");
     assert_ok(&out);
     assert_eq!(stdout(&out).trim(), "[504,3575,282,4649,314]");
-    let out = fulcrum(&["tokenize", "--model", &model_path(), "--detokenize", "[504,3575,282,4649,314]"], "");
+    let out = fulcrum(
+        &[
+            "tokenize",
+            "--model",
+            &model_path(),
+            "--detokenize",
+            "[504,3575,282,4649,314]",
+        ],
+        "",
+    );
     assert_ok(&out);
     assert_eq!(stdout(&out).trim_end_matches('\n'), PROMPT);
 }
@@ -164,21 +265,55 @@ fn chat_works_through_a_pipe() {
 fn bad_input_is_a_clean_error() {
     let long_prompt = "word ".repeat(200);
     let cases: [(&[&str], &str, &str); 7] = [
-        (&["generate", "--model", "no-such-model", "-p", "hi"], "", "no-such-model"),
-        (&["generate", "-p", "hi", "--temperature", "-1"], "", "`--temperature` must be a finite number >= 0"),
-        (&["generate", "-p", "hi", "--top-p", "1.5"], "", "`--top-p` must be in (0, 1]"),
+        (
+            &["generate", "--model", "no-such-model", "-p", "hi"],
+            "",
+            "no-such-model",
+        ),
+        (
+            &["generate", "-p", "hi", "--temperature", "-1"],
+            "",
+            "`--temperature` must be a finite number >= 0",
+        ),
+        (
+            &["generate", "-p", "hi", "--top-p", "1.5"],
+            "",
+            "`--top-p` must be in (0, 1]",
+        ),
         (&["generate", "-p", ""], "", "the prompt is empty"),
         (&["generate"], "", "the prompt is empty"),
-        (&["generate", "-p", &long_prompt, "--max-model-len", "64"], "", "maximum context length is 64 tokens"),
-        (&["generate", "-p", "hi", "--json", "--top-logprobs", "50"], "", "`--top-logprobs` must be in [0, 20]"),
+        (
+            &["generate", "-p", &long_prompt, "--max-model-len", "64"],
+            "",
+            "maximum context length is 64 tokens",
+        ),
+        (
+            &["generate", "-p", "hi", "--json", "--top-logprobs", "50"],
+            "",
+            "`--top-logprobs` must be in [0, 20]",
+        ),
     ];
     for (args, stdin, expected) in cases {
         assert_clean_error(&fulcrum(args, stdin), expected);
     }
-    assert_clean_error(&fulcrum(&["generate", "-p", "hi", "--kv-cache-memory", "lots"], ""), "`kv_cache_memory`");
-    assert_clean_error(&fulcrum(&["generate", "-p", "hi", "--policy", "fifo"], ""), "unknown policy `fifo`");
-    let bad_file = std::env::temp_dir().join(format!("fulcrum-cli-bad-{}.jsonl", std::process::id()));
-    std::fs::write(&bad_file, "{\"prompt\": \"ok\"}\n{\"prompt\": \"x\", \"max_token\": 3}\n").unwrap();
-    assert_clean_error(&fulcrum(&["generate", "--prompts", bad_file.to_str().unwrap()], ""), "line 2");
+    assert_clean_error(
+        &fulcrum(&["generate", "-p", "hi", "--kv-cache-memory", "lots"], ""),
+        "`kv_cache_memory`",
+    );
+    assert_clean_error(
+        &fulcrum(&["generate", "-p", "hi", "--policy", "fifo"], ""),
+        "unknown policy `fifo`",
+    );
+    let bad_file =
+        std::env::temp_dir().join(format!("fulcrum-cli-bad-{}.jsonl", std::process::id()));
+    std::fs::write(
+        &bad_file,
+        "{\"prompt\": \"ok\"}\n{\"prompt\": \"x\", \"max_token\": 3}\n",
+    )
+    .unwrap();
+    assert_clean_error(
+        &fulcrum(&["generate", "--prompts", bad_file.to_str().unwrap()], ""),
+        "line 2",
+    );
     std::fs::remove_file(&bad_file).ok();
 }

@@ -29,19 +29,33 @@ struct Turn {
 
 /// Reads a dataset file; errors name the file and line.
 pub fn load_dataset(path: &Path) -> Result<Vec<DatasetEntry>, BenchError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io { path: path.to_path_buf(), source })?;
-    let bad = |line: usize, reason: String| BenchError::Dataset { path: path.to_path_buf(), line, reason };
+    let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |line: usize, reason: String| BenchError::Dataset {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    };
     let mut entries = Vec::new();
     if text.trim_start().starts_with('[') {
-        let items: Vec<Value> = serde_json::from_str(&text).map_err(|e| bad(e.line(), e.to_string()))?;
+        let items: Vec<Value> =
+            serde_json::from_str(&text).map_err(|e| bad(e.line(), e.to_string()))?;
         for (i, item) in items.iter().enumerate() {
             // Line numbers mean little inside one array: report the item.
-            let entry = parse_item(item).map_err(|reason| bad(1, format!("array item {i}: {reason}")))?;
+            let entry =
+                parse_item(item).map_err(|reason| bad(1, format!("array item {i}: {reason}")))?;
             entries.extend(entry);
         }
     } else {
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let item: Value = serde_json::from_str(line).map_err(|e| bad(i + 1, format!("not JSON ({e})")))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let item: Value =
+                serde_json::from_str(line).map_err(|e| bad(i + 1, format!("not JSON ({e})")))?;
             entries.extend(parse_item(&item).map_err(|reason| bad(i + 1, reason))?);
         }
     }
@@ -65,13 +79,22 @@ fn parse_item(item: &Value) -> Result<Option<DatasetEntry>, String> {
                 _ => return Err(format!("`max_tokens` must be a positive integer, not {v}")),
             },
         };
-        return Ok(Some(DatasetEntry { prompt: prompt.to_string(), max_tokens }));
+        return Ok(Some(DatasetEntry {
+            prompt: prompt.to_string(),
+            max_tokens,
+        }));
     }
     if let Some(turns) = object.get("conversations") {
-        let turns: Vec<Turn> = serde_json::from_value(turns.clone())
-            .map_err(|e| format!("`conversations` must be a list of {{from, value}} turns ({e})"))?;
-        let first_human = turns.into_iter().find(|t| t.from == "human" || t.from == "user");
-        return Ok(first_human.map(|t| DatasetEntry { prompt: t.value, max_tokens: None }));
+        let turns: Vec<Turn> = serde_json::from_value(turns.clone()).map_err(|e| {
+            format!("`conversations` must be a list of {{from, value}} turns ({e})")
+        })?;
+        let first_human = turns
+            .into_iter()
+            .find(|t| t.from == "human" || t.from == "user");
+        return Ok(first_human.map(|t| DatasetEntry {
+            prompt: t.value,
+            max_tokens: None,
+        }));
     }
     Err("expected a JSON object with `prompt` or `conversations`".into())
 }
@@ -81,7 +104,8 @@ mod tests {
     use super::*;
 
     fn load(name: &str, contents: &str) -> Result<Vec<DatasetEntry>, BenchError> {
-        let path = std::env::temp_dir().join(format!("fulcrum-bench-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("fulcrum-bench-{}-{name}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
         let result = load_dataset(&path);
         std::fs::remove_file(&path).unwrap();
@@ -89,7 +113,10 @@ mod tests {
     }
 
     fn entry(prompt: &str, max_tokens: Option<usize>) -> DatasetEntry {
-        DatasetEntry { prompt: prompt.into(), max_tokens }
+        DatasetEntry {
+            prompt: prompt.into(),
+            max_tokens,
+        }
     }
 
     #[test]
@@ -105,14 +132,21 @@ mod tests {
         );
         assert_eq!(
             load("a.jsonl", jsonl).unwrap(),
-            [entry("Say hi", Some(16)), entry("Why?", None), entry("Plain", None)]
+            [
+                entry("Say hi", Some(16)),
+                entry("Why?", None),
+                entry("Plain", None)
+            ]
         );
     }
 
     #[test]
     fn json_array_files_are_read_too() {
         let json = r#"[{"conversations": [{"from": "human", "value": "Q1"}]}, {"prompt": "Q2"}]"#;
-        assert_eq!(load("b.json", json).unwrap(), [entry("Q1", None), entry("Q2", None)]);
+        assert_eq!(
+            load("b.json", json).unwrap(),
+            [entry("Q1", None), entry("Q2", None)]
+        );
     }
 
     #[test]
@@ -125,7 +159,9 @@ mod tests {
         assert!(err("{\"prompt\": \"x\", \"max_tokens\": -1}")
             .ends_with(":1: `max_tokens` must be a positive integer, not -1"));
         assert!(err("\n\n").ends_with(":0: no prompts in the dataset"));
-        let missing = load_dataset(Path::new("/no/such.jsonl")).unwrap_err().to_string();
+        let missing = load_dataset(Path::new("/no/such.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.starts_with("/no/such.jsonl: "), "{missing}");
     }
 }

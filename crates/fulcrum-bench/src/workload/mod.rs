@@ -55,7 +55,10 @@ impl FromStr for LenRange {
                 .map_err(|_| format!("`{s}`: `{}` is not a whole number of tokens", part.trim()))
         };
         let range = match s.split_once(':') {
-            Some((lo, hi)) => LenRange { min: number(lo)?, max: number(hi)? },
+            Some((lo, hi)) => LenRange {
+                min: number(lo)?,
+                max: number(hi)?,
+            },
             None => LenRange::fixed(number(s)?),
         };
         if range.min == 0 || range.min > range.max {
@@ -86,10 +89,17 @@ impl Serialize for LenRange {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WorkloadSpec {
     /// Random prompts and output lengths, each uniform in its range.
-    Random { input_len: LenRange, output_len: LenRange },
+    Random {
+        input_len: LenRange,
+        output_len: LenRange,
+    },
     /// One shared random prefix of `prefix_len` tokens, then a unique random
     /// suffix with a length from `input_len`.
-    Prefix { prefix_len: usize, input_len: LenRange, output_len: LenRange },
+    Prefix {
+        prefix_len: usize,
+        input_len: LenRange,
+        output_len: LenRange,
+    },
     /// Prompts from a JSONL (or JSON array) file, shuffled by the seed and
     /// cycled; `output_len` applies to lines without `max_tokens`.
     File { path: PathBuf, output_len: LenRange },
@@ -117,7 +127,9 @@ pub struct RequestSpec {
     pub ignore_eos: bool,
 }
 
-/// A seeded, endless sequence of requests.
+/// A seeded, endless sequence of requests. A clone replays the same
+/// sequence from where the original stood.
+#[derive(Clone)]
 pub struct Workload {
     spec: WorkloadSpec,
     vocabulary: PromptVocabulary,
@@ -130,7 +142,11 @@ pub struct Workload {
 }
 
 impl Workload {
-    pub fn new(spec: WorkloadSpec, vocabulary: PromptVocabulary, seed: u64) -> Result<Workload, BenchError> {
+    pub fn new(
+        spec: WorkloadSpec,
+        vocabulary: PromptVocabulary,
+        seed: u64,
+    ) -> Result<Workload, BenchError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut entries = Vec::new();
         let mut shared_prefix = vocabulary.random_prompt(0, &mut rng);
@@ -138,7 +154,10 @@ impl Workload {
             WorkloadSpec::Random { .. } => {}
             WorkloadSpec::Prefix { prefix_len, .. } => {
                 if *prefix_len == 0 {
-                    return Err(BenchError::config("--prefix-len", "must be at least 1 token"));
+                    return Err(BenchError::config(
+                        "--prefix-len",
+                        "must be at least 1 token",
+                    ));
                 }
                 shared_prefix = vocabulary.random_prompt(*prefix_len, &mut rng);
             }
@@ -147,7 +166,14 @@ impl Workload {
                 entries.shuffle(&mut rng);
             }
         }
-        Ok(Workload { spec, vocabulary, rng, shared_prefix, entries, num_sent: 0 })
+        Ok(Workload {
+            spec,
+            vocabulary,
+            rng,
+            shared_prefix,
+            entries,
+            num_sent: 0,
+        })
     }
 
     pub fn spec(&self) -> &WorkloadSpec {
@@ -169,7 +195,10 @@ impl Workload {
     pub fn next_request(&mut self) -> RequestSpec {
         let rng = &mut self.rng;
         let request = match &self.spec {
-            WorkloadSpec::Random { input_len, output_len } => {
+            WorkloadSpec::Random {
+                input_len,
+                output_len,
+            } => {
                 let prompt_len = input_len.sample(rng);
                 RequestSpec {
                     prompt: self.vocabulary.random_prompt(prompt_len, rng),
@@ -178,7 +207,11 @@ impl Workload {
                     ignore_eos: true,
                 }
             }
-            WorkloadSpec::Prefix { prefix_len, input_len, output_len } => {
+            WorkloadSpec::Prefix {
+                prefix_len,
+                input_len,
+                output_len,
+            } => {
                 let suffix_len = input_len.sample(rng);
                 let suffix = self.vocabulary.random_prompt(suffix_len, rng);
                 RequestSpec {
@@ -221,22 +254,42 @@ mod tests {
 
     #[test]
     fn len_ranges_parse_and_explain_mistakes() {
-        assert_eq!("100:1500".parse(), Ok(LenRange { min: 100, max: 1500 }));
+        assert_eq!(
+            "100:1500".parse(),
+            Ok(LenRange {
+                min: 100,
+                max: 1500
+            })
+        );
         assert_eq!(" 64 ".parse(), Ok(LenRange::fixed(64)));
-        assert_eq!("9:3".parse::<LenRange>().unwrap_err(), "`9:3` must be N or MIN:MAX with 1 <= MIN <= MAX");
-        assert_eq!("0".parse::<LenRange>().unwrap_err(), "`0` must be N or MIN:MAX with 1 <= MIN <= MAX");
-        assert_eq!("a:3".parse::<LenRange>().unwrap_err(), "`a:3`: `a` is not a whole number of tokens");
+        assert_eq!(
+            "9:3".parse::<LenRange>().unwrap_err(),
+            "`9:3` must be N or MIN:MAX with 1 <= MIN <= MAX"
+        );
+        assert_eq!(
+            "0".parse::<LenRange>().unwrap_err(),
+            "`0` must be N or MIN:MAX with 1 <= MIN <= MAX"
+        );
+        assert_eq!(
+            "a:3".parse::<LenRange>().unwrap_err(),
+            "`a:3`: `a` is not a whole number of tokens"
+        );
         assert_eq!(LenRange { min: 1, max: 2 }.to_string(), "1:2");
     }
 
     #[test]
     fn random_workload_lengths_are_exact_and_in_range() {
-        let spec = WorkloadSpec::Random { input_len: "10:20".parse().unwrap(), output_len: LenRange::fixed(7) };
+        let spec = WorkloadSpec::Random {
+            input_len: "10:20".parse().unwrap(),
+            output_len: LenRange::fixed(7),
+        };
         let mut w = Workload::new(spec, tokens(50), 1).unwrap();
         assert!(!w.is_approximate());
         for _ in 0..200 {
             let r = w.next_request();
-            let Prompt::Tokens(ids) = &r.prompt else { panic!("token prompt expected") };
+            let Prompt::Tokens(ids) = &r.prompt else {
+                panic!("token prompt expected")
+            };
             assert_eq!(ids.len(), r.prompt_len);
             assert!((10..=20).contains(&r.prompt_len));
             assert!(ids.iter().all(|id| (100..150).contains(id)));
@@ -246,7 +299,10 @@ mod tests {
 
     #[test]
     fn same_seed_same_requests() {
-        let spec = WorkloadSpec::Random { input_len: "1:50".parse().unwrap(), output_len: "1:9".parse().unwrap() };
+        let spec = WorkloadSpec::Random {
+            input_len: "1:50".parse().unwrap(),
+            output_len: "1:9".parse().unwrap(),
+        };
         let run = |seed| {
             let mut w = Workload::new(spec.clone(), tokens(1000), seed).unwrap();
             (0..20).map(|_| w.next_request()).collect::<Vec<_>>()
@@ -257,11 +313,16 @@ mod tests {
 
     #[test]
     fn prefix_workload_shares_the_prefix_and_not_the_suffix() {
-        let spec =
-            WorkloadSpec::Prefix { prefix_len: 30, input_len: LenRange::fixed(10), output_len: LenRange::fixed(3) };
+        let spec = WorkloadSpec::Prefix {
+            prefix_len: 30,
+            input_len: LenRange::fixed(10),
+            output_len: LenRange::fixed(3),
+        };
         let mut w = Workload::new(spec, tokens(30_000), 2).unwrap();
         let (a, b) = (w.next_request(), w.next_request());
-        let (Prompt::Tokens(a), Prompt::Tokens(b)) = (a.prompt, b.prompt) else { panic!() };
+        let (Prompt::Tokens(a), Prompt::Tokens(b)) = (a.prompt, b.prompt) else {
+            panic!()
+        };
         assert_eq!((a.len(), b.len()), (40, 40));
         assert_eq!(a[..30], b[..30]);
         assert_ne!(a[30..], b[30..]);
@@ -269,12 +330,17 @@ mod tests {
 
     #[test]
     fn word_prompts_are_text_and_approximate() {
-        let spec =
-            WorkloadSpec::Prefix { prefix_len: 5, input_len: LenRange::fixed(4), output_len: LenRange::fixed(3) };
+        let spec = WorkloadSpec::Prefix {
+            prefix_len: 5,
+            input_len: LenRange::fixed(4),
+            output_len: LenRange::fixed(3),
+        };
         let mut w = Workload::new(spec, PromptVocabulary::words(), 0).unwrap();
         assert!(w.is_approximate());
         let r = w.next_request();
-        let Prompt::Text(text) = &r.prompt else { panic!("text prompt expected") };
+        let Prompt::Text(text) = &r.prompt else {
+            panic!("text prompt expected")
+        };
         assert_eq!(text.split_whitespace().count(), 9);
         assert_eq!(r.prompt_len, 9);
     }

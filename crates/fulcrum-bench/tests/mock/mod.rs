@@ -57,7 +57,9 @@ pub async fn start(behaviour: Behaviour) -> (String, Arc<Seen>) {
     let state = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((socket, _)) = listener.accept().await else { return };
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
             let (behaviour, seen) = (behaviour.clone(), state.clone());
             tokio::spawn(async move {
                 let _ = serve_connection(socket, &behaviour, &seen).await;
@@ -113,22 +115,39 @@ fn error_body(message: &str) -> Value {
     json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}})
 }
 
-async fn serve_connection(mut socket: TcpStream, behaviour: &Behaviour, seen: &Seen) -> std::io::Result<()> {
+async fn serve_connection(
+    mut socket: TcpStream,
+    behaviour: &Behaviour,
+    seen: &Seen,
+) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
-    let Some((head, body)) = read_request(&mut socket).await? else { return Ok(()) };
+    let Some((head, body)) = read_request(&mut socket).await? else {
+        return Ok(());
+    };
     if let Some(key) = behaviour.api_key {
         let authorized = head
             .lines()
             .filter_map(|l| l.split_once(':'))
-            .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {key}"));
+            .any(|(k, v)| {
+                k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {key}")
+            });
         if !authorized {
-            return respond(&mut socket, "401 Unauthorized", &error_body("missing or wrong API key")).await;
+            return respond(
+                &mut socket,
+                "401 Unauthorized",
+                &error_body("missing or wrong API key"),
+            )
+            .await;
         }
     }
     let request_line = head.lines().next().unwrap_or_default().to_string();
     if request_line.starts_with("GET /v1/models ") {
-        return respond(&mut socket, "200 OK", &json!({"object": "list", "data": [{"id": MODEL, "object": "model"}]}))
-            .await;
+        return respond(
+            &mut socket,
+            "200 OK",
+            &json!({"object": "list", "data": [{"id": MODEL, "object": "model"}]}),
+        )
+        .await;
     }
     if !request_line.starts_with("POST /v1/completions ") {
         return respond(&mut socket, "404 Not Found", &error_body("no such route")).await;
@@ -138,7 +157,12 @@ async fn serve_connection(mut socket: TcpStream, behaviour: &Behaviour, seen: &S
     let number = seen.num_completions.fetch_add(1, Ordering::SeqCst) + 1;
     if number.checked_rem(behaviour.fail_every) == Some(0) {
         seen.num_failed.fetch_add(1, Ordering::SeqCst);
-        return respond(&mut socket, "500 Internal Server Error", &error_body("injected failure")).await;
+        return respond(
+            &mut socket,
+            "500 Internal Server Error",
+            &error_body("injected failure"),
+        )
+        .await;
     }
     let in_flight = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     seen.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
@@ -172,13 +196,23 @@ async fn stream_completion(
         let n = (1 + (sent + number) % 3).min(max_tokens - sent);
         let text: String = (sent..sent + n).map(|i| format!(" t{i}")).collect();
         let choice = json!({"index": 0, "text": text, "finish_reason": null});
-        events.push(format!("data: {}", json!({"id": format!("cmpl-{number}"), "choices": [choice]})));
-        delays.push(if sent == 0 { behaviour.first_token_delay } else { behaviour.token_delay * n as u32 });
+        events.push(format!(
+            "data: {}",
+            json!({"id": format!("cmpl-{number}"), "choices": [choice]})
+        ));
+        delays.push(if sent == 0 {
+            behaviour.first_token_delay
+        } else {
+            behaviour.token_delay * n as u32
+        });
         sent += n;
     }
     let total_tokens = prompt_tokens + max_tokens;
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens, "total_tokens": total_tokens});
-    events.push(format!("data: {}", json!({"id": format!("cmpl-{number}"), "choices": [], "usage": usage})));
+    events.push(format!(
+        "data: {}",
+        json!({"id": format!("cmpl-{number}"), "choices": [], "usage": usage})
+    ));
     delays.push(Duration::ZERO);
     events.push("data: [DONE]".to_string());
     delays.push(Duration::ZERO);

@@ -42,13 +42,13 @@ use tokio::sync::mpsc as events;
 
 pub use metrics::{EngineMetrics, FinishCounts, StepMetrics};
 pub use options::{
-    available_memory_bytes, format_bytes, EngineConfig, EngineConfigError, EngineOptions, KvCacheSize,
-    DEFAULT_BLOCK_SIZE, DEFAULT_KV_CACHE_FRACTION, DEFAULT_KV_CACHE_MAX_BYTES, DEFAULT_MAX_BATCHED_TOKENS,
-    DEFAULT_MAX_MODEL_LEN_CAP, DEFAULT_MAX_NUM_SEQS,
+    available_memory_bytes, format_bytes, EngineConfig, EngineConfigError, EngineOptions,
+    KvCacheSize, DEFAULT_BLOCK_SIZE, DEFAULT_KV_CACHE_FRACTION, DEFAULT_KV_CACHE_MAX_BYTES,
+    DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_MAX_MODEL_LEN_CAP, DEFAULT_MAX_NUM_SEQS,
 };
 pub use request::{
-    ChoiceFinished, ChoiceOutput, EngineError, Prompt, RequestEvent, RequestFailure, RequestId, RequestInput,
-    RequestOutput, StopReason, TokenEvent, TokenLogprobs, Usage,
+    ChoiceFinished, ChoiceOutput, EngineError, Prompt, RequestEvent, RequestFailure, RequestId,
+    RequestInput, RequestOutput, StopReason, TokenEvent, TokenLogprobs, Usage,
 };
 pub use runner::{ModelRunner, StepRunner};
 
@@ -86,8 +86,16 @@ impl Engine {
         config.scheduler.validate()?;
         let shared = Arc::new(Shared::default());
         let (commands, receiver) = mpsc::channel();
-        let step_loop = StepLoop::new(model.clone(), config.clone(), runner, receiver, shared.clone())?;
-        let thread = std::thread::Builder::new().name("fulcrum-engine".into()).spawn(move || step_loop.run())?;
+        let step_loop = StepLoop::new(
+            model.clone(),
+            config.clone(),
+            runner,
+            receiver,
+            shared.clone(),
+        )?;
+        let thread = std::thread::Builder::new()
+            .name("fulcrum-engine".into())
+            .spawn(move || step_loop.run())?;
         Ok(EngineHandle {
             inner: Arc::new(Inner {
                 model,
@@ -137,7 +145,12 @@ impl EngineHandle {
 
     /// A snapshot of the gauges and counters, as of the last step.
     pub fn metrics(&self) -> EngineMetrics {
-        self.inner.shared.metrics.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -196,12 +209,23 @@ impl EngineHandle {
             shared.num_queued.fetch_sub(1, Ordering::AcqRel);
             return Err(EngineError::ShuttingDown);
         }
-        Ok(RequestHandle { id, prompt_token_ids, events: receiver, commands, is_done: false, collector: None })
+        Ok(RequestHandle {
+            id,
+            prompt_token_ids,
+            events: receiver,
+            commands,
+            is_done: false,
+            collector: None,
+        })
     }
 
     /// Checks the prompt against the vocabulary and `max_model_len`; returns
     /// the resolved `max_tokens`.
-    fn check_prompt(&self, prompt: &[u32], max_tokens: Option<usize>) -> Result<usize, EngineError> {
+    fn check_prompt(
+        &self,
+        prompt: &[u32],
+        max_tokens: Option<usize>,
+    ) -> Result<usize, EngineError> {
         if prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -214,7 +238,11 @@ impl EngineHandle {
         match max_tokens {
             Some(m) if m <= room => Ok(m),
             None if room > 0 => Ok(room),
-            _ => Err(EngineError::ContextLengthExceeded { num_prompt_tokens: prompt.len(), max_tokens, max_model_len }),
+            _ => Err(EngineError::ContextLengthExceeded {
+                num_prompt_tokens: prompt.len(),
+                max_tokens,
+                max_model_len,
+            }),
         }
     }
 
@@ -229,10 +257,18 @@ impl EngineHandle {
     /// final metrics. Blocking: call it from a plain thread (or
     /// `spawn_blocking`). Later calls return at once.
     pub fn shutdown(&self, timeout: Duration) -> EngineMetrics {
-        self.inner.shared.is_shutting_down.store(true, Ordering::Release);
+        self.inner
+            .shared
+            .is_shutting_down
+            .store(true, Ordering::Release);
         let deadline = Instant::now() + timeout;
         let _ = self.inner.commands.send(Command::Shutdown { deadline });
-        let thread = self.inner.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
                 tracing::error!("the engine thread panicked outside a step");
@@ -303,8 +339,13 @@ impl RequestHandle {
         }
     }
 
-    fn fold(&mut self, event: Option<RequestEvent>) -> Option<Result<RequestOutput, RequestFailure>> {
-        let Some(event) = event else { return Some(Err(RequestFailure::EngineStopped)) };
+    fn fold(
+        &mut self,
+        event: Option<RequestEvent>,
+    ) -> Option<Result<RequestOutput, RequestFailure>> {
+        let Some(event) = event else {
+            return Some(Err(RequestFailure::EngineStopped));
+        };
         let collector = self.collector.get_or_insert_with(OutputCollector::default);
         collector.push(event, &self.prompt_token_ids)
     }

@@ -57,7 +57,9 @@ impl FromStr for KvCacheSize {
             }
             return Ok(KvCacheSize::FractionOfAvailable(p / 100.0));
         }
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
         let number: f64 = number.parse().map_err(|_| bad())?;
         let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -154,12 +156,19 @@ pub enum EngineConfigError {
     #[error(transparent)]
     Scheduler(#[from] ConfigError),
     #[error("`max_model_len` ({requested}) exceeds the model's context length ({context_length})")]
-    MaxModelLenTooLarge { requested: usize, context_length: usize },
+    MaxModelLenTooLarge {
+        requested: usize,
+        context_length: usize,
+    },
     #[error(
         "the KV cache ({bytes}) holds {num_kv_tokens} tokens, fewer than `max_model_len` ({max_model_len}): \
          raise `kv_cache_memory` or lower `max_model_len`"
     )]
-    KvCacheTooSmall { bytes: String, num_kv_tokens: usize, max_model_len: usize },
+    KvCacheTooSmall {
+        bytes: String,
+        num_kv_tokens: usize,
+        max_model_len: usize,
+    },
     #[error("`kv_cache_memory` must be a size such as `4GiB`, `512MB` or `30%`, got `{0}`")]
     InvalidKvCacheSize(String),
     #[error("cannot read MemAvailable from /proc/meminfo to size the KV cache: give `kv_cache_memory` as a size")]
@@ -185,7 +194,10 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// Resolves `options` for `model`, reading available memory if needed.
-    pub fn resolve(options: &EngineOptions, model: &ModelConfig) -> Result<EngineConfig, EngineConfigError> {
+    pub fn resolve(
+        options: &EngineOptions,
+        model: &ModelConfig,
+    ) -> Result<EngineConfig, EngineConfigError> {
         Self::resolve_with_available_memory(options, model, available_memory_bytes)
     }
 
@@ -198,17 +210,27 @@ impl EngineConfig {
         let context_length = model.context_length.max(1);
         let max_model_len = match options.max_model_len {
             Some(n) if n > context_length => {
-                return Err(EngineConfigError::MaxModelLenTooLarge { requested: n, context_length });
+                return Err(EngineConfigError::MaxModelLenTooLarge {
+                    requested: n,
+                    context_length,
+                });
             }
             Some(n) => n,
             None => context_length.min(DEFAULT_MAX_MODEL_LEN_CAP),
         };
-        let max_batched_tokens = options.max_batched_tokens.unwrap_or(if options.policy.is_chunked() {
-            DEFAULT_MAX_BATCHED_TOKENS.max(options.max_num_seqs)
-        } else {
-            DEFAULT_MAX_BATCHED_TOKENS.max(max_model_len).max(options.max_num_seqs)
-        });
-        let num_threads = options.threads.unwrap_or_else(fulcrum_kernels::pool::default_num_threads);
+        let max_batched_tokens =
+            options
+                .max_batched_tokens
+                .unwrap_or(if options.policy.is_chunked() {
+                    DEFAULT_MAX_BATCHED_TOKENS.max(options.max_num_seqs)
+                } else {
+                    DEFAULT_MAX_BATCHED_TOKENS
+                        .max(max_model_len)
+                        .max(options.max_num_seqs)
+                });
+        let num_threads = options
+            .threads
+            .unwrap_or_else(fulcrum_kernels::pool::default_num_threads);
         if num_threads == 0 {
             return Err(EngineConfigError::ZeroThreads);
         }
@@ -218,15 +240,24 @@ impl EngineConfig {
         let usable_tokens = options.max_num_seqs.saturating_mul(max_model_len);
         let num_blocks = match options.kv_cache {
             Some(KvCacheSize::Tokens(n)) => n.div_ceil(block_size.max(1)),
-            Some(KvCacheSize::Bytes(b)) => {
-                KvCache::blocks_for_bytes(model, block_size, usize::try_from(b).unwrap_or(usize::MAX))
+            Some(KvCacheSize::Bytes(b)) => KvCache::blocks_for_bytes(
+                model,
+                block_size,
+                usize::try_from(b).unwrap_or(usize::MAX),
+            ),
+            Some(KvCacheSize::FractionOfAvailable(x)) => {
+                blocks_for_fraction(x, bytes_per_block, available_memory)?
             }
-            Some(KvCacheSize::FractionOfAvailable(x)) => blocks_for_fraction(x, bytes_per_block, available_memory)?,
             None => {
                 let num_usable_blocks = usable_tokens.div_ceil(block_size.max(1));
                 let num_max_blocks =
-                    usize::try_from(DEFAULT_KV_CACHE_MAX_BYTES / bytes_per_block.max(1)).unwrap_or(usize::MAX);
-                let num_blocks = blocks_for_fraction(DEFAULT_KV_CACHE_FRACTION, bytes_per_block, available_memory)?;
+                    usize::try_from(DEFAULT_KV_CACHE_MAX_BYTES / bytes_per_block.max(1))
+                        .unwrap_or(usize::MAX);
+                let num_blocks = blocks_for_fraction(
+                    DEFAULT_KV_CACHE_FRACTION,
+                    bytes_per_block,
+                    available_memory,
+                )?;
                 num_blocks.min(num_max_blocks).min(num_usable_blocks)
             }
         };
@@ -297,7 +328,10 @@ fn blocks_for_fraction(
     available_memory: impl FnOnce() -> Option<u64>,
 ) -> Result<usize, EngineConfigError> {
     if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(EngineConfigError::InvalidKvCacheSize(format!("{}%", fraction * 100.0)));
+        return Err(EngineConfigError::InvalidKvCacheSize(format!(
+            "{}%",
+            fraction * 100.0
+        )));
     }
     let available = available_memory().ok_or(EngineConfigError::NoMemInfo)?;
     let bytes = (available as f64 * fraction) as u64;

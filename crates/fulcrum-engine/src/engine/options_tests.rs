@@ -19,7 +19,13 @@ fn model_config(context_length: usize) -> ModelConfig {
         rope_style: RopeStyle::Interleaved,
         context_length,
         attention_scale: 0.125,
-        layers: vec![LayerAttention { rope_base: 10000.0, window: None }; 30],
+        layers: vec![
+            LayerAttention {
+                rope_base: 10000.0,
+                window: None
+            };
+            30
+        ],
     }
 }
 
@@ -56,29 +62,59 @@ fn meminfo_is_read_in_kib() {
 fn defaults_cap_the_context_and_the_kv_cache() {
     let options = EngineOptions::default();
     let config =
-        EngineConfig::resolve_with_available_memory(&options, &model_config(32768), || Some(64 * GIB)).unwrap();
+        EngineConfig::resolve_with_available_memory(&options, &model_config(32768), || {
+            Some(64 * GIB)
+        })
+        .unwrap();
     assert_eq!(config.max_model_len(), DEFAULT_MAX_MODEL_LEN_CAP);
-    assert_eq!(config.scheduler.max_batched_tokens, DEFAULT_MAX_BATCHED_TOKENS);
+    assert_eq!(
+        config.scheduler.max_batched_tokens,
+        DEFAULT_MAX_BATCHED_TOKENS
+    );
     // 25% of 64 GiB is 16 GiB: capped at 4 GiB.
-    assert_eq!(config.scheduler.num_blocks, (DEFAULT_KV_CACHE_MAX_BYTES / (23040 * 16)) as usize);
+    assert_eq!(
+        config.scheduler.num_blocks,
+        (DEFAULT_KV_CACHE_MAX_BYTES / (23040 * 16)) as usize
+    );
     assert_eq!(config.kv_cache_bytes, config.num_kv_tokens() as u64 * 23040);
     assert_eq!(config.max_waiting, usize::MAX);
     // One sequence needs one context, whatever the memory.
-    let single = EngineOptions { max_num_seqs: 1, ..EngineOptions::default() };
-    let config = EngineConfig::resolve_with_available_memory(&single, &model_config(32768), || Some(64 * GIB)).unwrap();
+    let single = EngineOptions {
+        max_num_seqs: 1,
+        ..EngineOptions::default()
+    };
+    let config = EngineConfig::resolve_with_available_memory(&single, &model_config(32768), || {
+        Some(64 * GIB)
+    })
+    .unwrap();
     assert_eq!(config.num_kv_tokens(), DEFAULT_MAX_MODEL_LEN_CAP);
 
-    let small = EngineConfig::resolve_with_available_memory(&options, &model_config(2048), || Some(GIB)).unwrap();
+    let small =
+        EngineConfig::resolve_with_available_memory(&options, &model_config(2048), || Some(GIB))
+            .unwrap();
     assert_eq!(small.max_model_len(), 2048);
-    assert_eq!(small.scheduler.num_blocks, (GIB / 4) as usize / (23040 * 16));
+    assert_eq!(
+        small.scheduler.num_blocks,
+        (GIB / 4) as usize / (23040 * 16)
+    );
     let line = small.to_string();
-    assert!(line.contains("policy chunked") && line.contains("tokens"), "{line}");
+    assert!(
+        line.contains("policy chunked") && line.contains("tokens"),
+        "{line}"
+    );
 }
 
 #[test]
 fn whole_prompt_policies_get_a_budget_of_a_whole_context() {
-    let options = EngineOptions { policy: Policy::Static, max_model_len: Some(4096), ..EngineOptions::default() };
-    let config = EngineConfig::resolve_with_available_memory(&options, &model_config(8192), || Some(64 * GIB)).unwrap();
+    let options = EngineOptions {
+        policy: Policy::Static,
+        max_model_len: Some(4096),
+        ..EngineOptions::default()
+    };
+    let config = EngineConfig::resolve_with_available_memory(&options, &model_config(8192), || {
+        Some(64 * GIB)
+    })
+    .unwrap();
     assert_eq!(config.scheduler.max_batched_tokens, 4096);
 }
 
@@ -86,22 +122,53 @@ fn whole_prompt_policies_get_a_budget_of_a_whole_context() {
 fn impossible_configurations_are_refused_with_the_knob_named() {
     let model = model_config(8192);
     let cases = [
-        (EngineOptions { max_model_len: Some(9000), ..EngineOptions::default() }, "`max_model_len` (9000) exceeds"),
         (
-            EngineOptions { kv_cache: Some(KvCacheSize::Tokens(1000)), ..EngineOptions::default() },
+            EngineOptions {
+                max_model_len: Some(9000),
+                ..EngineOptions::default()
+            },
+            "`max_model_len` (9000) exceeds",
+        ),
+        (
+            EngineOptions {
+                kv_cache: Some(KvCacheSize::Tokens(1000)),
+                ..EngineOptions::default()
+            },
             "holds 1008 tokens, fewer than `max_model_len` (8192)",
         ),
-        (EngineOptions { block_size: 0, ..EngineOptions::default() }, "`block_size` must be in [1, 1024]"),
-        (EngineOptions { threads: Some(0), ..EngineOptions::default() }, "`threads` must be at least 1"),
         (
-            EngineOptions { policy: Policy::Static, max_batched_tokens: Some(100), ..EngineOptions::default() },
+            EngineOptions {
+                block_size: 0,
+                ..EngineOptions::default()
+            },
+            "`block_size` must be in [1, 1024]",
+        ),
+        (
+            EngineOptions {
+                threads: Some(0),
+                ..EngineOptions::default()
+            },
+            "`threads` must be at least 1",
+        ),
+        (
+            EngineOptions {
+                policy: Policy::Static,
+                max_batched_tokens: Some(100),
+                ..EngineOptions::default()
+            },
             "`max_batched_tokens` (100) must be at least `max_model_len`",
         ),
     ];
     for (options, expected) in cases {
-        let err = EngineConfig::resolve_with_available_memory(&options, &model, || Some(64 * GIB)).unwrap_err();
-        assert!(err.to_string().contains(expected), "{err} should contain {expected:?}");
+        let err = EngineConfig::resolve_with_available_memory(&options, &model, || Some(64 * GIB))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(expected),
+            "{err} should contain {expected:?}"
+        );
     }
-    let err = EngineConfig::resolve_with_available_memory(&EngineOptions::default(), &model, || None).unwrap_err();
+    let err =
+        EngineConfig::resolve_with_available_memory(&EngineOptions::default(), &model, || None)
+            .unwrap_err();
     assert_eq!(err, EngineConfigError::NoMemInfo);
 }

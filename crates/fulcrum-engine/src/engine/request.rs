@@ -50,7 +50,11 @@ pub struct RequestInput {
 
 impl RequestInput {
     pub fn new(prompt: Prompt, params: SamplingParams) -> Self {
-        RequestInput { prompt, params, priority: 0 }
+        RequestInput {
+            prompt,
+            params,
+            priority: 0,
+        }
     }
 }
 
@@ -65,7 +69,11 @@ pub enum EngineError {
     #[error("prompt token id {id} is outside the vocabulary ({vocab_size} tokens)")]
     TokenOutOfRange { id: u32, vocab_size: usize },
     #[error("{}", context_length_message(*.num_prompt_tokens, *.max_tokens, *.max_model_len))]
-    ContextLengthExceeded { num_prompt_tokens: usize, max_tokens: Option<usize>, max_model_len: usize },
+    ContextLengthExceeded {
+        num_prompt_tokens: usize,
+        max_tokens: Option<usize>,
+        max_model_len: usize,
+    },
     #[error("chat template: {0}")]
     ChatTemplate(String),
     #[error("the engine is at capacity: {max_waiting} requests are already waiting; retry later")]
@@ -74,7 +82,11 @@ pub enum EngineError {
     ShuttingDown,
 }
 
-fn context_length_message(num_prompt_tokens: usize, max_tokens: Option<usize>, max_model_len: usize) -> String {
+fn context_length_message(
+    num_prompt_tokens: usize,
+    max_tokens: Option<usize>,
+    max_model_len: usize,
+) -> String {
     match max_tokens {
         Some(m) => format!(
             "this model's maximum context length is {max_model_len} tokens, but {} tokens were requested \
@@ -251,7 +263,11 @@ impl OutputCollector {
             RequestEvent::Done(usage) => {
                 let mut choices = std::mem::take(&mut self.choices);
                 choices.sort_by_key(|c| c.index);
-                Some(Ok(RequestOutput { prompt_token_ids: prompt_token_ids.to_vec(), choices, usage }))
+                Some(Ok(RequestOutput {
+                    prompt_token_ids: prompt_token_ids.to_vec(),
+                    choices,
+                    usage,
+                }))
             }
             RequestEvent::Failed(failure) => Some(Err(failure)),
         }

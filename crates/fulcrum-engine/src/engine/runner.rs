@@ -32,12 +32,18 @@ impl ModelRunner {
     /// Allocates the KV cache `config` asks for and starts the worker pool.
     pub fn new(model: Arc<Model>, config: &EngineConfig) -> ModelRunner {
         let kv = model.new_kv_cache(config.scheduler.num_blocks, config.scheduler.block_size);
-        ModelRunner { model, pool: WorkerPool::new(config.num_threads), kv, scratch: ForwardScratch::default() }
+        ModelRunner {
+            model,
+            pool: WorkerPool::new(config.num_threads),
+            kv,
+            scratch: ForwardScratch::default(),
+        }
     }
 }
 
 impl StepRunner for ModelRunner {
     fn forward(&mut self, seqs: &[SeqInput<'_>]) -> Result<&[f32], ForwardError> {
-        self.model.forward(&self.pool, seqs, &mut self.kv, &mut self.scratch)
+        self.model
+            .forward(&self.pool, seqs, &mut self.kv, &mut self.scratch)
     }
 }

@@ -32,7 +32,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::metrics::{EngineMetrics, StepMetrics};
 use super::options::EngineConfig;
 use super::request::{
-    ChoiceFinished, RequestEvent, RequestFailure, RequestId, StopReason, TokenEvent, TokenLogprobs, Usage,
+    ChoiceFinished, RequestEvent, RequestFailure, RequestId, StopReason, TokenEvent, TokenLogprobs,
+    Usage,
 };
 use super::runner::StepRunner;
 use super::text::TextStream;
@@ -127,7 +128,10 @@ impl StepLoop {
         shared: Arc<Shared>,
     ) -> Result<StepLoop, ConfigError> {
         let scheduler = Scheduler::new(config.scheduler.clone())?;
-        let metrics = EngineMetrics { num_kv_blocks: config.scheduler.num_blocks, ..EngineMetrics::default() };
+        let metrics = EngineMetrics {
+            num_kv_blocks: config.scheduler.num_blocks,
+            ..EngineMetrics::default()
+        };
         Ok(StepLoop {
             model,
             config,
@@ -157,7 +161,9 @@ impl StepLoop {
                     self.wait_briefly();
                 }
                 Ok(Err(failure)) => self.recover(failure),
-                Err(payload) => self.recover(RequestFailure::StepPanicked(panic_message(payload.as_ref()))),
+                Err(payload) => self.recover(RequestFailure::StepPanicked(panic_message(
+                    payload.as_ref(),
+                ))),
             }
             self.publish_metrics();
         }
@@ -180,7 +186,10 @@ impl StepLoop {
             for id in std::mem::take(&mut self.orphaned) {
                 self.abort_request(id);
             }
-            if self.shutdown_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if self
+                .shutdown_deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
                 let ids: Vec<RequestId> = self.requests.keys().copied().collect();
                 for id in ids {
                     self.abort_request(id);
@@ -213,7 +222,8 @@ impl StepLoop {
             Command::Add(request) => self.add_request(*request),
             Command::Abort(id) => self.abort_request(id),
             Command::Shutdown { deadline } => {
-                self.shutdown_deadline = Some(self.shutdown_deadline.map_or(deadline, |d| d.min(deadline)));
+                self.shutdown_deadline =
+                    Some(self.shutdown_deadline.map_or(deadline, |d| d.min(deadline)));
             }
         }
     }
@@ -238,13 +248,19 @@ impl StepLoop {
                 cached_tokens: 0,
             },
         );
-        let num_now = if self.config.scheduler.enable_prefix_cache { 1 } else { n };
+        let num_now = if self.config.scheduler.enable_prefix_cache {
+            1
+        } else {
+            n
+        };
         self.add_choices(request.id, num_now);
     }
 
     /// Adds choices until `next_choice == until` (clamped to `n`).
     fn add_choices(&mut self, id: RequestId, until: usize) {
-        let Some(request) = self.requests.get_mut(&id) else { return };
+        let Some(request) = self.requests.get_mut(&id) else {
+            return;
+        };
         let mut refused = None;
         while request.next_choice < until.min(request.params.n) {
             let index = request.next_choice;
@@ -265,7 +281,14 @@ impl StepLoop {
             request.live_seqs.push(seq_id);
             let text = TextStream::new(self.model.tokenizer.clone(), &request.params.stop);
             let rng = sampler_rng(request.params.seed, index as u64);
-            let seq = ActiveSeq { request: id, index, text, rng, stop_token: None, num_emitted: 0 };
+            let seq = ActiveSeq {
+                request: id,
+                index,
+                text,
+                rng,
+                stop_token: None,
+                num_emitted: 0,
+            };
             self.seqs.insert(seq_id, seq);
         }
         if let Some(e) = refused {
@@ -275,7 +298,9 @@ impl StepLoop {
 
     /// Finishes every choice of a request as `abort` (a no-op once it is gone).
     fn abort_request(&mut self, id: RequestId) {
-        let Some(request) = self.requests.get_mut(&id) else { return };
+        let Some(request) = self.requests.get_mut(&id) else {
+            return;
+        };
         let now = Instant::now();
         let never_added = request.next_choice..request.params.n;
         request.next_choice = request.params.n;
@@ -284,7 +309,10 @@ impl StepLoop {
             self.scheduler.finish(seq_id, FinishReason::Abort, now);
         }
         for index in never_added {
-            let timings = SequenceTimings { finished: Some(now), ..SequenceTimings::new(arrival) };
+            let timings = SequenceTimings {
+                finished: Some(now),
+                ..SequenceTimings::new(arrival)
+            };
             self.metrics.num_finished.count(FinishReason::Abort);
             self.finish_choice(id, finished_event(index, FinishReason::Abort, timings));
         }
@@ -294,7 +322,9 @@ impl StepLoop {
     /// Ends a request with `Failed`: its sequences leave the scheduler
     /// silently.
     fn fail_request(&mut self, id: RequestId, failure: RequestFailure) {
-        let Some(request) = self.requests.remove(&id) else { return };
+        let Some(request) = self.requests.remove(&id) else {
+            return;
+        };
         let now = Instant::now();
         for seq_id in &request.live_seqs {
             self.scheduler.finish(*seq_id, FinishReason::Abort, now);
@@ -325,7 +355,8 @@ impl StepLoop {
             Err(e) => tracing::error!("cannot rebuild the scheduler: {e}"),
         }
         self.seqs.clear();
-        let failed: Vec<ActiveRequest> = self.requests.drain().map(|(_, request)| request).collect();
+        let failed: Vec<ActiveRequest> =
+            self.requests.drain().map(|(_, request)| request).collect();
         for request in &failed {
             self.metrics.num_finished.error += request.num_unfinished as u64;
             if request.is_queued {
@@ -345,7 +376,11 @@ impl StepLoop {
         if plan.is_empty() {
             let is_stalled = plan.finished.is_empty() && plan.preempted.is_empty();
             self.drain_finished();
-            return Ok(if is_stalled { StepOutcome::Stalled } else { StepOutcome::Ran });
+            return Ok(if is_stalled {
+                StepOutcome::Stalled
+            } else {
+                StepOutcome::Ran
+            });
         }
         // Gauges show this step's batch while it runs; counters are final
         // before any event of the step goes out.
@@ -354,7 +389,9 @@ impl StepLoop {
         let sampled = self.forward_and_sample(&plan)?;
         let outputs: Vec<StepOutput> = sampled.iter().map(|(output, _)| *output).collect();
         let now = Instant::now();
-        self.scheduler.update(&plan, &outputs, now).map_err(|e| RequestFailure::Internal(e.to_string()))?;
+        self.scheduler
+            .update(&plan, &outputs, now)
+            .map_err(|e| RequestFailure::Internal(e.to_string()))?;
         self.emit_tokens(sampled, now);
         let duration = started.elapsed();
         self.metrics.last_step.duration = duration;
@@ -366,8 +403,12 @@ impl StepLoop {
     /// Requests whose first choice was scheduled leave the queued count.
     fn note_admissions(&mut self, plan: &StepPlan) {
         for scheduled in &plan.scheduled {
-            let Some(seq) = self.seqs.get(&scheduled.seq_id) else { continue };
-            let Some(request) = self.requests.get_mut(&seq.request) else { continue };
+            let Some(seq) = self.seqs.get(&scheduled.seq_id) else {
+                continue;
+            };
+            let Some(request) = self.requests.get_mut(&seq.request) else {
+                continue;
+            };
             if request.is_queued {
                 request.is_queued = false;
                 self.shared.num_queued.fetch_sub(1, Ordering::AcqRel);
@@ -376,15 +417,30 @@ impl StepLoop {
     }
 
     /// Runs the batch and samples one token per row, in plan order.
-    fn forward_and_sample(&mut self, plan: &StepPlan) -> Result<Vec<(StepOutput, SampledToken)>, RequestFailure> {
-        let StepLoop { model, runner, scheduler, requests, seqs, row, .. } = self;
+    fn forward_and_sample(
+        &mut self,
+        plan: &StepPlan,
+    ) -> Result<Vec<(StepOutput, SampledToken)>, RequestFailure> {
+        let StepLoop {
+            model,
+            runner,
+            scheduler,
+            requests,
+            seqs,
+            row,
+            ..
+        } = self;
         let internal = |what: String| RequestFailure::Internal(what);
         let mut inputs = Vec::with_capacity(plan.scheduled.len());
         for s in &plan.scheduled {
-            let seq = scheduler.sequence(s.seq_id).ok_or_else(|| internal(format!("{} is not live", s.seq_id)))?;
+            let seq = scheduler
+                .sequence(s.seq_id)
+                .ok_or_else(|| internal(format!("{} is not live", s.seq_id)))?;
             let end = s.num_computed_tokens + s.num_new_tokens;
-            let tokens =
-                seq.tokens().get(s.num_computed_tokens..end).ok_or_else(|| internal("plan past the tokens".into()))?;
+            let tokens = seq
+                .tokens()
+                .get(s.num_computed_tokens..end)
+                .ok_or_else(|| internal("plan past the tokens".into()))?;
             inputs.push(SeqInput {
                 tokens,
                 start_pos: s.num_computed_tokens,
@@ -392,22 +448,53 @@ impl StepLoop {
                 want_logits: s.wants_logits,
             });
         }
-        let logits = runner.forward(&inputs).map_err(|e| RequestFailure::Forward(e.to_string()))?;
+        let logits = runner
+            .forward(&inputs)
+            .map_err(|e| RequestFailure::Forward(e.to_string()))?;
         let vocab = model.config.vocab_size;
         if vocab == 0 || logits.len() != plan.num_logits() * vocab {
-            return Err(internal(format!("{} logits for {} rows of {vocab}", logits.len(), plan.num_logits())));
+            return Err(internal(format!(
+                "{} logits for {} rows of {vocab}",
+                logits.len(),
+                plan.num_logits()
+            )));
         }
         let mut sampled = Vec::with_capacity(plan.num_logits());
-        for (s, logits_row) in plan.scheduled.iter().filter(|s| s.wants_logits).zip(logits.chunks_exact(vocab)) {
-            let seq = scheduler.sequence(s.seq_id).ok_or_else(|| internal(format!("{} is not live", s.seq_id)))?;
-            let active = seqs.get_mut(&s.seq_id).ok_or_else(|| internal(format!("{} has no state", s.seq_id)))?;
-            let params = &requests.get(&active.request).ok_or_else(|| internal("orphan sequence".into()))?.params;
+        for (s, logits_row) in plan
+            .scheduled
+            .iter()
+            .filter(|s| s.wants_logits)
+            .zip(logits.chunks_exact(vocab))
+        {
+            let seq = scheduler
+                .sequence(s.seq_id)
+                .ok_or_else(|| internal(format!("{} is not live", s.seq_id)))?;
+            let active = seqs
+                .get_mut(&s.seq_id)
+                .ok_or_else(|| internal(format!("{} has no state", s.seq_id)))?;
+            let params = &requests
+                .get(&active.request)
+                .ok_or_else(|| internal("orphan sequence".into()))?
+                .params;
             row.clear();
             row.extend_from_slice(logits_row);
-            let token = sample(row, params, seq.prompt_tokens(), seq.output_tokens(), &mut active.rng);
+            let token = sample(
+                row,
+                params,
+                seq.prompt_tokens(),
+                seq.output_tokens(),
+                &mut active.rng,
+            );
             let is_stop = (!params.ignore_eos && model.tokenizer.is_stop_token(token.id))
                 || params.stop_token_ids.contains(&token.id);
-            sampled.push((StepOutput { seq_id: s.seq_id, token: token.id, is_stop }, token));
+            sampled.push((
+                StepOutput {
+                    seq_id: s.seq_id,
+                    token: token.id,
+                    is_stop,
+                },
+                token,
+            ));
         }
         Ok(sampled)
     }
@@ -418,15 +505,20 @@ impl StepLoop {
     fn emit_tokens(&mut self, sampled: Vec<(StepOutput, SampledToken)>, now: Instant) {
         let mut ready_for_choices = Vec::new();
         for (output, token) in sampled {
-            let Some(active) = self.seqs.get_mut(&output.seq_id) else { continue };
-            let Some(request) = self.requests.get(&active.request) else { continue };
+            let Some(active) = self.seqs.get_mut(&output.seq_id) else {
+                continue;
+            };
+            let Some(request) = self.requests.get(&active.request) else {
+                continue;
+            };
             active.num_emitted += 1;
             if output.is_stop {
                 active.stop_token = Some(output.token);
             }
             let delta = active.text.push(output.token, output.is_stop);
             if delta.stop_string.is_some() {
-                self.scheduler.finish(output.seq_id, FinishReason::Stop, now);
+                self.scheduler
+                    .finish(output.seq_id, FinishReason::Stop, now);
             }
             self.metrics.num_generation_tokens += 1;
             if active.index == 0 && active.num_emitted == 1 {
@@ -435,8 +527,16 @@ impl StepLoop {
                     ready_for_choices.push(active.request);
                 }
             }
-            let logprobs = token.logprob.map(|logprob| TokenLogprobs { logprob, top: token.top_logprobs });
-            let event = TokenEvent { index: active.index, token_id: output.token, text: delta.text, logprobs };
+            let logprobs = token.logprob.map(|logprob| TokenLogprobs {
+                logprob,
+                top: token.top_logprobs,
+            });
+            let event = TokenEvent {
+                index: active.index,
+                token_id: output.token,
+                text: delta.text,
+                logprobs,
+            };
             if request.events.send(RequestEvent::Token(event)).is_err() {
                 self.orphaned.push(active.request);
             }
@@ -449,7 +549,9 @@ impl StepLoop {
     /// Final events for the sequences the scheduler finished.
     fn drain_finished(&mut self) {
         for seq in self.scheduler.take_finished() {
-            let Some(mut active) = self.seqs.remove(&seq.id()) else { continue };
+            let Some(mut active) = self.seqs.remove(&seq.id()) else {
+                continue;
+            };
             let tail = active.text.finish();
             let mut reason = seq.finish_reason().unwrap_or(FinishReason::Abort);
             let stop_reason = match active.text.stopped_by() {
@@ -461,7 +563,9 @@ impl StepLoop {
                 None => None,
             };
             self.metrics.num_finished.count(reason);
-            let Some(request) = self.requests.get_mut(&active.request) else { continue };
+            let Some(request) = self.requests.get_mut(&active.request) else {
+                continue;
+            };
             request.live_seqs.retain(|&s| s != seq.id());
             if active.index == 0 {
                 request.cached_tokens = seq.num_cached_tokens();
@@ -483,13 +587,17 @@ impl StepLoop {
 
     /// Sends a choice's final event; the request's `Done` after its last.
     fn finish_choice(&mut self, id: RequestId, event: ChoiceFinished) {
-        let Some(request) = self.requests.get_mut(&id) else { return };
+        let Some(request) = self.requests.get_mut(&id) else {
+            return;
+        };
         let _ = request.events.send(RequestEvent::Finished(event));
         request.num_unfinished -= 1;
         if request.num_unfinished > 0 {
             return;
         }
-        let Some(request) = self.requests.remove(&id) else { return };
+        let Some(request) = self.requests.remove(&id) else {
+            return;
+        };
         if request.is_queued {
             self.shared.num_queued.fetch_sub(1, Ordering::AcqRel);
         }
@@ -530,7 +638,11 @@ impl StepLoop {
         m.num_preemptions = base.num_preemptions + stats.num_preemptions;
         m.prefix_cache_queries = base.prefix_cache_queries + stats.prefix_cache_queries;
         m.prefix_cache_hits = base.prefix_cache_hits + stats.prefix_cache_hits;
-        *self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner()) = m.clone();
+        *self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = m.clone();
     }
 }
 

@@ -27,14 +27,21 @@ pub(crate) struct TextDelta {
 
 impl TextStream {
     pub(crate) fn new(tokenizer: Arc<Tokenizer>, stop: &[String]) -> Self {
-        TextStream { decoder: StreamDecoder::new(tokenizer, true), stops: StopMatcher::new(stop), stopped_by: None }
+        TextStream {
+            decoder: StreamDecoder::new(tokenizer, true),
+            stops: StopMatcher::new(stop),
+            stopped_by: None,
+        }
     }
 
     /// Feeds one generated token. `is_stop_token`: it ends the sequence and
     /// contributes no text.
     pub(crate) fn push(&mut self, token: u32, is_stop_token: bool) -> TextDelta {
         if self.stopped_by.is_some() || is_stop_token {
-            return TextDelta { text: String::new(), stop_string: None };
+            return TextDelta {
+                text: String::new(),
+                stop_string: None,
+            };
         }
         let piece = self.decoder.push(token);
         self.feed(&piece)
@@ -44,7 +51,10 @@ impl TextStream {
     /// U+FFFD), which can itself complete a stop string.
     pub(crate) fn finish(&mut self) -> TextDelta {
         if self.stopped_by.is_some() {
-            return TextDelta { text: String::new(), stop_string: None };
+            return TextDelta {
+                text: String::new(),
+                stop_string: None,
+            };
         }
         let tail = self.decoder.finish();
         let mut delta = self.feed(&tail);
@@ -63,6 +73,9 @@ impl TextStream {
         if m.stop_index.is_some() {
             self.stopped_by = m.stop_index;
         }
-        TextDelta { text: m.text, stop_string: m.stop_index }
+        TextDelta {
+            text: m.text,
+            stop_string: m.stop_index,
+        }
     }
 }

@@ -100,14 +100,27 @@ pub fn sample(
             let lse = log_sum_exp(&raw);
             // A row without a finite normalizer (all −∞, or a +∞) has no
             // meaningful logprobs: report −∞ rather than NaN.
-            let logprob = |t: u32| if lse.is_finite() { raw[t as usize] - lse } else { f32::NEG_INFINITY };
+            let logprob = |t: u32| {
+                if lse.is_finite() {
+                    raw[t as usize] - lse
+                } else {
+                    f32::NEG_INFINITY
+                }
+            };
             SampledToken {
                 id,
                 logprob: Some(logprob(id)),
-                top_logprobs: top_k_indices(&raw, n).into_iter().map(|t| (t, logprob(t))).collect(),
+                top_logprobs: top_k_indices(&raw, n)
+                    .into_iter()
+                    .map(|t| (t, logprob(t)))
+                    .collect(),
             }
         }
-        _ => SampledToken { id, logprob: None, top_logprobs: Vec::new() },
+        _ => SampledToken {
+            id,
+            logprob: None,
+            top_logprobs: Vec::new(),
+        },
     }
 }
 
@@ -129,7 +142,12 @@ fn apply_penalties(logits: &mut [f32], params: &SamplingParams, prompt: &[u32], 
     let vocab = logits.len();
     let r = params.repetition_penalty;
     if r != 1.0 {
-        let mut seen: Vec<u32> = prompt.iter().chain(output).copied().filter(|&t| (t as usize) < vocab).collect();
+        let mut seen: Vec<u32> = prompt
+            .iter()
+            .chain(output)
+            .copied()
+            .filter(|&t| (t as usize) < vocab)
+            .collect();
         seen.sort_unstable();
         seen.dedup();
         for t in seen {
@@ -138,10 +156,15 @@ fn apply_penalties(logits: &mut [f32], params: &SamplingParams, prompt: &[u32], 
         }
     }
     if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 {
-        let mut generated: Vec<u32> = output.iter().copied().filter(|&t| (t as usize) < vocab).collect();
+        let mut generated: Vec<u32> = output
+            .iter()
+            .copied()
+            .filter(|&t| (t as usize) < vocab)
+            .collect();
         generated.sort_unstable();
         for run in generated.chunk_by(|a, b| a == b) {
-            logits[run[0] as usize] -= params.presence_penalty + params.frequency_penalty * run.len() as f32;
+            logits[run[0] as usize] -=
+                params.presence_penalty + params.frequency_penalty * run.len() as f32;
         }
     }
 }
@@ -250,7 +273,12 @@ fn log_sum_exp(values: &[f32]) -> f32 {
 /// The distribution `sample` draws from, as `(token, probability)` in id
 /// order. For tests against plain references.
 #[cfg(test)]
-fn distribution(logits: &[f32], params: &SamplingParams, prompt: &[u32], output: &[u32]) -> Vec<(u32, f64)> {
+fn distribution(
+    logits: &[f32],
+    params: &SamplingParams,
+    prompt: &[u32],
+    output: &[u32],
+) -> Vec<(u32, f64)> {
     let mut weights = logits.to_vec();
     apply_penalties(&mut weights, params, prompt, output);
     if to_weights(&mut weights, params.temperature).is_none() {
@@ -263,5 +291,7 @@ fn distribution(logits: &[f32], params: &SamplingParams, prompt: &[u32], output:
     ids.retain(|&t| weights[t as usize] >= params.min_p);
     ids.sort_unstable();
     let total = sum_of(&weights, &ids);
-    ids.into_iter().map(|t| (t, f64::from(weights[t as usize]) / total)).collect()
+    ids.into_iter()
+        .map(|t| (t, f64::from(weights[t as usize]) / total))
+        .collect()
 }

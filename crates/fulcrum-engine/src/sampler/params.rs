@@ -76,45 +76,117 @@ pub struct SamplingError {
     pub value: String,
 }
 
-fn check(is_ok: bool, field: &'static str, requirement: &'static str, value: impl ToString) -> Result<(), SamplingError> {
+fn check(
+    is_ok: bool,
+    field: &'static str,
+    requirement: &'static str,
+    value: impl ToString,
+) -> Result<(), SamplingError> {
     if is_ok {
         Ok(())
     } else {
-        Err(SamplingError { field, requirement, value: value.to_string() })
+        Err(SamplingError {
+            field,
+            requirement,
+            value: value.to_string(),
+        })
     }
 }
 
 impl SamplingParams {
     /// Greedy parameters (temperature 0).
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, ..SamplingParams::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), SamplingError> {
-        check((1..=MAX_N).contains(&self.n), "n", "must be in [1, 128]", self.n)?;
+        check(
+            (1..=MAX_N).contains(&self.n),
+            "n",
+            "must be in [1, 128]",
+            self.n,
+        )?;
         let t = self.temperature;
-        check(t.is_finite() && t >= 0.0, "temperature", "must be a finite number >= 0", t)?;
+        check(
+            t.is_finite() && t >= 0.0,
+            "temperature",
+            "must be a finite number >= 0",
+            t,
+        )?;
         if let Some(k) = self.top_k {
-            check(k >= 1, "top_k", "must be at least 1 (omit it to disable)", k)?;
+            check(
+                k >= 1,
+                "top_k",
+                "must be at least 1 (omit it to disable)",
+                k,
+            )?;
         }
-        check(self.top_p > 0.0 && self.top_p <= 1.0, "top_p", "must be in (0, 1]", self.top_p)?;
-        check((0.0..=1.0).contains(&self.min_p), "min_p", "must be in [0, 1]", self.min_p)?;
+        check(
+            self.top_p > 0.0 && self.top_p <= 1.0,
+            "top_p",
+            "must be in (0, 1]",
+            self.top_p,
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.min_p),
+            "min_p",
+            "must be in [0, 1]",
+            self.min_p,
+        )?;
         let p = self.presence_penalty;
-        check((-2.0..=2.0).contains(&p), "presence_penalty", "must be in [-2, 2]", p)?;
+        check(
+            (-2.0..=2.0).contains(&p),
+            "presence_penalty",
+            "must be in [-2, 2]",
+            p,
+        )?;
         let f = self.frequency_penalty;
-        check((-2.0..=2.0).contains(&f), "frequency_penalty", "must be in [-2, 2]", f)?;
+        check(
+            (-2.0..=2.0).contains(&f),
+            "frequency_penalty",
+            "must be in [-2, 2]",
+            f,
+        )?;
         let r = self.repetition_penalty;
-        check(r.is_finite() && r > 0.0, "repetition_penalty", "must be a finite number > 0", r)?;
+        check(
+            r.is_finite() && r > 0.0,
+            "repetition_penalty",
+            "must be a finite number > 0",
+            r,
+        )?;
         if let Some(m) = self.max_tokens {
             check(m >= 1, "max_tokens", "must be at least 1", m)?;
         }
         let n = self.stop_token_ids.len();
-        check(n <= MAX_STOP_TOKEN_IDS, "stop_token_ids", "must have at most 1024 entries", n)?;
+        check(
+            n <= MAX_STOP_TOKEN_IDS,
+            "stop_token_ids",
+            "must have at most 1024 entries",
+            n,
+        )?;
         let n = self.stop.len();
-        check(n <= MAX_STOP_STRINGS, "stop", "must have at most 16 strings", n)?;
+        check(
+            n <= MAX_STOP_STRINGS,
+            "stop",
+            "must have at most 16 strings",
+            n,
+        )?;
         for s in &self.stop {
-            check(!s.is_empty(), "stop", "must not contain an empty string", "\"\"")?;
-            check(s.len() <= MAX_STOP_STRING_BYTES, "stop", "strings must be at most 256 bytes", s.len())?;
+            check(
+                !s.is_empty(),
+                "stop",
+                "must not contain an empty string",
+                "\"\"",
+            )?;
+            check(
+                s.len() <= MAX_STOP_STRING_BYTES,
+                "stop",
+                "strings must be at most 256 bytes",
+                s.len(),
+            )?;
         }
         if let Some(n) = self.logprobs {
             check(n <= MAX_LOGPROBS, "logprobs", "must be in [0, 20]", n)?;
@@ -133,7 +205,9 @@ impl SamplingParams {
     }
 
     pub(crate) fn has_penalties(&self) -> bool {
-        self.repetition_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
+        self.repetition_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0
     }
 }
 
@@ -153,19 +227,97 @@ mod tests {
     fn errors_name_the_field_and_the_limit() {
         let base = SamplingParams::default();
         let cases = [
-            (SamplingParams { top_p: 1.5, ..base.clone() }, "`top_p` must be in (0, 1], got 1.5"),
-            (SamplingParams { top_p: 0.0, ..base.clone() }, "`top_p` must be in (0, 1], got 0"),
-            (SamplingParams { temperature: -1.0, ..base.clone() }, "`temperature` must be a finite number >= 0, got -1"),
-            (SamplingParams { temperature: f32::NAN, ..base.clone() }, "`temperature` must be a finite number >= 0, got NaN"),
-            (SamplingParams { top_k: Some(0), ..base.clone() }, "`top_k` must be at least 1 (omit it to disable), got 0"),
-            (SamplingParams { min_p: 2.0, ..base.clone() }, "`min_p` must be in [0, 1], got 2"),
-            (SamplingParams { presence_penalty: 3.0, ..base.clone() }, "`presence_penalty` must be in [-2, 2], got 3"),
-            (SamplingParams { frequency_penalty: -3.0, ..base.clone() }, "`frequency_penalty` must be in [-2, 2], got -3"),
-            (SamplingParams { repetition_penalty: 0.0, ..base.clone() }, "`repetition_penalty` must be a finite number > 0, got 0"),
-            (SamplingParams { max_tokens: Some(0), ..base.clone() }, "`max_tokens` must be at least 1, got 0"),
-            (SamplingParams { n: 0, ..base.clone() }, "`n` must be in [1, 128], got 0"),
-            (SamplingParams { logprobs: Some(21), ..base.clone() }, "`logprobs` must be in [0, 20], got 21"),
-            (SamplingParams { stop: vec![String::new()], ..base.clone() }, "`stop` must not contain an empty string, got \"\""),
+            (
+                SamplingParams {
+                    top_p: 1.5,
+                    ..base.clone()
+                },
+                "`top_p` must be in (0, 1], got 1.5",
+            ),
+            (
+                SamplingParams {
+                    top_p: 0.0,
+                    ..base.clone()
+                },
+                "`top_p` must be in (0, 1], got 0",
+            ),
+            (
+                SamplingParams {
+                    temperature: -1.0,
+                    ..base.clone()
+                },
+                "`temperature` must be a finite number >= 0, got -1",
+            ),
+            (
+                SamplingParams {
+                    temperature: f32::NAN,
+                    ..base.clone()
+                },
+                "`temperature` must be a finite number >= 0, got NaN",
+            ),
+            (
+                SamplingParams {
+                    top_k: Some(0),
+                    ..base.clone()
+                },
+                "`top_k` must be at least 1 (omit it to disable), got 0",
+            ),
+            (
+                SamplingParams {
+                    min_p: 2.0,
+                    ..base.clone()
+                },
+                "`min_p` must be in [0, 1], got 2",
+            ),
+            (
+                SamplingParams {
+                    presence_penalty: 3.0,
+                    ..base.clone()
+                },
+                "`presence_penalty` must be in [-2, 2], got 3",
+            ),
+            (
+                SamplingParams {
+                    frequency_penalty: -3.0,
+                    ..base.clone()
+                },
+                "`frequency_penalty` must be in [-2, 2], got -3",
+            ),
+            (
+                SamplingParams {
+                    repetition_penalty: 0.0,
+                    ..base.clone()
+                },
+                "`repetition_penalty` must be a finite number > 0, got 0",
+            ),
+            (
+                SamplingParams {
+                    max_tokens: Some(0),
+                    ..base.clone()
+                },
+                "`max_tokens` must be at least 1, got 0",
+            ),
+            (
+                SamplingParams {
+                    n: 0,
+                    ..base.clone()
+                },
+                "`n` must be in [1, 128], got 0",
+            ),
+            (
+                SamplingParams {
+                    logprobs: Some(21),
+                    ..base.clone()
+                },
+                "`logprobs` must be in [0, 20], got 21",
+            ),
+            (
+                SamplingParams {
+                    stop: vec![String::new()],
+                    ..base.clone()
+                },
+                "`stop` must not contain an empty string, got \"\"",
+            ),
         ];
         for (params, expected) in cases {
             assert_eq!(params.validate().unwrap_err().to_string(), expected);
@@ -174,7 +326,11 @@ mod tests {
 
     #[test]
     fn ignore_eos_ignores_only_eos() {
-        let params = SamplingParams { ignore_eos: true, stop_token_ids: vec![7], ..SamplingParams::default() };
+        let params = SamplingParams {
+            ignore_eos: true,
+            stop_token_ids: vec![7],
+            ..SamplingParams::default()
+        };
         assert!(!params.is_stop_token(2, Some(2)));
         assert!(params.is_stop_token(7, Some(2)));
         assert!(SamplingParams::default().is_stop_token(2, Some(2)));

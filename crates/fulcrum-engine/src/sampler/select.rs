@@ -15,7 +15,9 @@ struct Entry(f32, u32);
 
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| other.1.cmp(&self.1))
     }
 }
 impl PartialOrd for Entry {
@@ -85,7 +87,9 @@ pub(crate) fn nucleus_indices(weights: &[f32], top_p: f32) -> Vec<u32> {
         }
         above += mass[b];
     }
-    let mut kept: Vec<u32> = (0..weights.len() as u32).filter(|&t| bucket(weights[t as usize]) > edge).collect();
+    let mut kept: Vec<u32> = (0..weights.len() as u32)
+        .filter(|&t| bucket(weights[t as usize]) > edge)
+        .collect();
     let mut in_edge: Vec<Entry> = (0..weights.len() as u32)
         .filter(|&t| bucket(weights[t as usize]) == edge)
         .map(|t| Entry(weights[t as usize], t))
@@ -109,7 +113,11 @@ mod tests {
 
     fn reference(values: &[f32], k: usize) -> Vec<u32> {
         let mut ids: Vec<u32> = (0..values.len() as u32).collect();
-        ids.sort_by(|&a, &b| values[b as usize].total_cmp(&values[a as usize]).then(a.cmp(&b)));
+        ids.sort_by(|&a, &b| {
+            values[b as usize]
+                .total_cmp(&values[a as usize])
+                .then(a.cmp(&b))
+        });
         ids.truncate(k);
         ids
     }

@@ -13,12 +13,21 @@ fn rng(seed: u64) -> SamplerRng {
 }
 
 /// Penalties as the definitions read, token by token.
-fn reference_penalties(logits: &[f32], p: &SamplingParams, prompt: &[u32], output: &[u32]) -> Vec<f32> {
+fn reference_penalties(
+    logits: &[f32],
+    p: &SamplingParams,
+    prompt: &[u32],
+    output: &[u32],
+) -> Vec<f32> {
     (0..logits.len() as u32)
         .map(|t| {
             let mut l = logits[t as usize];
             if prompt.contains(&t) || output.contains(&t) {
-                l = if l > 0.0 { l / p.repetition_penalty } else { l * p.repetition_penalty };
+                l = if l > 0.0 {
+                    l / p.repetition_penalty
+                } else {
+                    l * p.repetition_penalty
+                };
             }
             let count = output.iter().filter(|&&o| o == t).count();
             if count > 0 {
@@ -31,13 +40,22 @@ fn reference_penalties(logits: &[f32], p: &SamplingParams, prompt: &[u32], outpu
 
 /// The textbook pipeline in f64 with a full sort: softmax(logits / T),
 /// top-k, renormalize, top-p, min-p, renormalize. `(token, prob)` by id.
-fn reference_distribution(logits: &[f32], p: &SamplingParams, prompt: &[u32], output: &[u32]) -> Vec<(u32, f64)> {
+fn reference_distribution(
+    logits: &[f32],
+    p: &SamplingParams,
+    prompt: &[u32],
+    output: &[u32],
+) -> Vec<(u32, f64)> {
     let z: Vec<f64> = reference_penalties(logits, p, prompt, output)
         .iter()
         .map(|&l| f64::from(l) / f64::from(p.temperature))
         .collect();
     let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut probs: Vec<(u32, f64)> = z.iter().enumerate().map(|(t, &v)| (t as u32, (v - max).exp())).collect();
+    let mut probs: Vec<(u32, f64)> = z
+        .iter()
+        .enumerate()
+        .map(|(t, &v)| (t as u32, (v - max).exp()))
+        .collect();
     probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if let Some(k) = p.top_k {
         probs.truncate(k);
@@ -67,20 +85,46 @@ fn assert_close(actual: &[(u32, f64)], expected: &[(u32, f64)]) {
     let ids = |d: &[(u32, f64)]| d.iter().map(|x| x.0).collect::<Vec<_>>();
     assert_eq!(ids(actual), ids(expected), "kept tokens");
     for (a, e) in actual.iter().zip(expected) {
-        assert!((a.1 - e.1).abs() < 1e-5, "token {}: {} vs {}", a.0, a.1, e.1);
+        assert!(
+            (a.1 - e.1).abs() < 1e-5,
+            "token {}: {} vs {}",
+            a.0,
+            a.1,
+            e.1
+        );
     }
 }
 
 #[test]
 fn greedy_is_argmax_with_the_lowest_id_on_ties() {
     let p = SamplingParams::greedy();
-    assert_eq!(sample(&mut [1.0, 3.0, 3.0, 2.0], &p, &[], &[], &mut rng(0)).id, 1);
-    assert_eq!(sample(&mut [f32::NAN, 0.5, f32::NAN], &p, &[], &[], &mut rng(0)).id, 1, "NaN is -inf");
-    assert_eq!(sample(&mut [f32::NEG_INFINITY; 3], &p, &[], &[], &mut rng(0)).id, 0);
-    assert_eq!(sample(&mut [], &p, &[], &[], &mut rng(0)).id, 0, "an empty row does not panic");
+    assert_eq!(
+        sample(&mut [1.0, 3.0, 3.0, 2.0], &p, &[], &[], &mut rng(0)).id,
+        1
+    );
+    assert_eq!(
+        sample(&mut [f32::NAN, 0.5, f32::NAN], &p, &[], &[], &mut rng(0)).id,
+        1,
+        "NaN is -inf"
+    );
+    assert_eq!(
+        sample(&mut [f32::NEG_INFINITY; 3], &p, &[], &[], &mut rng(0)).id,
+        0
+    );
+    assert_eq!(
+        sample(&mut [], &p, &[], &[], &mut rng(0)).id,
+        0,
+        "an empty row does not panic"
+    );
     // A tiny temperature is greedy, not a division overflow.
-    let cold = SamplingParams { temperature: 1e-30, ..params() };
-    assert_eq!(sample(&mut [0.0, 5.0, 4.0], &cold, &[], &[], &mut rng(0)).id, 1);
+    let cold = SamplingParams {
+        temperature: 1e-30,
+        ..params()
+    };
+    assert_eq!(
+        sample(&mut [0.0, 5.0, 4.0], &cold, &[], &[], &mut rng(0)).id,
+        1
+    );
 }
 
 #[test]
@@ -97,7 +141,17 @@ fn penalties_follow_the_openai_and_vllm_definitions() {
     // presence + 1 × frequency. 2: divided, then presence + 2 × frequency.
     assert_eq!(logits, [1.0, -4.75, -0.5, 0.5]);
     // Greedy sees the penalized logits.
-    assert_eq!(sample(&mut [2.0, -2.0, 1.0, 1.5], &p, &[0], &[1, 2, 2], &mut rng(0)).id, 3);
+    assert_eq!(
+        sample(
+            &mut [2.0, -2.0, 1.0, 1.5],
+            &p,
+            &[0],
+            &[1, 2, 2],
+            &mut rng(0)
+        )
+        .id,
+        3
+    );
 }
 
 proptest! {
@@ -142,7 +196,10 @@ fn top_p_grows_its_selection_on_a_flat_distribution() {
     // first selection rounds; ties keep the lowest ids. (Not 0.5 exactly: the
     // boundary would then depend on rounding.)
     let logits = vec![0.0f32; 5000];
-    let p = SamplingParams { top_p: 0.5001, ..params() };
+    let p = SamplingParams {
+        top_p: 0.5001,
+        ..params()
+    };
     let d = distribution(&logits, &p, &[], &[]);
     assert_eq!(d.len(), 2501);
     assert_eq!((d[0].0, d[2500].0), (0, 2500));
@@ -152,15 +209,24 @@ fn top_p_grows_its_selection_on_a_flat_distribution() {
 #[test]
 fn min_p_is_relative_to_the_most_likely_token() {
     let logits = [0.0, (0.5f32).ln(), (0.09f32).ln(), (0.11f32).ln()];
-    let p = SamplingParams { min_p: 0.1, ..params() };
-    let kept: Vec<u32> = distribution(&logits, &p, &[], &[]).iter().map(|x| x.0).collect();
+    let p = SamplingParams {
+        min_p: 0.1,
+        ..params()
+    };
+    let kept: Vec<u32> = distribution(&logits, &p, &[], &[])
+        .iter()
+        .map(|x| x.0)
+        .collect();
     assert_eq!(kept, vec![0, 1, 3]);
 }
 
 #[test]
 fn samples_follow_the_distribution_and_stay_in_the_kept_set() {
     let logits = [1.0f32, 2.0, 0.5, -1.0, 1.5];
-    let p = SamplingParams { top_k: Some(3), ..params() };
+    let p = SamplingParams {
+        top_k: Some(3),
+        ..params()
+    };
     let expected = reference_distribution(&logits, &p, &[], &[]);
     let mut counts = [0usize; 5];
     let mut r = rng(7);
@@ -177,14 +243,24 @@ fn samples_follow_the_distribution_and_stay_in_the_kept_set() {
 
 #[test]
 fn a_seed_reproduces_the_same_samples() {
-    let p = SamplingParams { seed: Some(42), temperature: 1.5, ..params() };
+    let p = SamplingParams {
+        seed: Some(42),
+        temperature: 1.5,
+        ..params()
+    };
     let draw = |seed: u64, stream: u64| {
         let mut r = sampler_rng(Some(seed), stream);
-        (0..64).map(|i| sample(&mut vec![0.1 * i as f32; 100], &p, &[], &[], &mut r).id).collect::<Vec<_>>()
+        (0..64)
+            .map(|i| sample(&mut vec![0.1 * i as f32; 100], &p, &[], &[], &mut r).id)
+            .collect::<Vec<_>>()
     };
     assert_eq!(draw(42, 0), draw(42, 0));
     assert_ne!(draw(42, 0), draw(43, 0));
-    assert_ne!(draw(42, 0), draw(42, 1), "n > 1 completions get their own streams");
+    assert_ne!(
+        draw(42, 0),
+        draw(42, 1),
+        "n > 1 completions get their own streams"
+    );
 }
 
 #[test]
@@ -198,7 +274,11 @@ fn logprobs_are_of_the_raw_distribution_and_normalized() {
         ..params()
     };
     let out = sample(&mut logits.to_vec(), &p, &[2], &[2, 4], &mut rng(1));
-    let total: f64 = out.top_logprobs.iter().map(|&(_, lp)| f64::from(lp).exp()).sum();
+    let total: f64 = out
+        .top_logprobs
+        .iter()
+        .map(|&(_, lp)| f64::from(lp).exp())
+        .sum();
     assert!((total - 1.0).abs() < 1e-5, "sums to {total}");
     // Raw: the model's log_softmax, untouched by penalties and temperature.
     let lse = logits.iter().map(|&l| f64::from(l).exp()).sum::<f64>().ln();
@@ -217,8 +297,15 @@ fn logprobs_are_of_the_raw_distribution_and_normalized() {
 fn a_large_vocabulary_is_sampled_within_its_top_k() {
     // 262k logits (gemma3's vocabulary) with a known top 50.
     let vocab = 262_144;
-    let logits: Vec<f32> = (0..vocab).map(|i| ((i * 7919) % vocab) as f32 / vocab as f32).collect();
-    let p = SamplingParams { top_k: Some(50), top_p: 0.9, logprobs: Some(5), ..params() };
+    let logits: Vec<f32> = (0..vocab)
+        .map(|i| ((i * 7919) % vocab) as f32 / vocab as f32)
+        .collect();
+    let p = SamplingParams {
+        top_k: Some(50),
+        top_p: 0.9,
+        logprobs: Some(5),
+        ..params()
+    };
     let top: Vec<u32> = select::top_k_indices(&logits, 50);
     let mut r = rng(3);
     for _ in 0..20 {
@@ -228,4 +315,3 @@ fn a_large_vocabulary_is_sampled_within_its_top_k() {
         assert_eq!(out.top_logprobs[0].0, top[0]);
     }
 }
-

@@ -33,8 +33,8 @@ use crate::config::{ConfigError, Policy, SchedulerConfig};
 use crate::prefix_cache::extend_hash_chain;
 use crate::sequence::{FinishReason, SeqId, SeqKey, Sequence, SequenceRequest, SequenceStatus};
 
-pub use plan::{ScheduledSeq, StepPlan};
 use plan::SchedulerView;
+pub use plan::{ScheduledSeq, StepPlan};
 
 /// Why `Scheduler::add` refused a request. Each would otherwise wait forever.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,12 +49,21 @@ pub enum AddError {
         "this model's maximum context length is {max_model_len} tokens, but {num_prompt_tokens} prompt tokens \
          + {max_tokens} `max_tokens` were requested"
     )]
-    ExceedsMaxModelLen { num_prompt_tokens: usize, max_tokens: usize, max_model_len: usize },
+    ExceedsMaxModelLen {
+        num_prompt_tokens: usize,
+        max_tokens: usize,
+        max_model_len: usize,
+    },
     #[error(
         "the request needs {num_blocks_needed} KV cache blocks for {num_tokens} tokens, but the pool has \
          {num_blocks} blocks ({num_kv_tokens} tokens)"
     )]
-    ExceedsKvCapacity { num_tokens: usize, num_blocks_needed: usize, num_blocks: usize, num_kv_tokens: usize },
+    ExceedsKvCapacity {
+        num_tokens: usize,
+        num_blocks_needed: usize,
+        num_blocks: usize,
+        num_kv_tokens: usize,
+    },
 }
 
 /// A plan or a model output that does not fit the scheduler's state.
@@ -105,7 +114,11 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Scheduler {
-            pool: BlockPool::new(config.num_blocks, config.block_size, config.enable_prefix_cache),
+            pool: BlockPool::new(
+                config.num_blocks,
+                config.block_size,
+                config.enable_prefix_cache,
+            ),
             config,
             sequences: HashMap::new(),
             waiting: BTreeSet::new(),
@@ -134,7 +147,14 @@ impl Scheduler {
     }
     /// Waiting sequences that were preempted (they hold generated tokens).
     pub fn num_preempted_waiting(&self) -> usize {
-        self.waiting.iter().filter(|k| self.sequences.get(&k.id).is_some_and(|s| s.num_preemptions > 0)).count()
+        self.waiting
+            .iter()
+            .filter(|k| {
+                self.sequences
+                    .get(&k.id)
+                    .is_some_and(|s| s.num_preemptions > 0)
+            })
+            .count()
     }
     /// Some sequence is waiting or running.
     pub fn has_unfinished(&self) -> bool {
@@ -197,7 +217,9 @@ impl Scheduler {
     /// its blocks; it moves to the finished outbox. False if it is not live.
     /// Call between steps, not between `apply` and `update`.
     pub fn finish(&mut self, id: SeqId, reason: FinishReason, now: Instant) -> bool {
-        let Some(mut seq) = self.sequences.remove(&id) else { return false };
+        let Some(mut seq) = self.sequences.remove(&id) else {
+            return false;
+        };
         let key = seq.key();
         self.waiting.remove(&key);
         self.running.remove(&key);
@@ -249,12 +271,15 @@ impl Scheduler {
         }
         let mut num_admitted = 0;
         for scheduled in &plan.scheduled {
-            let Some(seq) = self.sequences.get_mut(&scheduled.seq_id) else { continue };
+            let Some(seq) = self.sequences.get_mut(&scheduled.seq_id) else {
+                continue;
+            };
             if seq.status != SequenceStatus::Waiting {
                 continue;
             }
             num_admitted += 1;
-            self.pool.acquire_cached(&scheduled.cached_blocks, &mut seq.block_table);
+            self.pool
+                .acquire_cached(&scheduled.cached_blocks, &mut seq.block_table);
             seq.num_computed_tokens = scheduled.num_computed_tokens;
             seq.num_cached_tokens = scheduled.num_computed_tokens;
             seq.status = SequenceStatus::Running;
@@ -268,9 +293,13 @@ impl Scheduler {
             self.running.insert(key);
         }
         for scheduled in &plan.scheduled {
-            let Some(seq) = self.sequences.get_mut(&scheduled.seq_id) else { continue };
+            let Some(seq) = self.sequences.get_mut(&scheduled.seq_id) else {
+                continue;
+            };
             // Cannot fail for a current plan: the planner counted these blocks.
-            let allocated = self.pool.allocate(scheduled.num_new_blocks, &mut seq.block_table);
+            let allocated = self
+                .pool
+                .allocate(scheduled.num_new_blocks, &mut seq.block_table);
             debug_assert!(allocated.is_ok(), "{allocated:?} for {}", scheduled.seq_id);
         }
         self.static_batch_cutoff = static_batch_cutoff.filter(|_| num_admitted > 0);
@@ -295,8 +324,17 @@ impl Scheduler {
     /// `max_tokens` or `max_model_len` finish. `outputs` must match the plan's
     /// `wants_logits` entries in order (checked before anything changes).
     /// Sequences finished since `apply` (an abort) are skipped.
-    pub fn update(&mut self, plan: &StepPlan, outputs: &[StepOutput], now: Instant) -> Result<(), StepError> {
-        let expected = plan.scheduled.iter().filter(|s| s.wants_logits).map(|s| s.seq_id);
+    pub fn update(
+        &mut self,
+        plan: &StepPlan,
+        outputs: &[StepOutput],
+        now: Instant,
+    ) -> Result<(), StepError> {
+        let expected = plan
+            .scheduled
+            .iter()
+            .filter(|s| s.wants_logits)
+            .map(|s| s.seq_id);
         if plan.num_logits() != outputs.len() || !expected.eq(outputs.iter().map(|o| o.seq_id)) {
             return Err(StepError::OutputMismatch(format!(
                 "{} outputs for {} sequences wanting logits, or out of order",
@@ -304,12 +342,23 @@ impl Scheduler {
                 plan.num_logits()
             )));
         }
-        let hash_block_size = self.config.enable_prefix_cache.then_some(self.config.block_size);
+        let hash_block_size = self
+            .config
+            .enable_prefix_cache
+            .then_some(self.config.block_size);
         let mut outputs = outputs.iter();
         for scheduled in &plan.scheduled {
-            let output = if scheduled.wants_logits { outputs.next() } else { None };
-            let Some(seq) = self.sequences.get_mut(&scheduled.seq_id) else { continue };
-            if seq.status != SequenceStatus::Running || seq.num_computed_tokens != scheduled.num_computed_tokens {
+            let output = if scheduled.wants_logits {
+                outputs.next()
+            } else {
+                None
+            };
+            let Some(seq) = self.sequences.get_mut(&scheduled.seq_id) else {
+                continue;
+            };
+            if seq.status != SequenceStatus::Running
+                || seq.num_computed_tokens != scheduled.num_computed_tokens
+            {
                 continue;
             }
             seq.num_computed_tokens += scheduled.num_new_tokens;
@@ -324,7 +373,9 @@ impl Scheduler {
             seq.timings.token_times.push(now);
             let reason = if output.is_stop {
                 Some(FinishReason::Stop)
-            } else if seq.num_output_tokens() >= seq.max_tokens || seq.num_tokens() >= self.config.max_model_len {
+            } else if seq.num_output_tokens() >= seq.max_tokens
+                || seq.num_tokens() >= self.config.max_model_len
+            {
                 Some(FinishReason::Length)
             } else {
                 None
@@ -337,7 +388,9 @@ impl Scheduler {
     }
 
     fn preempt(&mut self, id: SeqId) {
-        let Some(seq) = self.sequences.get_mut(&id) else { return };
+        let Some(seq) = self.sequences.get_mut(&id) else {
+            return;
+        };
         let key = seq.key();
         if !self.running.remove(&key) {
             return;

@@ -205,9 +205,15 @@ impl<'v, 'a> Planner<'v, 'a> {
     }
 
     fn schedule_decode(&mut self, seq: &'a Sequence) {
-        let need = self.view.pool.num_blocks_for(seq.num_computed_tokens + 1).saturating_sub(seq.block_table.len());
+        let need = self
+            .view
+            .pool
+            .num_blocks_for(seq.num_computed_tokens + 1)
+            .saturating_sub(seq.block_table.len());
         while need > self.num_free_blocks {
-            let Some(victim) = self.newest_unhandled_running() else { return };
+            let Some(victim) = self.newest_unhandled_running() else {
+                return;
+            };
             if victim != seq.id {
                 self.preempt(victim);
             } else if self.num_running > 1 {
@@ -239,7 +245,11 @@ impl<'v, 'a> Planner<'v, 'a> {
     }
 
     fn newest_unhandled_running(&self) -> Option<SeqId> {
-        self.running.iter().rev().copied().find(|id| !self.handled.contains(id))
+        self.running
+            .iter()
+            .rev()
+            .copied()
+            .find(|id| !self.handled.contains(id))
     }
 
     /// Counts the victim's blocks that its release makes allocatable (those
@@ -248,7 +258,12 @@ impl<'v, 'a> Planner<'v, 'a> {
     fn preempt(&mut self, id: SeqId) {
         if let Some(seq) = self.seq(id) {
             let pool = self.view.pool;
-            self.num_free_blocks += seq.block_table.as_slice().iter().filter(|&&b| pool.ref_count(b) == 1).count();
+            self.num_free_blocks += seq
+                .block_table
+                .as_slice()
+                .iter()
+                .filter(|&&b| pool.ref_count(b) == 1)
+                .count();
         }
         self.plan.preempted.push(id);
         self.handled.insert(id);
@@ -263,12 +278,22 @@ impl<'v, 'a> Planner<'v, 'a> {
                 continue;
             }
             let start = seq.num_computed_tokens;
-            let num_tokens = self.fit_tokens(start, seq.block_table.len(), seq.num_tokens(), chunking, self.num_free_blocks);
+            let num_tokens = self.fit_tokens(
+                start,
+                seq.block_table.len(),
+                seq.num_tokens(),
+                chunking,
+                self.num_free_blocks,
+            );
             if num_tokens == 0 {
                 self.is_prefill_blocked = true;
                 continue;
             }
-            let num_new_blocks = self.view.pool.num_blocks_for(start + num_tokens).saturating_sub(seq.block_table.len());
+            let num_new_blocks = self
+                .view
+                .pool
+                .num_blocks_for(start + num_tokens)
+                .saturating_sub(seq.block_table.len());
             self.push_prefill(seq, start, num_tokens, num_new_blocks, Vec::new());
         }
     }
@@ -276,13 +301,20 @@ impl<'v, 'a> Planner<'v, 'a> {
     /// Admits waiting sequences in order while they fit. `num_reserved_blocks`
     /// stay free on top of the watermark; only arrivals before
     /// `arrival_cutoff` are eligible, if given.
-    fn admit(&mut self, chunking: Chunking, num_reserved_blocks: usize, arrival_cutoff: Option<u64>) {
+    fn admit(
+        &mut self,
+        chunking: Chunking,
+        num_reserved_blocks: usize,
+        arrival_cutoff: Option<u64>,
+    ) {
         if !self.plan.preempted.is_empty() || self.is_prefill_blocked {
             return;
         }
         let bs = self.block_size();
         for key in self.view.waiting.iter() {
-            let Some(seq) = self.seq(key.id) else { continue };
+            let Some(seq) = self.seq(key.id) else {
+                continue;
+            };
             if arrival_cutoff.is_some_and(|cutoff| key.arrival_order >= cutoff) {
                 continue;
             }
@@ -292,22 +324,38 @@ impl<'v, 'a> Planner<'v, 'a> {
             // A fully cached prompt still computes its last block: the step
             // needs logits, and a shared block is never written.
             let max_hit_blocks = seq.num_tokens().saturating_sub(1) / bs;
-            let hit = self.view.pool.lookup_prefix(&seq.block_hashes, &seq.tokens, max_hit_blocks);
-            let num_claims =
-                hit.iter().filter(|&&b| self.view.pool.ref_count(b) == 0 && !self.claimed.contains(&b)).count();
-            let num_watermark = if self.num_running > 0 { self.view.config.num_watermark_blocks() } else { 0 };
-            let Some(available) = self.num_free_blocks.checked_sub(num_claims + num_watermark + num_reserved_blocks)
+            let hit = self
+                .view
+                .pool
+                .lookup_prefix(&seq.block_hashes, &seq.tokens, max_hit_blocks);
+            let num_claims = hit
+                .iter()
+                .filter(|&&b| self.view.pool.ref_count(b) == 0 && !self.claimed.contains(&b))
+                .count();
+            let num_watermark = if self.num_running > 0 {
+                self.view.config.num_watermark_blocks()
+            } else {
+                0
+            };
+            let Some(available) = self
+                .num_free_blocks
+                .checked_sub(num_claims + num_watermark + num_reserved_blocks)
             else {
                 break;
             };
             let start = hit.len() * bs;
-            let num_tokens = self.fit_tokens(start, hit.len(), seq.num_tokens(), chunking, available);
+            let num_tokens =
+                self.fit_tokens(start, hit.len(), seq.num_tokens(), chunking, available);
             if num_tokens == 0 {
                 break;
             }
             let num_new_blocks = self.view.pool.num_blocks_for(start + num_tokens) - hit.len();
             self.num_free_blocks -= num_claims;
-            self.claimed.extend(hit.iter().copied().filter(|&b| self.view.pool.ref_count(b) == 0));
+            self.claimed.extend(
+                hit.iter()
+                    .copied()
+                    .filter(|&b| self.view.pool.ref_count(b) == 0),
+            );
             self.num_running += 1;
             self.push_prefill(seq, start, num_tokens, num_new_blocks, hit);
         }
@@ -326,9 +374,13 @@ impl<'v, 'a> Planner<'v, 'a> {
         available: usize,
     ) -> usize {
         let remaining = num_tokens.saturating_sub(start);
-        let capacity = (num_table_blocks + available).saturating_mul(self.block_size()).saturating_sub(start);
+        let capacity = (num_table_blocks + available)
+            .saturating_mul(self.block_size())
+            .saturating_sub(start);
         match chunking {
-            Chunking::Whole if remaining <= self.num_budget_tokens && remaining <= capacity => remaining,
+            Chunking::Whole if remaining <= self.num_budget_tokens && remaining <= capacity => {
+                remaining
+            }
             Chunking::Whole => 0,
             Chunking::Chunks => remaining.min(self.num_budget_tokens).min(capacity),
         }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use fulcrum_engine::engine::StepRunner;
 use fulcrum_engine::{
-    EngineConfig, EngineHandle, EngineOptions, KvCacheSize, Prompt, RequestInput, RequestOutput, SamplingParams,
+    EngineConfig, EngineHandle, EngineOptions, KvCacheSize, Prompt, RequestInput, RequestOutput,
+    SamplingParams,
 };
 use fulcrum_model::{ForwardError, Model, SeqInput};
 
@@ -38,7 +39,10 @@ pub fn resolve(model: &Model, options: &EngineOptions) -> EngineConfig {
 }
 
 pub fn greedy(max_tokens: usize) -> SamplingParams {
-    SamplingParams { max_tokens: Some(max_tokens), ..SamplingParams::greedy() }
+    SamplingParams {
+        max_tokens: Some(max_tokens),
+        ..SamplingParams::greedy()
+    }
 }
 
 pub fn text_request(prompt: &str, params: SamplingParams) -> RequestInput {
@@ -47,8 +51,14 @@ pub fn text_request(prompt: &str, params: SamplingParams) -> RequestInput {
 
 /// Submits every input at once, then waits for all of them.
 pub fn run_all(engine: &EngineHandle, inputs: &[RequestInput]) -> Vec<RequestOutput> {
-    let handles: Vec<_> = inputs.iter().map(|i| engine.add_request(i.clone()).expect("accepted")).collect();
-    handles.into_iter().map(|h| h.blocking_collect().expect("completed")).collect()
+    let handles: Vec<_> = inputs
+        .iter()
+        .map(|i| engine.add_request(i.clone()).expect("accepted"))
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.blocking_collect().expect("completed"))
+        .collect()
 }
 
 /// A stand-in for the forward pass: the next token is a fixed function of

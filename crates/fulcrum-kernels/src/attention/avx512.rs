@@ -21,7 +21,11 @@ pub(crate) fn exp16(x: __m512) -> __m512 {
     let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
     let u = _mm512_mul_ps(b, b);
     let j = _mm512_fmadd_ps(
-        _mm512_fmadd_ps(_mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)), u, _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb))),
+        _mm512_fmadd_ps(
+            _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
         u,
         _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
     );
@@ -54,22 +58,34 @@ pub(crate) fn tree16x16(v: &[__m512; 16]) -> __m512 {
     let mut b = [_mm512_setzero_ps(); 8];
     for (j, bj) in b.iter_mut().enumerate() {
         let (x, y) = (v[2 * j], v[2 * j + 1]);
-        *bj = _mm512_add_ps(_mm512_shuffle_f32x4::<0b0100_0100>(x, y), _mm512_shuffle_f32x4::<0b1110_1110>(x, y));
+        *bj = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b0100_0100>(x, y),
+            _mm512_shuffle_f32x4::<0b1110_1110>(x, y),
+        );
     }
     // Quads: 128-bit lane t holds key 4m+t's four partial sums.
     let mut c = [_mm512_setzero_ps(); 4];
     for (m, cm) in c.iter_mut().enumerate() {
         let (x, y) = (b[2 * m], b[2 * m + 1]);
-        *cm = _mm512_add_ps(_mm512_shuffle_f32x4::<0b1000_1000>(x, y), _mm512_shuffle_f32x4::<0b1101_1101>(x, y));
+        *cm = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b1000_1000>(x, y),
+            _mm512_shuffle_f32x4::<0b1101_1101>(x, y),
+        );
     }
     // Lane j: [key 4(2n)+j: two sums, key 4(2n+1)+j: two sums].
     let mut d = [_mm512_setzero_ps(); 2];
     for (n, dn) in d.iter_mut().enumerate() {
         let (x, y) = (c[2 * n], c[2 * n + 1]);
-        *dn = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(x, y), _mm512_shuffle_ps::<0xEE>(x, y));
+        *dn = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(x, y),
+            _mm512_shuffle_ps::<0xEE>(x, y),
+        );
     }
     // Element 4j + t is key j + 4t.
-    let e = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(d[0], d[1]), _mm512_shuffle_ps::<0xDD>(d[0], d[1]));
+    let e = _mm512_add_ps(
+        _mm512_shuffle_ps::<0x88>(d[0], d[1]),
+        _mm512_shuffle_ps::<0xDD>(d[0], d[1]),
+    );
     let idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
     _mm512_permutexvar_ps(idx, e)
 }
@@ -114,7 +130,12 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             let kdst = &mut keys[(pos - base) * hd..(pos - base + 1) * hd];
             for (dst, src) in kdst.chunks_exact_mut(16).zip(ksrc.chunks_exact(16)) {
                 // SAFETY: 16 f16 in, 16 f32 out.
-                unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(_mm256_loadu_si256(src.as_ptr().cast()))) };
+                unsafe {
+                    _mm512_storeu_ps(
+                        dst.as_mut_ptr(),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(src.as_ptr().cast())),
+                    )
+                };
             }
         }
         // V is [dim][slot]: the block's positions of one dimension are contiguous.
@@ -142,7 +163,9 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         for (dst, chunk) in qv.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
             // SAFETY: 16 floats each; f32 → f16 → f32 rounds q as the keys are rounded.
             unsafe {
-                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_loadu_ps(chunk.as_ptr()));
+                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_loadu_ps(chunk.as_ptr()),
+                );
                 _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(h));
             }
         }
@@ -158,7 +181,13 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
                 let kr = &keys[(16 * chunk + k) * hd..(16 * chunk + k + 1) * hd];
                 for c in (0..hd).step_by(16) {
                     // SAFETY: `kr` and `qv` hold `hd` (a multiple of 16) floats.
-                    unsafe { *a = _mm512_fmadd_ps(_mm512_loadu_ps(kr.as_ptr().add(c)), _mm512_loadu_ps(qv.as_ptr().add(c)), *a) };
+                    unsafe {
+                        *a = _mm512_fmadd_ps(
+                            _mm512_loadu_ps(kr.as_ptr().add(c)),
+                            _mm512_loadu_ps(qv.as_ptr().add(c)),
+                            *a,
+                        )
+                    };
                 }
             }
             let sc = _mm512_mul_ps(tree16x16(&acc), scale_v);
@@ -201,7 +230,11 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
                 unsafe {
                     let w = _mm512_loadu_ps(row.as_ptr().add(16 * c));
                     for (k, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(_mm512_loadu_ps(vals.as_ptr().add((d0 + k) * span + 16 * c)), w, *a);
+                        *a = _mm512_fmadd_ps(
+                            _mm512_loadu_ps(vals.as_ptr().add((d0 + k) * span + 16 * c)),
+                            w,
+                            *a,
+                        );
                     }
                 }
             }
@@ -236,10 +269,15 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     for qi in 0..nq {
         let (_, h) = t.query(qi);
         let src = &t.q[(t.s.first_row + r) * stride + h * hd..][..hd];
-        for (dst, chunk) in qs[qi * hd..(qi + 1) * hd].chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+        for (dst, chunk) in qs[qi * hd..(qi + 1) * hd]
+            .chunks_exact_mut(16)
+            .zip(src.chunks_exact(16))
+        {
             // SAFETY: 16 floats each.
             unsafe {
-                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_loadu_ps(chunk.as_ptr()));
+                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_loadu_ps(chunk.as_ptr()),
+                );
                 _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(h16));
             }
         }
@@ -300,10 +338,15 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             let mask: __mmask16 = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16;
             let vrow = &t.v_layer[block_of(first) + d * 16..][..16];
             // SAFETY: 16 f16 of the block's dimension d, masked.
-            let v = _mm512_cvtph_ps(unsafe { _mm256_maskz_loadu_epi16(mask, vrow.as_ptr().cast()) });
+            let v =
+                _mm512_cvtph_ps(unsafe { _mm256_maskz_loadu_epi16(mask, vrow.as_ptr().cast()) });
             for (qi, a) in acc.iter_mut().enumerate().take(nq) {
                 // SAFETY: chunk c of the score row lies inside it.
-                *a = _mm512_fmadd_ps(v, unsafe { _mm512_loadu_ps(scores.as_ptr().add(qi * span + 16 * c)) }, *a);
+                *a = _mm512_fmadd_ps(
+                    v,
+                    unsafe { _mm512_loadu_ps(scores.as_ptr().add(qi * span + 16 * c)) },
+                    *a,
+                );
             }
         }
         for (qi, a) in acc.iter().enumerate().take(nq) {

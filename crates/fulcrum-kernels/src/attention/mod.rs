@@ -74,13 +74,22 @@ impl KvShape {
 
 /// Stores one token's K and V rows (`[n_kv_heads * head_dim]` each) at
 /// position `pos` of the sequence owning `block_table`.
-pub fn write_kv(shape: &KvShape, k_layer: &mut [f16], v_layer: &mut [f16], block_table: &[u32], pos: usize, k_row: &[f32], v_row: &[f32]) {
+pub fn write_kv(
+    shape: &KvShape,
+    k_layer: &mut [f16],
+    v_layer: &mut [f16],
+    block_table: &[u32],
+    pos: usize,
+    k_row: &[f32],
+    v_row: &[f32],
+) {
     let block = block_table[pos / shape.block_size] as usize;
     let slot = pos % shape.block_size;
     let (hd, bs) = (shape.head_dim, shape.block_size);
     for h in 0..shape.n_kv_heads {
         let base = shape.head_offset(block, h);
-        k_layer[base + slot * hd..base + (slot + 1) * hd].convert_from_f32_slice(&k_row[h * hd..(h + 1) * hd]);
+        k_layer[base + slot * hd..base + (slot + 1) * hd]
+            .convert_from_f32_slice(&k_row[h * hd..(h + 1) * hd]);
         for (d, &x) in v_row[h * hd..(h + 1) * hd].iter().enumerate() {
             v_layer[base + d * bs + slot] = f16::from_f32(x);
         }
@@ -201,7 +210,10 @@ impl Task<'_> {
     /// Query `qi` (row-major over rows, then the group's heads): its row and head.
     pub fn query(&self, qi: usize) -> (usize, usize) {
         let group = self.p.n_heads / self.p.n_kv_heads;
-        (self.rows.start + qi / group, self.kv_head * group + qi % group)
+        (
+            self.rows.start + qi / group,
+            self.kv_head * group + qi % group,
+        )
     }
 }
 
@@ -217,7 +229,16 @@ fn attend_chunk(
     rows: std::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    let task = Task { p, shape, q, k_layer, v_layer, s, kv_head, rows };
+    let task = Task {
+        p,
+        shape,
+        q,
+        k_layer,
+        v_layer,
+        s,
+        kv_head,
+        rows,
+    };
     SCRATCH.with(|cell| {
         let mut buf = cell.borrow_mut();
         match crate::isa::Isa::active() {
@@ -237,7 +258,14 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// Plain attention over contiguous f16-rounded K/V, for one sequence.
-    fn reference(p: &AttentionParams, q: &[f32], k: &[Vec<f32>], v: &[Vec<f32>], first_pos: usize, n_rows: usize) -> Vec<f32> {
+    fn reference(
+        p: &AttentionParams,
+        q: &[f32],
+        k: &[Vec<f32>],
+        v: &[Vec<f32>],
+        first_pos: usize,
+        n_rows: usize,
+    ) -> Vec<f32> {
         let hd = p.head_dim;
         let group = p.n_heads / p.n_kv_heads;
         let mut out = vec![0f32; n_rows * p.n_heads * hd];
@@ -248,13 +276,22 @@ mod tests {
                 let g = h / group;
                 let qv = &q[(r * p.n_heads + h) * hd..][..hd];
                 let scores: Vec<f64> = (lo..=pos)
-                    .map(|j| qv.iter().zip(&k[j][g * hd..(g + 1) * hd]).map(|(a, b)| (*a * *b) as f64).sum::<f64>() * p.scale as f64)
+                    .map(|j| {
+                        qv.iter()
+                            .zip(&k[j][g * hd..(g + 1) * hd])
+                            .map(|(a, b)| (*a * *b) as f64)
+                            .sum::<f64>()
+                            * p.scale as f64
+                    })
                     .collect();
                 let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let ws: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
                 let tot: f64 = ws.iter().sum();
                 for d in 0..hd {
-                    let val: f64 = (lo..=pos).zip(&ws).map(|(j, w)| w * v[j][g * hd + d] as f64).sum();
+                    let val: f64 = (lo..=pos)
+                        .zip(&ws)
+                        .map(|(j, w)| w * v[j][g * hd + d] as f64)
+                        .sum();
                     out[(r * p.n_heads + h) * hd + d] = (val / tot) as f32;
                 }
             }
@@ -268,10 +305,23 @@ mod tests {
 
     /// Runs one sequence of `total` tokens through the paged kernel, `chunk`
     /// tokens per call, with a shuffled block table; returns all rows' outputs.
-    fn run_paged(pool: &WorkerPool, p: &AttentionParams, bs: usize, q: &[f32], k: &[Vec<f32>], v: &[Vec<f32>], chunk: usize) -> Vec<f32> {
+    fn run_paged(
+        pool: &WorkerPool,
+        p: &AttentionParams,
+        bs: usize,
+        q: &[f32],
+        k: &[Vec<f32>],
+        v: &[Vec<f32>],
+        chunk: usize,
+    ) -> Vec<f32> {
         let total = k.len();
         let nblocks = total.div_ceil(bs) + 3;
-        let shape = KvShape { num_blocks: nblocks, block_size: bs, n_kv_heads: p.n_kv_heads, head_dim: p.head_dim };
+        let shape = KvShape {
+            num_blocks: nblocks,
+            block_size: bs,
+            n_kv_heads: p.n_kv_heads,
+            head_dim: p.head_dim,
+        };
         let mut table: Vec<u32> = (0..nblocks as u32).rev().collect(); // non-contiguous
         table.rotate_left(1);
         let mut kc = vec![f16::ZERO; shape.layer_len()];
@@ -284,50 +334,107 @@ mod tests {
             for pos in start..start + n {
                 write_kv(&shape, &mut kc, &mut vc, &table, pos, &k[pos], &v[pos]);
             }
-            let seqs = [AttentionSeq { first_row: 0, num_rows: n, first_pos: start, block_table: &table }];
+            let seqs = [AttentionSeq {
+                first_row: 0,
+                num_rows: n,
+                first_pos: start,
+                block_table: &table,
+            }];
             let mut o = vec![0f32; n * stride];
-            paged_attention(pool, p, &shape, &q[start * stride..(start + n) * stride], &kc, &vc, &seqs, &mut o);
+            paged_attention(
+                pool,
+                p,
+                &shape,
+                &q[start * stride..(start + n) * stride],
+                &kc,
+                &vc,
+                &seqs,
+                &mut o,
+            );
             out[start * stride..(start + n) * stride].copy_from_slice(&o);
             start += n;
         }
         out
     }
 
-    fn random_case(seed: u64, total: usize, p: &AttentionParams) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    fn random_case(
+        seed: u64,
+        total: usize,
+        p: &AttentionParams,
+    ) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let kvw = p.n_kv_heads * p.head_dim;
-        let q = (0..total * p.n_heads * p.head_dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let k = (0..total).map(|_| (0..kvw).map(|_| rounded(rng.gen_range(-1.0..1.0))).collect()).collect();
-        let v = (0..total).map(|_| (0..kvw).map(|_| rounded(rng.gen_range(-1.0..1.0))).collect()).collect();
+        let q = (0..total * p.n_heads * p.head_dim)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let k = (0..total)
+            .map(|_| {
+                (0..kvw)
+                    .map(|_| rounded(rng.gen_range(-1.0..1.0)))
+                    .collect()
+            })
+            .collect();
+        let v = (0..total)
+            .map(|_| {
+                (0..kvw)
+                    .map(|_| rounded(rng.gen_range(-1.0..1.0)))
+                    .collect()
+            })
+            .collect();
         (q, k, v)
     }
 
     #[test]
     fn matches_reference_gqa_and_window() {
         let pool = WorkerPool::new(2);
-        for (window, n_heads, n_kv, hd) in [(None, 4, 2, 8), (Some(5), 4, 1, 16), (None, 3, 3, 4), (Some(17), 6, 2, 32)] {
-            let p = AttentionParams { n_heads, n_kv_heads: n_kv, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window };
+        for (window, n_heads, n_kv, hd) in [
+            (None, 4, 2, 8),
+            (Some(5), 4, 1, 16),
+            (None, 3, 3, 4),
+            (Some(17), 6, 2, 32),
+        ] {
+            let p = AttentionParams {
+                n_heads,
+                n_kv_heads: n_kv,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                window,
+            };
             let total = 37;
             let (q, k, v) = random_case(7, total, &p);
             let want = reference(&p, &q, &k, &v, 0, total);
             let got = run_paged(&pool, &p, 4, &q, &k, &v, total);
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 // q and the softmax weights are rounded to f16 (as llama.cpp does).
-                assert!((a - b).abs() < 2e-3, "window {window:?} elem {i}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 2e-3,
+                    "window {window:?} elem {i}: {a} vs {b}"
+                );
             }
         }
     }
 
     #[test]
     fn chunking_and_threads_are_bit_identical() {
-        let p = AttentionParams { n_heads: 4, n_kv_heads: 2, head_dim: 16, scale: 0.25, window: Some(11) };
+        let p = AttentionParams {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 16,
+            scale: 0.25,
+            window: Some(11),
+        };
         let (q, k, v) = random_case(3, 45, &p);
         let one = WorkerPool::new(1);
         let two = WorkerPool::new(2);
         let whole = run_paged(&one, &p, 8, &q, &k, &v, 45);
         for chunk in [1, 3, 7, 16, 45] {
             let got = run_paged(&two, &p, 8, &q, &k, &v, chunk);
-            assert!(got.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()), "chunk {chunk}");
+            assert!(
+                got.iter()
+                    .zip(&whole)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "chunk {chunk}"
+            );
         }
     }
 
@@ -348,10 +455,20 @@ mod tests {
             (16, None, 9, 3, 64, 45, 44),
             (16, Some(20), 4, 1, 256, 70, 69),
             (16, None, 4, 1, 256, 17, 16),
-        ]
-        {
-            let p = AttentionParams { n_heads, n_kv_heads: n_kv, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window };
-            let shape = KvShape { num_blocks: total.div_ceil(bs) + 2, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        ] {
+            let p = AttentionParams {
+                n_heads,
+                n_kv_heads: n_kv,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                window,
+            };
+            let shape = KvShape {
+                num_blocks: total.div_ceil(bs) + 2,
+                block_size: bs,
+                n_kv_heads: n_kv,
+                head_dim: hd,
+            };
             let mut table: Vec<u32> = (0..shape.num_blocks as u32).collect();
             table.reverse();
             let mut kc = vec![f16::ZERO; shape.layer_len()];
@@ -362,17 +479,36 @@ mod tests {
                 write_kv(&shape, &mut kc, &mut vc, &table, pos, &kr, &vr);
             }
             let rows = total - first_pos;
-            let q: Vec<f32> = (0..rows * n_heads * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
-            let seq = AttentionSeq { first_row: 0, num_rows: rows, first_pos, block_table: &table };
+            let q: Vec<f32> = (0..rows * n_heads * hd)
+                .map(|_| rng.gen_range(-2.0..2.0))
+                .collect();
+            let seq = AttentionSeq {
+                first_row: 0,
+                num_rows: rows,
+                first_pos,
+                block_table: &table,
+            };
             for kv_head in 0..n_kv {
                 for r0 in (0..rows).step_by(ROWS_PER_TASK) {
                     let r1 = (r0 + ROWS_PER_TASK).min(rows);
-                    let task = Task { p: &p, shape: &shape, q: &q, k_layer: &kc, v_layer: &vc, s: &seq, kv_head, rows: r0..r1 };
+                    let task = Task {
+                        p: &p,
+                        shape: &shape,
+                        q: &q,
+                        k_layer: &kc,
+                        v_layer: &vc,
+                        s: &seq,
+                        kv_head,
+                        rows: r0..r1,
+                    };
                     let (mut a, mut b) = (vec![0f32; q.len()], vec![0f32; q.len()]);
                     portable::attend(&task, &mut Vec::new(), &mut a);
                     // SAFETY: checked above that the CPU supports AVX-512.
                     unsafe { avx512::attend(&task, &mut Vec::new(), &mut b) };
-                    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "bs {bs} window {window:?} hd {hd} rows {r0}..{r1}");
+                    assert!(
+                        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "bs {bs} window {window:?} hd {hd} rows {r0}..{r1}"
+                    );
                 }
             }
         }
@@ -386,7 +522,13 @@ mod tests {
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for _ in 0..100 {
-            let vals: Vec<[f32; 16]> = (0..16).map(|_| std::array::from_fn(|_| rng.gen_range(-1e3..1e3f32) * rng.gen_range(0.0..1.0f32).powi(8))).collect();
+            let vals: Vec<[f32; 16]> = (0..16)
+                .map(|_| {
+                    std::array::from_fn(|_| {
+                        rng.gen_range(-1e3..1e3f32) * rng.gen_range(0.0..1.0f32).powi(8)
+                    })
+                })
+                .collect();
             // SAFETY: AVX-512 checked above.
             let got: [f32; 16] = unsafe {
                 use std::arch::x86_64::*;
@@ -396,7 +538,11 @@ mod tests {
                 out
             };
             for k in 0..16 {
-                assert_eq!(got[k].to_bits(), portable::tree16(&vals[k]).to_bits(), "key {k}");
+                assert_eq!(
+                    got[k].to_bits(),
+                    portable::tree16(&vals[k]).to_bits(),
+                    "key {k}"
+                );
             }
         }
     }
@@ -404,9 +550,20 @@ mod tests {
     #[test]
     fn ragged_batch_equals_separate_calls() {
         let pool = WorkerPool::new(2);
-        let p = AttentionParams { n_heads: 2, n_kv_heads: 1, head_dim: 8, scale: 0.3, window: None };
+        let p = AttentionParams {
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 8,
+            scale: 0.3,
+            window: None,
+        };
         let bs = 4;
-        let shape = KvShape { num_blocks: 20, block_size: bs, n_kv_heads: 1, head_dim: 8 };
+        let shape = KvShape {
+            num_blocks: 20,
+            block_size: bs,
+            n_kv_heads: 1,
+            head_dim: 8,
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let mut kc = vec![f16::ZERO; shape.layer_len()];
         let mut vc = vec![f16::ZERO; shape.layer_len()];
@@ -422,15 +579,49 @@ mod tests {
         }
         let q: Vec<f32> = (0..7 * 16).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let seqs = [
-            AttentionSeq { first_row: 0, num_rows: 1, first_pos: 9, block_table: &ta },
-            AttentionSeq { first_row: 1, num_rows: 6, first_pos: 2, block_table: &tb },
+            AttentionSeq {
+                first_row: 0,
+                num_rows: 1,
+                first_pos: 9,
+                block_table: &ta,
+            },
+            AttentionSeq {
+                first_row: 1,
+                num_rows: 6,
+                first_pos: 2,
+                block_table: &tb,
+            },
         ];
         let mut both = vec![0f32; 7 * 16];
         paged_attention(&pool, &p, &shape, &q, &kc, &vc, &seqs, &mut both);
         let mut a = vec![0f32; 16];
-        paged_attention(&pool, &p, &shape, &q[..16], &kc, &vc, &[AttentionSeq { first_row: 0, ..seqs[0] }], &mut a);
+        paged_attention(
+            &pool,
+            &p,
+            &shape,
+            &q[..16],
+            &kc,
+            &vc,
+            &[AttentionSeq {
+                first_row: 0,
+                ..seqs[0]
+            }],
+            &mut a,
+        );
         let mut b = vec![0f32; 6 * 16];
-        paged_attention(&pool, &p, &shape, &q[16..], &kc, &vc, &[AttentionSeq { first_row: 0, ..seqs[1] }], &mut b);
+        paged_attention(
+            &pool,
+            &p,
+            &shape,
+            &q[16..],
+            &kc,
+            &vc,
+            &[AttentionSeq {
+                first_row: 0,
+                ..seqs[1]
+            }],
+            &mut b,
+        );
         assert_eq!(&both[..16], &a[..]);
         assert_eq!(&both[16..], &b[..]);
     }

@@ -26,7 +26,12 @@ pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     }
     let (scores, rest) = buf.split_at_mut(nq * span);
     let qv = &mut rest[..hd];
-    let head_at = |pos: usize| (shape.head_offset(t.s.block_table[pos / bs] as usize, t.kv_head), pos % bs);
+    let head_at = |pos: usize| {
+        (
+            shape.head_offset(t.s.block_table[pos / bs] as usize, t.kv_head),
+            pos % bs,
+        )
+    };
     let k_at = |pos: usize, d: usize| {
         let (at, slot) = head_at(pos);
         t.k_layer[at + slot * hd + d].to_f32()

@@ -57,7 +57,11 @@ impl ActScheme {
         use fulcrum_gguf::GgmlType::*;
         match (w.ty, &w.data) {
             (Q4_K | Q5_K | Q6_K, _) => ActScheme::Super256,
-            (_, super::PackedData::Quant { layout, .. }) if layout.numerics == super::Numerics::LlamaCpp => ActScheme::Block32Lanes,
+            (_, super::PackedData::Quant { layout, .. })
+                if layout.numerics == super::Numerics::LlamaCpp =>
+            {
+                ActScheme::Block32Lanes
+            }
             _ => ActScheme::Block32,
         }
     }
@@ -97,10 +101,20 @@ impl QuantizedActivations {
     }
 
     /// Quantizes `x` (`[m, cols]`), reusing this buffer.
-    pub fn quantize(&mut self, pool: &WorkerPool, x: &[f32], m: usize, cols: usize, scheme: ActScheme) {
+    pub fn quantize(
+        &mut self,
+        pool: &WorkerPool,
+        x: &[f32],
+        m: usize,
+        cols: usize,
+        scheme: ActScheme,
+    ) {
         assert_eq!(x.len(), m * cols, "x must be [m, cols]");
         assert_eq!(cols % 32, 0, "columns must be whole 32-value blocks");
-        assert!(scheme.per_block() || cols % 256 == 0, "K-quant rows are whole 256-value super-blocks");
+        assert!(
+            scheme.per_block() || cols % 256 == 0,
+            "K-quant rows are whole 256-value super-blocks"
+        );
         self.m = m;
         self.cols = cols;
         self.blocks = cols / 32;
@@ -121,7 +135,8 @@ impl QuantizedActivations {
             for tok in t * per_task..((t + 1) * per_task).min(m) {
                 // SAFETY: each token writes only its own `stride` bytes and its
                 // own column of `sums` (index b*m + tok).
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(tok * stride), stride) };
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(out.get().add(tok * stride), stride) };
                 let put = |b: usize, s: f32| unsafe { *sums.get().add(b * m + tok) = s };
                 let xt = &x[tok * cols..(tok + 1) * cols];
                 #[cfg(target_arch = "x86_64")]
@@ -146,7 +161,12 @@ impl QuantizedActivations {
     }
 }
 
-fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: impl FnMut(usize, f32)) {
+fn quantize_token(
+    x: &[f32],
+    scheme: ActScheme,
+    out: &mut [u8],
+    mut put_sum: impl FnMut(usize, f32),
+) {
     let mut super_scale = (0f32, 0f32); // (iscale, d) of the current super-block
     for (b, xb) in x.chunks_exact(32).enumerate() {
         let (q, d, s) = match scheme {
@@ -156,7 +176,8 @@ fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: imp
                     super_scale = super_block_scale(&x[32 * b..32 * b + 256]);
                 }
                 let (iscale, d) = super_scale;
-                let q: [i8; 32] = std::array::from_fn(|i| (iscale * xb[i]).round_ties_even().min(127.0) as i8);
+                let q: [i8; 32] =
+                    std::array::from_fn(|i| (iscale * xb[i]).round_ties_even().min(127.0) as i8);
                 let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
                 (q, d, d * sum as f32)
             }
@@ -166,7 +187,12 @@ fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: imp
         for (o, &v) in rec[..32].iter_mut().zip(&q) {
             *o = v as u8;
         }
-        let half_sum = |h: usize| q[16 * h..16 * h + 16].iter().map(|&v| i32::from(v)).sum::<i32>();
+        let half_sum = |h: usize| {
+            q[16 * h..16 * h + 16]
+                .iter()
+                .map(|&v| i32::from(v))
+                .sum::<i32>()
+        };
         put_record_fields(rec, d, half_sum(0), half_sum(1));
         if scheme == ActScheme::Block32Lanes {
             put_lane_fields(rec, &q);
@@ -208,9 +234,14 @@ fn quantize_block(x: &[f32]) -> ([i8; 32], f32, f32) {
     }
     let d = amax / 127.0;
     let id = 127.0 / amax;
-    let q: [i8; 32] = std::array::from_fn(|i| (x[i] * id).round_ties_even().clamp(-127.0, 127.0) as i8);
+    let q: [i8; 32] =
+        std::array::from_fn(|i| (x[i] * id).round_ties_even().clamp(-127.0, 127.0) as i8);
     let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
-    (q, f16::from_f32(d).to_f32(), f16::from_f32(d * sum as f32).to_f32())
+    (
+        q,
+        f16::from_f32(d).to_f32(),
+        f16::from_f32(d * sum as f32).to_f32(),
+    )
 }
 
 /// ggml's Q8_K scale: `iscale = -127/max` where `max` is the value of largest
@@ -240,13 +271,23 @@ mod avx512 {
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI and F16C.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-    pub unsafe fn quantize_token(x: &[f32], scheme: ActScheme, out: &mut [u8], mut put_sum: impl FnMut(usize, f32)) {
+    pub unsafe fn quantize_token(
+        x: &[f32],
+        scheme: ActScheme,
+        out: &mut [u8],
+        mut put_sum: impl FnMut(usize, f32),
+    ) {
         let abs = |v: __m512| _mm512_abs_ps(v);
         let mut iscale_super = 0f32;
         let mut d_super = 0f32;
         for (b, xb) in x.chunks_exact(32).enumerate() {
             // SAFETY: 32 floats per block.
-            let (v0, v1) = unsafe { (_mm512_loadu_ps(xb.as_ptr()), _mm512_loadu_ps(xb.as_ptr().add(16))) };
+            let (v0, v1) = unsafe {
+                (
+                    _mm512_loadu_ps(xb.as_ptr()),
+                    _mm512_loadu_ps(xb.as_ptr().add(16)),
+                )
+            };
             let (scale, d) = match scheme {
                 ActScheme::Block32 | ActScheme::Block32Lanes => {
                     let amax = _mm512_reduce_max_ps(_mm512_max_ps(abs(v0), abs(v1)));
@@ -258,7 +299,8 @@ mod avx512 {
                 }
                 ActScheme::Super256 => {
                     if b % 8 == 0 {
-                        (iscale_super, d_super) = super::super_block_scale(&x[32 * b..32 * b + 256]);
+                        (iscale_super, d_super) =
+                            super::super_block_scale(&x[32 * b..32 * b + 256]);
                     }
                     (iscale_super, d_super)
                 }
@@ -267,9 +309,19 @@ mod avx512 {
             // Round half to even (the default rounding mode), then clamp.
             let lim_hi = _mm512_set1_epi32(127);
             let lim_lo = _mm512_set1_epi32(if scheme.per_block() { -127 } else { -128 });
-            let q0 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, sv)), lim_hi), lim_lo);
-            let q1 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, sv)), lim_hi), lim_lo);
-            let (q0, q1) = if d == 0.0 { (_mm512_setzero_si512(), _mm512_setzero_si512()) } else { (q0, q1) };
+            let q0 = _mm512_max_epi32(
+                _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, sv)), lim_hi),
+                lim_lo,
+            );
+            let q1 = _mm512_max_epi32(
+                _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, sv)), lim_hi),
+                lim_lo,
+            );
+            let (q0, q1) = if d == 0.0 {
+                (_mm512_setzero_si512(), _mm512_setzero_si512())
+            } else {
+                (q0, q1)
+            };
             let qb = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
             let size = scheme.record_bytes();
             let rec = &mut out[b * size..(b + 1) * size];
@@ -281,7 +333,10 @@ mod avx512 {
                 // Lane sums of 4 consecutive levels (a dot with ones) and the
                 // register-order copies: 128-bit lanes [q0-15, q0-15, q16-31, q16-31].
                 let ls = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), qb);
-                let qdup = _mm512_shuffle_i64x2::<0b0101_0000>(_mm512_castsi256_si512(qb), _mm512_castsi256_si512(qb));
+                let qdup = _mm512_shuffle_i64x2::<0b0101_0000>(
+                    _mm512_castsi256_si512(qb),
+                    _mm512_castsi256_si512(qb),
+                );
                 let qbias = _mm512_xor_si512(qdup, _mm512_set1_epi8(-128));
                 // SAFETY: a Block32Lanes record has room for all fields.
                 unsafe {
@@ -290,9 +345,17 @@ mod avx512 {
                     _mm512_storeu_si512(rec.as_mut_ptr().add(DUP_QB).cast(), qbias);
                 }
             }
-            let d_stored = if scheme.per_block() { half::f16::from_f32(d).to_f32() } else { d };
+            let d_stored = if scheme.per_block() {
+                half::f16::from_f32(d).to_f32()
+            } else {
+                d
+            };
             put_record_fields(rec, d_stored, half0, sum - half0);
-            let s = if scheme.per_block() { half::f16::from_f32(d * sum as f32).to_f32() } else { d * sum as f32 };
+            let s = if scheme.per_block() {
+                half::f16::from_f32(d * sum as f32).to_f32()
+            } else {
+                d * sum as f32
+            };
             put_sum(b, s);
         }
     }
@@ -314,14 +377,27 @@ mod tests {
         lanes.quantize(&pool, &x, 1, 128, ActScheme::Block32Lanes);
         let l = lanes.token(0);
         let lane2: i32 = (8..12).map(|j| i32::from(q[j])).sum();
-        assert_eq!(i32::from_le_bytes(l[RECORD_LANES + AT_LANE_SUMS + 8..RECORD_LANES + AT_LANE_SUMS + 12].try_into().unwrap()), lane2);
+        assert_eq!(
+            i32::from_le_bytes(
+                l[RECORD_LANES + AT_LANE_SUMS + 8..RECORD_LANES + AT_LANE_SUMS + 12]
+                    .try_into()
+                    .unwrap()
+            ),
+            lane2
+        );
         assert_eq!(l[RECORD_LANES + DUP_Q + 16 + 5] as i8, q[5]);
         assert_eq!(l[RECORD_LANES + DUP_QB + 32 + 2] ^ 0x80, q[18] as u8);
         assert_eq!(t[RECORD + 5] as i8, q[5]);
         let at = |o: usize| i32::from_le_bytes(t[RECORD + o..RECORD + o + 4].try_into().unwrap());
         let sum = |r: std::ops::Range<usize>| q[r].iter().map(|&v| i32::from(v)).sum::<i32>();
-        assert_eq!((at(AT_SUM_LO), at(AT_SUM_HI), at(AT_SUM)), (sum(0..16), sum(16..32), sum(0..32)));
-        assert_eq!(f32::from_le_bytes(t[RECORD + AT_D..RECORD + AT_D + 4].try_into().unwrap()), d);
+        assert_eq!(
+            (at(AT_SUM_LO), at(AT_SUM_HI), at(AT_SUM)),
+            (sum(0..16), sum(16..32), sum(0..32))
+        );
+        assert_eq!(
+            f32::from_le_bytes(t[RECORD + AT_D..RECORD + AT_D + 4].try_into().unwrap()),
+            d
+        );
         assert_eq!(a.sum(1, 0), s);
         // Levels: 127 at the block's largest magnitude, rounding half to even.
         assert_eq!(q.iter().map(|v| v.abs()).max(), Some(127));
@@ -339,7 +415,11 @@ mod tests {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 * 8.0 - 4.0
         };
-        for scheme in [ActScheme::Block32, ActScheme::Block32Lanes, ActScheme::Super256] {
+        for scheme in [
+            ActScheme::Block32,
+            ActScheme::Block32Lanes,
+            ActScheme::Super256,
+        ] {
             for case in 0..4 {
                 let mut x: Vec<f32> = (0..512).map(|_| next()).collect();
                 match case {
@@ -369,7 +449,11 @@ mod tests {
         let t = a.token(0);
         assert_eq!(t[7] as i8, -127);
         for b in 0..8 {
-            let d = f32::from_le_bytes(t[b * RECORD + AT_D..b * RECORD + AT_D + 4].try_into().unwrap());
+            let d = f32::from_le_bytes(
+                t[b * RECORD + AT_D..b * RECORD + AT_D + 4]
+                    .try_into()
+                    .unwrap(),
+            );
             assert_eq!(d, 1.0 / (127.0f32 / 4.0));
         }
     }

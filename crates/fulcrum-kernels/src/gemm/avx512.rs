@@ -39,7 +39,11 @@ const fn lane_tables(rows: bool) -> [[u32; 16]; 5] {
     while c <= 4 {
         let mut l = 0;
         while l < 16 {
-            t[c][l] = if rows { (l / c) as u32 % 4 } else { (l % c) as u32 };
+            t[c][l] = if rows {
+                (l / c) as u32 % 4
+            } else {
+                (l % c) as u32
+            };
             l += 1;
         }
         c += 1;
@@ -78,7 +82,10 @@ unsafe fn unpack<const BITS: u32>(rec: *const u8, planes_at: usize) -> __m512i {
         // 128-bit lanes [A, A, B, B], then shift the odd ones by a nibble.
         let t = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), q);
         let u = _mm512_srli_epi16::<4>(t);
-        let mut v = _mm512_and_si512(_mm512_mask_blend_epi64(0b1100_1100, t, u), _mm512_set1_epi8(0x0F));
+        let mut v = _mm512_and_si512(
+            _mm512_mask_blend_epi64(0b1100_1100, t, u),
+            _mm512_set1_epi8(0x0F),
+        );
         if BITS >= 5 {
             let k = rec.add(planes_at).cast::<u64>().read_unaligned();
             v = _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(0x10));
@@ -151,7 +158,11 @@ pub unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const 
                 }
             }
             let ws = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.scales).cast()));
-            let mins = if FMIN { _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.mins).cast())) } else { _mm512_setzero_ps() };
+            let mins = if FMIN {
+                _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.mins).cast()))
+            } else {
+                _mm512_setzero_ps()
+            };
             (wv, ws, mins)
         };
         for (c, acc_c) in acc.iter_mut().enumerate() {
@@ -161,7 +172,9 @@ pub unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const 
                 let xr = a.add(c * g.act_stride + b * g.act_rec);
                 let x = |j: usize| _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned());
                 let init = if SHIFT > 0 {
-                    _mm512_set1_epi32((xr.add(AT_SUM).cast::<i32>().read_unaligned() << SHIFT).wrapping_neg())
+                    _mm512_set1_epi32(
+                        (xr.add(AT_SUM).cast::<i32>().read_unaligned() << SHIFT).wrapping_neg(),
+                    )
                 } else {
                     _mm512_setzero_si512()
                 };
@@ -182,7 +195,11 @@ pub unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const 
                     i0
                 };
                 let dx = _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned());
-                let sx = if FMIN { _mm512_set1_ps(*s.add(b * g.m + tok0 + c)) } else { _mm512_setzero_ps() };
+                let sx = if FMIN {
+                    _mm512_set1_ps(*s.add(b * g.m + tok0 + c))
+                } else {
+                    _mm512_setzero_ps()
+                };
                 (isum, dx, sx)
             };
             *acc_c = _mm512_fmadd_ps(_mm512_mul_ps(ws, dx), _mm512_cvtepi32_ps(isum), *acc_c);
@@ -213,7 +230,10 @@ pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, c
     tok0: usize,
     out: &mut [[f32; C]; 8],
 ) {
-    debug_assert!(C <= 8, "tiles are one group of four rows by up to eight tokens");
+    debug_assert!(
+        C <= 8,
+        "tiles are one group of four rows by up to eight tokens"
+    );
     let mut acc = [[_mm512_setzero_ps(); C]; 2];
     // Min terms: register h holds tokens 4h..4h+4, lane 4·row + token % 4.
     let mut summs = [_mm512_setzero_ps(); 2];
@@ -230,7 +250,10 @@ pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, c
             let rec = w.add(b * g.rec.total);
             _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
             let (w0, w1) = if BITS == 8 {
-                (_mm512_loadu_si512(rec.cast()), _mm512_loadu_si512(rec.add(64).cast()))
+                (
+                    _mm512_loadu_si512(rec.cast()),
+                    _mm512_loadu_si512(rec.add(64).cast()),
+                )
             } else {
                 // 128-bit lanes [A0, B0, A1, B1] of nibbles → both pairs' registers.
                 let v = _mm512_loadu_si512(rec.cast());
@@ -246,8 +269,15 @@ pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, c
                 }
                 (w0, w1)
             };
-            let sc = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.scales).cast())));
-            (w0, w1, _mm512_permutexvar_ps(pair0, sc), _mm512_permutexvar_ps(pair1, sc), rec)
+            let sc =
+                _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.scales).cast())));
+            (
+                w0,
+                w1,
+                _mm512_permutexvar_ps(pair0, sc),
+                _mm512_permutexvar_ps(pair1, sc),
+                rec,
+            )
         };
         // Formats with an integer offset: signed weights (level − offset, 8-bit
         // ones are stored signed) times activations offset by 128 as unsigned
@@ -261,7 +291,12 @@ pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, c
                 w1 = _mm512_sub_epi8(w1, off);
             }
             let ones = _mm512_set1_epi8(1);
-            let neg128 = |w: __m512i| _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w)));
+            let neg128 = |w: __m512i| {
+                _mm512_sub_epi32(
+                    _mm512_setzero_si512(),
+                    _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w)),
+                )
+            };
             init0 = neg128(w0);
             init1 = neg128(w1);
         }
@@ -270,12 +305,21 @@ pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, c
             let (x, dx) = unsafe {
                 let xr = a.add(c * g.act_stride + b * g.act_rec);
                 let x = _mm512_loadu_si512(xr.add(if SHIFT > 0 { DUP_QB } else { DUP_Q }).cast());
-                (x, _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned()))
+                (
+                    x,
+                    _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned()),
+                )
             };
             let (i0, i1) = if SHIFT > 0 {
-                (_mm512_dpbusd_epi32(init0, x, w0), _mm512_dpbusd_epi32(init1, x, w1))
+                (
+                    _mm512_dpbusd_epi32(init0, x, w0),
+                    _mm512_dpbusd_epi32(init1, x, w1),
+                )
             } else {
-                (_mm512_dpbusd_epi32(init0, w0, x), _mm512_dpbusd_epi32(init1, w1, x))
+                (
+                    _mm512_dpbusd_epi32(init0, w0, x),
+                    _mm512_dpbusd_epi32(init1, w1, x),
+                )
             };
             acc[0][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws0, dx), _mm512_cvtepi32_ps(i0), acc[0][c]);
             acc[1][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws1, dx), _mm512_cvtepi32_ps(i1), acc[1][c]);
@@ -310,7 +354,11 @@ pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, c
             let v = acc[p][c];
             let s8 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(v), _mm512_castps512_ps256(v));
             for ri in 0..2 {
-                let r4 = if ri == 0 { _mm256_castps256_ps128(s8) } else { _mm256_extractf128_ps::<1>(s8) };
+                let r4 = if ri == 0 {
+                    _mm256_castps256_ps128(s8)
+                } else {
+                    _mm256_extractf128_ps::<1>(s8)
+                };
                 let r = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
                 let h = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
                 out[2 * p + ri][c] = h + sm[c / 4][4 * (2 * p + ri) + c % 4];
@@ -372,7 +420,10 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
                     if KIND == 0 {
                         let sm = _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
                         scv[p] = _mm512_permutexvar_epi32(halves, _mm512_cvtepu8_epi32(sm));
-                        mnv[p] = _mm512_permutexvar_epi32(halves, _mm512_cvtepu8_epi32(_mm_srli_si128::<2>(sm)));
+                        mnv[p] = _mm512_permutexvar_epi32(
+                            halves,
+                            _mm512_cvtepu8_epi32(_mm_srli_si128::<2>(sm)),
+                        );
                     } else {
                         let sm = _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
                         scv[p] = _mm512_permutexvar_epi32(quarters, _mm512_cvtepi8_epi32(sm));
@@ -390,7 +441,10 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
                     let isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[p], x);
                     iacc[p][c] = _mm512_add_epi32(iacc[p][c], _mm512_mullo_epi32(isum, scv[p]));
                     if KIND == 0 {
-                        imin[p][c] = _mm512_add_epi32(imin[p][c], _mm512_mullo_epi32(mnv[p], _mm512_set1_epi32(bsum)));
+                        imin[p][c] = _mm512_add_epi32(
+                            imin[p][c],
+                            _mm512_mullo_epi32(mnv[p], _mm512_set1_epi32(bsum)),
+                        );
                     }
                 }
             }
@@ -400,11 +454,18 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
         for c in 0..C {
             // SAFETY: token c's records of this super-block.
             let (dx, halfsums) = unsafe {
-                let dx = _mm512_set1_ps(a.add(c * g.act_stride + last * g.act_rec + AT_D).cast::<f32>().read_unaligned());
+                let dx = _mm512_set1_ps(
+                    a.add(c * g.act_stride + last * g.act_rec + AT_D)
+                        .cast::<f32>()
+                        .read_unaligned(),
+                );
                 // [Σ block0 low, Σ block0 high, Σ block1 low, …]: 16 lanes.
                 let mut hs = [0i64; 8];
                 for (l, h) in hs.iter_mut().enumerate() {
-                    *h = a.add(c * g.act_stride + (8 * sb + l) * g.act_rec + AT_SUM_LO).cast::<i64>().read_unaligned();
+                    *h = a
+                        .add(c * g.act_stride + (8 * sb + l) * g.act_rec + AT_SUM_LO)
+                        .cast::<i64>()
+                        .read_unaligned();
                 }
                 (dx, _mm512_loadu_si512(hs.as_ptr().cast()))
             };
@@ -417,19 +478,32 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
                         let f = _mm512_castps128_ps512(_mm_loadu_ps(rec.add(sc_at + 4).cast()));
                         (
                             _mm512_permutexvar_ps(halves, f),
-                            _mm512_permutexvar_ps(_mm512_add_epi32(halves, _mm512_set1_epi32(2)), f),
+                            _mm512_permutexvar_ps(
+                                _mm512_add_epi32(halves, _mm512_set1_epi32(2)),
+                                f,
+                            ),
                         )
                     };
                     let red = sum_halves(iacc[p][c]);
-                    acc[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(red), _mm512_mul_ps(dv, dx), acc[p][c]);
-                    acc_min[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[p][c]), _mm512_mul_ps(dminv, dx), acc_min[p][c]);
+                    acc[p][c] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(red), _mm512_mul_ps(dv, dx), acc[p][c]);
+                    acc_min[p][c] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(imin[p][c]),
+                        _mm512_mul_ps(dminv, dx),
+                        acc_min[p][c],
+                    );
                 } else {
                     // SAFETY: the record holds A's and B's 16 scales, then d A, d B.
                     let (sca, scb, dv) = unsafe {
                         (
                             _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 4).cast())),
                             _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 20).cast())),
-                            _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(rec.add(sc_at + 36).cast())))),
+                            _mm512_permutexvar_ps(
+                                halves,
+                                _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(
+                                    rec.add(sc_at + 36).cast(),
+                                ))),
+                            ),
                         )
                     };
                     // Lane 2l (+1): block l's halves; pair sums in even lanes, then compacted.
@@ -437,10 +511,12 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
                     let pb = _mm512_mullo_epi32(scb, halfsums);
                     let pa = _mm512_add_epi32(pa, _mm512_shuffle_epi32::<0xB1>(pa));
                     let pb = _mm512_add_epi32(pb, _mm512_shuffle_epi32::<0xB1>(pb));
-                    let idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+                    let idx =
+                        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
                     let corr = _mm512_slli_epi32::<5>(_mm512_permutex2var_epi32(pa, idx, pb));
                     let s = _mm512_sub_epi32(iacc[p][c], corr);
-                    acc[p][c] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dv), _mm512_cvtepi32_ps(s), acc[p][c]);
+                    acc[p][c] =
+                        _mm512_fmadd_ps(_mm512_mul_ps(dx, dv), _mm512_cvtepi32_ps(s), acc[p][c]);
                 }
             }
         }

@@ -26,7 +26,9 @@ mod packed;
 mod portable;
 
 pub use activations::{ActScheme, QuantizedActivations};
-pub use packed::{AlignedBytes, Bits, Numerics, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK};
+pub use packed::{
+    AlignedBytes, Bits, Numerics, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK,
+};
 
 use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};
@@ -46,27 +48,45 @@ pub fn kernel_isa() -> Isa {
 }
 
 /// `y = x·wᵀ`: quantizes `x` (`[m, w.cols]`) into `scratch` and multiplies.
-pub fn matmul(pool: &WorkerPool, x: &[f32], m: usize, w: &PackedMatrix, y: &mut [f32], scratch: &mut MatmulScratch) {
+pub fn matmul(
+    pool: &WorkerPool,
+    x: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
     assert_eq!(x.len(), m * w.cols, "x must be [m, k]");
     assert_eq!(y.len(), m * w.rows, "y must be [m, n]");
     match &w.data {
         PackedData::F32(wf) => matmul_f32(pool, x, m, w, wf, y),
         PackedData::Quant { .. } => {
-            scratch.acts.quantize(pool, x, m, w.cols, ActScheme::for_matrix(w));
+            scratch
+                .acts
+                .quantize(pool, x, m, w.cols, ActScheme::for_matrix(w));
             matmul_quantized(pool, &scratch.acts, w, y);
         }
     }
 }
 
 /// `y = acts·wᵀ` with activations already quantized (for the same `cols`).
-pub fn matmul_quantized(pool: &WorkerPool, acts: &QuantizedActivations, w: &PackedMatrix, y: &mut [f32]) {
+pub fn matmul_quantized(
+    pool: &WorkerPool,
+    acts: &QuantizedActivations,
+    w: &PackedMatrix,
+    y: &mut [f32],
+) {
     matmul_quantized_many(pool, acts, &mut [(w, y)]);
 }
 
 /// Several products of the same activations (q/k/v, gate/up) in one parallel
 /// region: one hand-off to the workers instead of one per matrix, which
 /// matters for single-token decode where each product takes microseconds.
-pub fn matmul_quantized_many(pool: &WorkerPool, acts: &QuantizedActivations, outs: &mut [(&PackedMatrix, &mut [f32])]) {
+pub fn matmul_quantized_many(
+    pool: &WorkerPool,
+    acts: &QuantizedActivations,
+    outs: &mut [(&PackedMatrix, &mut [f32])],
+) {
     struct Job<'a> {
         w: &'a PackedMatrix,
         layout: &'a QuantLayout,
@@ -86,8 +106,17 @@ pub fn matmul_quantized_many(pool: &WorkerPool, acts: &QuantizedActivations, out
         let PackedData::Quant { layout, bytes } = &w.data else {
             panic!("matmul_quantized needs a quantized matrix; use matmul for float weights");
         };
-        assert_eq!(acts.cols, w.cols, "activations quantized for {} columns, matrix has {}", acts.cols, w.cols);
-        assert_eq!(acts.scheme, Some(ActScheme::for_matrix(w)), "activations quantized with the wrong scheme for {}", w.ty);
+        assert_eq!(
+            acts.cols, w.cols,
+            "activations quantized for {} columns, matrix has {}",
+            acts.cols, w.cols
+        );
+        assert_eq!(
+            acts.scheme,
+            Some(ActScheme::for_matrix(w)),
+            "activations quantized with the wrong scheme for {}",
+            w.ty
+        );
         assert_eq!(y.len(), m * w.rows, "y must be [m, n]");
         if m == 0 || w.rows == 0 {
             continue;
@@ -95,15 +124,29 @@ pub fn matmul_quantized_many(pool: &WorkerPool, acts: &QuantizedActivations, out
         // Row blocks (whole groups: groups never straddle tasks) sized so
         // all matrices together give about 8 tasks per thread.
         let gr = layout.group_rows();
-        let per_block = (pool.num_threads() * 8 * w.rows).div_ceil(total_rows * token_blocks).max(1);
+        let per_block = (pool.num_threads() * 8 * w.rows)
+            .div_ceil(total_rows * token_blocks)
+            .max(1);
         let rb = w.rows.div_ceil(per_block).clamp(16, 256).div_ceil(gr) * gr;
         let row_blocks = w.rows.div_ceil(rb);
-        jobs.push(Job { w, layout, bytes: bytes.as_slice(), y: SendPtr(y.as_mut_ptr()), rb, row_blocks, first_task: num_tasks });
+        jobs.push(Job {
+            w,
+            layout,
+            bytes: bytes.as_slice(),
+            y: SendPtr(y.as_mut_ptr()),
+            rb,
+            row_blocks,
+            first_task: num_tasks,
+        });
         num_tasks += row_blocks * token_blocks;
     }
     let isa = kernel_isa();
     pool.run(num_tasks, |task| {
-        let j = jobs.iter().rev().find(|j| j.first_task <= task).expect("task belongs to a job");
+        let j = jobs
+            .iter()
+            .rev()
+            .find(|j| j.first_task <= task)
+            .expect("task belongs to a job");
         let local = task - j.first_task;
         let (rbi, tbi) = (local % j.row_blocks, local / j.row_blocks);
         let n = j.w.rows;
@@ -137,8 +180,18 @@ fn avx512_block(
 ) {
     use avx512::{tile16, tile_lanes8, tile_super, Geometry};
     let rec = layout.record();
-    let g = Geometry { step: 2 * rec.total, blocks: w.blocks, rec, act_stride: acts.token_stride(), act_rec: acts.record, m: acts.m };
-    debug_assert!(!layout.f32_scales || layout.super_k.is_some(), "group records hold f16 scales");
+    let g = Geometry {
+        step: 2 * rec.total,
+        blocks: w.blocks,
+        rec,
+        act_stride: acts.token_stride(),
+        act_rec: acts.record,
+        m: acts.m,
+    };
+    debug_assert!(
+        !layout.f32_scales || layout.super_k.is_some(),
+        "group records hold f16 scales"
+    );
     let n = w.rows;
     assert!(y.len() >= acts.m * n);
     // Token tiles of up to 8, the last one shorter.
@@ -154,7 +207,11 @@ fn avx512_block(
         // `rows.start` is a multiple of 16 (row blocks are whole groups).
         let sp = acts.sums.as_ptr();
         for r in rows.clone().step_by(16) {
-            let valid: u16 = if rows.end - r >= 16 { u16::MAX } else { (1u16 << (rows.end - r)) - 1 };
+            let valid: u16 = if rows.end - r >= 16 {
+                u16::MAX
+            } else {
+                (1u16 << (rows.end - r)) - 1
+            };
             let wp = bytes[w.record_offset(layout, r, 0)..].as_ptr();
             let yp = y[r..].as_mut_ptr();
             tiles(&mut |t, c| {
@@ -202,16 +259,32 @@ fn avx512_block(
             // below); the layout matches the const parameters (dispatch below).
             unsafe {
                 match (layout.super_k, layout.bits) {
-                    (Some(SuperK::Mins), Bits::B4) => tile_super::<4, 0, 2, $c>(&g, wp, ap, &mut out),
-                    (Some(SuperK::Mins), Bits::B5) => tile_super::<5, 0, 2, $c>(&g, wp, ap, &mut out),
-                    (Some(SuperK::Signed16), Bits::B6) => tile_super::<6, 1, 2, $c>(&g, wp, ap, &mut out),
+                    (Some(SuperK::Mins), Bits::B4) => {
+                        tile_super::<4, 0, 2, $c>(&g, wp, ap, &mut out)
+                    }
+                    (Some(SuperK::Mins), Bits::B5) => {
+                        tile_super::<5, 0, 2, $c>(&g, wp, ap, &mut out)
+                    }
+                    (Some(SuperK::Signed16), Bits::B6) => {
+                        tile_super::<6, 1, 2, $c>(&g, wp, ap, &mut out)
+                    }
                     (Some(k), b) => unreachable!("no kernel for {k:?} with {b:?}"),
                     (None, _) => match (layout.bits, layout.offset_shift, layout.float_min) {
-                        (Bits::B4, Some(3), false) => tile_lanes8::<4, 3, false, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B4, None, true) => tile_lanes8::<4, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B5, Some(4), false) => tile_lanes8::<5, 4, false, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B5, None, true) => tile_lanes8::<5, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out),
-                        (Bits::B8, Some(7), false) => tile_lanes8::<8, 7, false, $c>(&g, wp, ap, sp, $tok, &mut out),
+                        (Bits::B4, Some(3), false) => {
+                            tile_lanes8::<4, 3, false, $c>(&g, wp, ap, sp, $tok, &mut out)
+                        }
+                        (Bits::B4, None, true) => {
+                            tile_lanes8::<4, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out)
+                        }
+                        (Bits::B5, Some(4), false) => {
+                            tile_lanes8::<5, 4, false, $c>(&g, wp, ap, sp, $tok, &mut out)
+                        }
+                        (Bits::B5, None, true) => {
+                            tile_lanes8::<5, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out)
+                        }
+                        (Bits::B8, Some(7), false) => {
+                            tile_lanes8::<8, 7, false, $c>(&g, wp, ap, sp, $tok, &mut out)
+                        }
                         other => unreachable!("no kernel for packed layout {other:?}"),
                     },
                 }
@@ -250,7 +323,11 @@ fn matmul_f32(pool: &WorkerPool, x: &[f32], m: usize, w: &PackedMatrix, wf: &[f3
         for r in t * rb..((t + 1) * rb).min(n) {
             let wr = &wf[r * k..(r + 1) * k];
             for i in 0..m {
-                let s: f32 = x[i * k..(i + 1) * k].iter().zip(wr).map(|(a, b)| a * b).sum();
+                let s: f32 = x[i * k..(i + 1) * k]
+                    .iter()
+                    .zip(wr)
+                    .map(|(a, b)| a * b)
+                    .sum();
                 // SAFETY: task t writes only column block t of y.
                 unsafe { *yp.get().add(i * n + r) = s };
             }

@@ -45,7 +45,8 @@ use half::f16;
 
 use crate::matmul::WeightMatrix;
 use crate::quant::{
-    dequantize_row, load_blocks, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    dequantize_row, load_blocks, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
+    BlockQ6_K, BlockQ8_0,
 };
 
 /// Quant width of the packed levels.
@@ -94,7 +95,9 @@ impl std::str::FromStr for Numerics {
         match s {
             "fast" => Ok(Numerics::Fast),
             "llama-cpp" | "llama.cpp" | "llamacpp" => Ok(Numerics::LlamaCpp),
-            other => Err(format!("unknown numerics {other:?} (expected fast or llama-cpp)")),
+            other => Err(format!(
+                "unknown numerics {other:?} (expected fast or llama-cpp)"
+            )),
         }
     }
 }
@@ -138,10 +141,26 @@ pub struct RecordLayout {
 impl QuantLayout {
     pub fn for_type(ty: GgmlType, numerics: Numerics) -> Option<QuantLayout> {
         let l = |bits, f32_scales, per16, offset_shift, float_min| {
-            Some(QuantLayout { super_k: None, bits, f32_scales, per16, offset_shift, float_min, numerics })
+            Some(QuantLayout {
+                super_k: None,
+                bits,
+                f32_scales,
+                per16,
+                offset_shift,
+                float_min,
+                numerics,
+            })
         };
         let k = |bits, kind| {
-            Some(QuantLayout { super_k: Some(kind), bits, f32_scales: false, per16: false, offset_shift: None, float_min: false, numerics })
+            Some(QuantLayout {
+                super_k: Some(kind),
+                bits,
+                f32_scales: false,
+                per16: false,
+                offset_shift: None,
+                float_min: false,
+                numerics,
+            })
         };
         match ty {
             GgmlType::Q4_0 => l(Bits::B4, false, false, Some(3), false),
@@ -195,9 +214,19 @@ impl QuantLayout {
                 let scales = planes + 8 * self.num_planes();
                 match kind {
                     // [sc A, sc B: u8][mn A, mn B: u8][d A, d B: f32][dmin A, dmin B: f32]
-                    SuperK::Mins => RecordLayout { planes, scales, mins: scales + 2, total: scales + 20 },
+                    SuperK::Mins => RecordLayout {
+                        planes,
+                        scales,
+                        mins: scales + 2,
+                        total: scales + 20,
+                    },
                     // [sc A lo, A hi, B lo, B hi: i8][A's 16 scales, B's 16 scales: i8][d A, d B: f32]
-                    SuperK::Signed16 => RecordLayout { planes, scales, mins: scales + 4, total: scales + 44 },
+                    SuperK::Signed16 => RecordLayout {
+                        planes,
+                        scales,
+                        mins: scales + 4,
+                        total: scales + 44,
+                    },
                 }
             }
             None if self.numerics == Numerics::LlamaCpp => {
@@ -205,16 +234,36 @@ impl QuantLayout {
                 let planes = if self.bits == Bits::B8 { 128 } else { 64 };
                 let scales = planes + 16 * self.num_planes();
                 let mins = scales + 4 * self.scale_bytes();
-                let total = mins + if self.float_min { 4 * self.scale_bytes() } else { 0 };
-                RecordLayout { planes, scales, mins, total }
+                let total = mins
+                    + if self.float_min {
+                        4 * self.scale_bytes()
+                    } else {
+                        0
+                    };
+                RecordLayout {
+                    planes,
+                    scales,
+                    mins,
+                    total,
+                }
             }
             None => {
                 // Group records (16 rows).
                 let planes = if self.bits == Bits::B8 { 512 } else { 256 };
                 let scales = planes + 64 * self.num_planes();
                 let mins = scales + 16 * self.scale_bytes();
-                let total = mins + if self.float_min { 16 * self.scale_bytes() } else { 0 };
-                RecordLayout { planes, scales, mins, total }
+                let total = mins
+                    + if self.float_min {
+                        16 * self.scale_bytes()
+                    } else {
+                        0
+                    };
+                RecordLayout {
+                    planes,
+                    scales,
+                    mins,
+                    total,
+                }
             }
         }
     }
@@ -224,7 +273,10 @@ impl QuantLayout {
 #[derive(Clone, Debug)]
 pub enum PackedData {
     /// Quantized, in pair records; see the module doc.
-    Quant { layout: QuantLayout, bytes: AlignedBytes },
+    Quant {
+        layout: QuantLayout,
+        bytes: AlignedBytes,
+    },
     /// Float weights widened to f32, `[rows, cols]`.
     F32(Vec<f32>),
 }
@@ -255,7 +307,10 @@ struct Align64([u8; 64]);
 
 impl AlignedBytes {
     pub fn zeroed(len: usize) -> AlignedBytes {
-        AlignedBytes { words: vec![Align64([0; 64]); len.div_ceil(64)], len }
+        AlignedBytes {
+            words: vec![Align64([0; 64]); len.div_ceil(64)],
+            len,
+        }
     }
 
     pub fn as_slice(&self) -> &[u8] {
@@ -307,10 +362,21 @@ impl PackedMatrix {
             for (r, dst) in out.chunks_exact_mut(w.cols.max(1)).enumerate().take(w.rows) {
                 dequantize_row(w.ty, w.row(r), dst);
             }
-            return PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, group_stride: 0, data: PackedData::F32(out) };
+            return PackedMatrix {
+                ty: w.ty,
+                rows: w.rows,
+                cols: w.cols,
+                blocks,
+                group_stride: 0,
+                data: PackedData::F32(out),
+            };
         };
         let rec = layout.record();
-        let group_stride = if layout.super_k.is_some() { 2 * blocks * rec.total } else { blocks * rec.total };
+        let group_stride = if layout.super_k.is_some() {
+            2 * blocks * rec.total
+        } else {
+            blocks * rec.total
+        };
         let gr = layout.group_rows();
         let groups = w.rows.div_ceil(gr);
         let mut bytes = AlignedBytes::zeroed(group_stride * groups);
@@ -323,14 +389,32 @@ impl PackedMatrix {
             k_d: vec![0.0; blocks.div_ceil(8)],
             k_dmin: vec![0.0; blocks.div_ceil(8)],
         };
-        let row = |r: usize| if r < w.rows { decode_row(w.ty, w.row(r), w.cols) } else { zero.clone_row() };
-        let mut packed = PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks, group_stride, data: PackedData::F32(Vec::new()) };
+        let row = |r: usize| {
+            if r < w.rows {
+                decode_row(w.ty, w.row(r), w.cols)
+            } else {
+                zero.clone_row()
+            }
+        };
+        let mut packed = PackedMatrix {
+            ty: w.ty,
+            rows: w.rows,
+            cols: w.cols,
+            blocks,
+            group_stride,
+            data: PackedData::F32(Vec::new()),
+        };
         if layout.super_k.is_some() {
             for pair in 0..2 * groups {
                 let (a, b) = (row(2 * pair), row(2 * pair + 1));
                 for blk in 0..blocks {
                     let at = packed.record_offset(&layout, 2 * pair, blk);
-                    write_record(&layout, [&a, &b], blk, &mut bytes.as_mut_slice()[at..at + rec.total]);
+                    write_record(
+                        &layout,
+                        [&a, &b],
+                        blk,
+                        &mut bytes.as_mut_slice()[at..at + rec.total],
+                    );
                 }
             }
         } else {
@@ -464,7 +548,9 @@ fn decode_row(ty: GgmlType, row: &[u8], cols: usize) -> DecodedRow {
                 d.k_d.push(blk.d.to_f32());
             }
         }
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => unreachable!("float types are not quantized"),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+            unreachable!("float types are not quantized")
+        }
     }
     d
 }
@@ -531,13 +617,18 @@ fn write_group4_record(layout: &QuantLayout, rows: &[DecodedRow], blk: usize, ou
                     out[16 * r + j] = (levels[j] & 0x0F) | ((levels[j + 16] & 0x0F) << 4);
                 }
                 if layout.bits == Bits::B5 {
-                    let mut plane = u64::from_le_bytes(out[rec.planes + 8 * p..rec.planes + 8 * p + 8].try_into().unwrap());
+                    let mut plane = u64::from_le_bytes(
+                        out[rec.planes + 8 * p..rec.planes + 8 * p + 8]
+                            .try_into()
+                            .unwrap(),
+                    );
                     for (i, &lv) in levels.iter().enumerate() {
                         if lv >> 4 & 1 == 1 {
                             plane |= 1u64 << register_position(ri, i);
                         }
                     }
-                    out[rec.planes + 8 * p..rec.planes + 8 * p + 8].copy_from_slice(&plane.to_le_bytes());
+                    out[rec.planes + 8 * p..rec.planes + 8 * p + 8]
+                        .copy_from_slice(&plane.to_le_bytes());
                 }
             }
         }
@@ -582,7 +673,12 @@ fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &
             out[rec.scales + 1] = rows[1].k_scales[blk] as u8;
             out[rec.scales + 2] = rows[0].k_mins[blk] as u8;
             out[rec.scales + 3] = rows[1].k_mins[blk] as u8;
-            let f = [rows[0].k_d[sb], rows[1].k_d[sb], rows[0].k_dmin[sb], rows[1].k_dmin[sb]];
+            let f = [
+                rows[0].k_d[sb],
+                rows[1].k_d[sb],
+                rows[0].k_dmin[sb],
+                rows[1].k_dmin[sb],
+            ];
             put_floats(true, &f, &mut out[rec.scales + 4..rec.total]);
             return;
         }
@@ -594,7 +690,11 @@ fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &
                     out[rec.scales + 4 + 16 * ri + g] = row.k_scales[16 * sb + g] as i8 as u8;
                 }
             }
-            put_floats(true, &[rows[0].k_d[sb], rows[1].k_d[sb]], &mut out[rec.scales + 36..rec.total]);
+            put_floats(
+                true,
+                &[rows[0].k_d[sb], rows[1].k_d[sb]],
+                &mut out[rec.scales + 36..rec.total],
+            );
             return;
         }
         None => unreachable!("pair records are for K-quants only"),

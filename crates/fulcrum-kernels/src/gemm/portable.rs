@@ -29,7 +29,9 @@
 use half::f16;
 
 use super::activations::{QuantizedActivations, AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
-use super::packed::{group_position, register_position, Bits, Numerics, PackedMatrix, QuantLayout, SuperK};
+use super::packed::{
+    group_position, register_position, Bits, Numerics, PackedMatrix, QuantLayout, SuperK,
+};
 
 /// `((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3))`: llama.cpp's `hsum_float_8`.
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
@@ -53,8 +55,13 @@ fn group16_levels(layout: &QuantLayout, rec: &[u8], r: usize) -> [u8; 32] {
         match layout.bits {
             Bits::B8 => rec[byte],
             _ => {
-                let nibble = if high { rec[byte] >> 4 } else { rec[byte] & 0x0F };
-                let plane = layout.bits == Bits::B5 && rec[rl.planes + 8 * slice + bit / 8] >> (bit % 8) & 1 == 1;
+                let nibble = if high {
+                    rec[byte] >> 4
+                } else {
+                    rec[byte] & 0x0F
+                };
+                let plane = layout.bits == Bits::B5
+                    && rec[rl.planes + 8 * slice + bit / 8] >> (bit % 8) & 1 == 1;
                 nibble | u8::from(plane) << 4
             }
         }
@@ -71,7 +78,11 @@ fn group4_levels(layout: &QuantLayout, rec: &[u8], r: usize) -> [u8; 32] {
             let byte = rec[16 * (r % 4) + i % 16];
             let nibble = if i < 16 { byte & 0x0F } else { byte >> 4 };
             let high = if layout.bits == Bits::B5 {
-                let plane = u64::from_le_bytes(rec[rl.planes + 8 * p..rl.planes + 8 * p + 8].try_into().unwrap());
+                let plane = u64::from_le_bytes(
+                    rec[rl.planes + 8 * p..rl.planes + 8 * p + 8]
+                        .try_into()
+                        .unwrap(),
+                );
                 ((plane >> register_position(ri, i)) & 1) as u8
             } else {
                 0
@@ -94,7 +105,11 @@ pub(crate) fn levels(layout: &QuantLayout, rec: &[u8], ri: usize) -> [u8; 32] {
                 out[j + 16] = byte >> 4;
             }
             for p in 0..layout.num_planes() {
-                let mask = u64::from_le_bytes(rec[rl.planes + 8 * p..rl.planes + 8 * p + 8].try_into().unwrap());
+                let mask = u64::from_le_bytes(
+                    rec[rl.planes + 8 * p..rl.planes + 8 * p + 8]
+                        .try_into()
+                        .unwrap(),
+                );
                 for (i, lv) in out.iter_mut().enumerate() {
                     if mask >> (32 * ri + i) & 1 == 1 {
                         *lv += 0x10 << p;
@@ -115,7 +130,15 @@ fn f32_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// One output of a K-quant matrix.
-fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
+fn dot_super(
+    kind: SuperK,
+    layout: &QuantLayout,
+    bytes: &[u8],
+    w: &PackedMatrix,
+    acts: &QuantizedActivations,
+    r: usize,
+    tok: usize,
+) -> f32 {
     let rl = layout.record();
     let ri = r % 2;
     let rec_of = |b: usize| &bytes[w.record_offset(layout, r, b)..][..rl.total];
@@ -132,7 +155,11 @@ fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix,
             let x = &a[b * acts.record..(b + 1) * acts.record];
             dx = f32_at(x, AT_D);
             let lv = levels(layout, rec, ri);
-            let qx = |l: usize| (4 * l..4 * l + 4).map(|t| i32::from(lv[t]) * i32::from(x[t] as i8)).sum::<i32>();
+            let qx = |l: usize| {
+                (4 * l..4 * l + 4)
+                    .map(|t| i32::from(lv[t]) * i32::from(x[t] as i8))
+                    .sum::<i32>()
+            };
             match kind {
                 SuperK::Mins => {
                     let sc = i32::from(rec[rl.scales + ri]);
@@ -151,7 +178,10 @@ fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix,
         }
         match kind {
             SuperK::Mins => {
-                let (d, dmin) = (f32_at(last, rl.scales + 4 + 4 * ri), f32_at(last, rl.scales + 12 + 4 * ri));
+                let (d, dmin) = (
+                    f32_at(last, rl.scales + 4 + 4 * ri),
+                    f32_at(last, rl.scales + 12 + 4 * ri),
+                );
                 acc = (i_sum as f32).mul_add(d * dx, acc);
                 acc_min = (m_sum as f32).mul_add(dmin * dx, acc_min);
             }
@@ -174,7 +204,14 @@ fn dot_super(kind: SuperK, layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix,
 }
 
 /// One output: row `r` against token `tok`.
-pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
+pub(crate) fn dot(
+    layout: &QuantLayout,
+    bytes: &[u8],
+    w: &PackedMatrix,
+    acts: &QuantizedActivations,
+    r: usize,
+    tok: usize,
+) -> f32 {
     if let Some(kind) = layout.super_k {
         return dot_super(kind, layout, bytes, w, acts, r, tok);
     }
@@ -188,7 +225,9 @@ pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &Q
         let rec = &bytes[w.record_offset(layout, r, b)..][..rl.total];
         let x = &a[b * acts.record..(b + 1) * acts.record];
         let lv = group16_levels(layout, rec, r);
-        let mut isum = layout.offset_shift.map_or(0, |sh| (i32_at(x, AT_SUM) << sh).wrapping_neg());
+        let mut isum = layout
+            .offset_shift
+            .map_or(0, |sh| (i32_at(x, AT_SUM) << sh).wrapping_neg());
         for (t, &l) in lv.iter().enumerate() {
             isum += i32::from(l) * i32::from(x[t] as i8);
         }
@@ -202,7 +241,14 @@ pub(crate) fn dot(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &Q
 }
 
 /// One output in llama.cpp's order (four-row group records).
-fn dot_lanes8(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &QuantizedActivations, r: usize, tok: usize) -> f32 {
+fn dot_lanes8(
+    layout: &QuantLayout,
+    bytes: &[u8],
+    w: &PackedMatrix,
+    acts: &QuantizedActivations,
+    r: usize,
+    tok: usize,
+) -> f32 {
     let rl = layout.record();
     let a = acts.token(tok);
     let mut acc = [0f32; 8];
@@ -214,7 +260,9 @@ fn dot_lanes8(layout: &QuantLayout, bytes: &[u8], w: &PackedMatrix, acts: &Quant
         let dx = f32_at(x, AT_D);
         for (j, acc_j) in acc.iter_mut().enumerate() {
             let ls = i32_at(x, AT_LANE_SUMS + 4 * j);
-            let mut isum = layout.offset_shift.map_or(0, |sh| (ls << sh).wrapping_neg());
+            let mut isum = layout
+                .offset_shift
+                .map_or(0, |sh| (ls << sh).wrapping_neg());
             for t in 4 * j..4 * j + 4 {
                 isum += i32::from(lv[t]) * i32::from(x[t] as i8);
             }

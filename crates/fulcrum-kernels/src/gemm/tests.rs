@@ -31,7 +31,9 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut impl Rng) -> 
 
 /// Every output through the portable kernel.
 fn portable_all(w: &PackedMatrix, acts: &QuantizedActivations) -> Vec<f32> {
-    let PackedData::Quant { layout, bytes } = &w.data else { unreachable!() };
+    let PackedData::Quant { layout, bytes } = &w.data else {
+        unreachable!()
+    };
     let mut y = vec![0f32; acts.m * w.rows];
     for t in 0..acts.m {
         for r in 0..w.rows {
@@ -63,11 +65,20 @@ fn compare_with(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64, numerics:
     // per 256), so they differ by activation rounding only.
     let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-        assert!((a - b).abs() <= 0.02 * scale, "{ty} {numerics} m{m} n{n} k{k} [{i}]: {a} vs reference {b}");
+        assert!(
+            (a - b).abs() <= 0.02 * scale,
+            "{ty} {numerics} m{m} n{n} k{k} [{i}]: {a} vs reference {b}"
+        );
     }
     // The portable kernel must agree with whatever kernel ran, bit for bit.
     let port = portable_all(&packed, &scratch.acts);
-    assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty} {numerics}: {:?} kernel differs from portable", kernel_isa());
+    assert!(
+        got.iter()
+            .zip(&port)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "{ty} {numerics}: {:?} kernel differs from portable",
+        kernel_isa()
+    );
 }
 
 /// The two summation orders compute the same sums up to float rounding.
@@ -82,13 +93,23 @@ fn numerics_differ_only_in_rounding() {
         let pool = WorkerPool::new(2);
         let run = |numerics| {
             let mut y = vec![0f32; m * n];
-            matmul(&pool, &x, m, &PackedMatrix::pack_with(&w, numerics), &mut y, &mut MatmulScratch::default());
+            matmul(
+                &pool,
+                &x,
+                m,
+                &PackedMatrix::pack_with(&w, numerics),
+                &mut y,
+                &mut MatmulScratch::default(),
+            );
             y
         };
         let (fast, llama) = (run(Numerics::Fast), run(Numerics::LlamaCpp));
         let scale = llama.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
         for (a, b) in fast.iter().zip(&llama) {
-            assert!((a - b).abs() <= 1e-5 * scale, "{ty}: fast {a} vs llama.cpp order {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 * scale,
+                "{ty}: fast {a} vs llama.cpp order {b}"
+            );
         }
     }
 }
@@ -119,19 +140,35 @@ fn odd_rows_and_short_rows() {
 #[test]
 fn batch_and_threads_do_not_change_results() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    for (ty, numerics) in QUANT_TYPES.into_iter().flat_map(|t| [(t, Numerics::Fast), (t, Numerics::LlamaCpp)]) {
+    for (ty, numerics) in QUANT_TYPES
+        .into_iter()
+        .flat_map(|t| [(t, Numerics::Fast), (t, Numerics::LlamaCpp)])
+    {
         let k = 512;
         let (n, m) = (37, 23);
         let data = random_matrix(ty, n, k, &mut rng);
-        let packed = PackedMatrix::pack_with(&WeightMatrix::new(ty, n, k, &data).unwrap(), numerics);
+        let packed =
+            PackedMatrix::pack_with(&WeightMatrix::new(ty, n, k, &data).unwrap(), numerics);
         let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let mut s = MatmulScratch::default();
         let mut all = vec![0f32; m * n];
         matmul(&WorkerPool::new(2), &x, m, &packed, &mut all, &mut s);
         for (threads, tok) in [(1, 0), (3, 5), (2, 22)] {
             let mut one = vec![0f32; n];
-            matmul(&WorkerPool::new(threads), &x[tok * k..(tok + 1) * k], 1, &packed, &mut one, &mut s);
-            assert!(one.iter().zip(&all[tok * n..(tok + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty} {numerics} token {tok}");
+            matmul(
+                &WorkerPool::new(threads),
+                &x[tok * k..(tok + 1) * k],
+                1,
+                &packed,
+                &mut one,
+                &mut s,
+            );
+            assert!(
+                one.iter()
+                    .zip(&all[tok * n..(tok + 1) * n])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{ty} {numerics} token {tok}"
+            );
         }
     }
 }
@@ -146,7 +183,14 @@ fn float_weights() {
         let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let (mut want, mut got) = (vec![0f32; m * n], vec![0f32; m * n]);
         matmul_reference(&x, m, &w, &mut want);
-        matmul(&WorkerPool::new(2), &x, m, &PackedMatrix::pack(&w), &mut got, &mut MatmulScratch::default());
+        matmul(
+            &WorkerPool::new(2),
+            &x,
+            m,
+            &PackedMatrix::pack(&w),
+            &mut got,
+            &mut MatmulScratch::default(),
+        );
         assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4));
     }
 }

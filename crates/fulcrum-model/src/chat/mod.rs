@@ -33,7 +33,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -148,30 +151,64 @@ impl ChatTemplate {
                 BuiltinTemplate::for_architecture(arch).source().to_string()
             }
         };
-        let text_of = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string();
-        ChatTemplate::new(source, text_of(tokenizer.bos_id()), text_of(tokenizer.eos_id()))
+        let text_of = |id: Option<u32>| {
+            id.and_then(|id| tokenizer.token_text(id))
+                .unwrap_or("")
+                .to_string()
+        };
+        ChatTemplate::new(
+            source,
+            text_of(tokenizer.bos_id()),
+            text_of(tokenizer.eos_id()),
+        )
     }
 
     /// A built-in template (they are tested to compile, so this does not
     /// fail in practice; it stays a `Result` rather than a hidden panic).
-    pub fn builtin(which: BuiltinTemplate, bos_token: impl Into<String>, eos_token: impl Into<String>) -> Result<ChatTemplate, ChatError> {
+    pub fn builtin(
+        which: BuiltinTemplate,
+        bos_token: impl Into<String>,
+        eos_token: impl Into<String>,
+    ) -> Result<ChatTemplate, ChatError> {
         ChatTemplate::new(which.source(), bos_token, eos_token)
     }
 
     /// Compiles `source`; a syntax error is reported here.
-    pub fn new(source: impl Into<String>, bos_token: impl Into<String>, eos_token: impl Into<String>) -> Result<ChatTemplate, ChatError> {
+    pub fn new(
+        source: impl Into<String>,
+        bos_token: impl Into<String>,
+        eos_token: impl Into<String>,
+    ) -> Result<ChatTemplate, ChatError> {
         let source = source.into();
         let mut env = Environment::new();
-        let syntax = SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(|e| ChatError::Syntax(e.to_string()))?;
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| ChatError::Syntax(e.to_string()))?;
         env.set_syntax(syntax);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(RaisedByTemplate(message)))
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<Value, minijinja::Error> {
+                Err(
+                    minijinja::Error::new(ErrorKind::InvalidOperation, message.clone())
+                        .with_source(RaisedByTemplate(message)),
+                )
+            },
+        );
+        env.add_function("strftime_now", |format: String| {
+            strftime::format_now_utc(&format)
         });
-        env.add_function("strftime_now", |format: String| strftime::format_now_utc(&format));
-        env.add_template_owned(TEMPLATE_NAME, source.clone()).map_err(|e| ChatError::Syntax(describe(&e)))?;
-        Ok(ChatTemplate { env, source, bos_token: bos_token.into(), eos_token: eos_token.into() })
+        env.add_template_owned(TEMPLATE_NAME, source.clone())
+            .map_err(|e| ChatError::Syntax(describe(&e)))?;
+        Ok(ChatTemplate {
+            env,
+            source,
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        })
     }
 
     /// The conversation as prompt text. With `add_generation_prompt`, the
@@ -180,10 +217,21 @@ impl ChatTemplate {
     /// Special tokens come out as text (Gemma's template starts with
     /// `<bos>`), so tokenize the result with `parse_special = true` and
     /// `add_special = false`, or BOS appears twice.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatError> {
-        let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| ChatError::Render(describe(&e)))?;
-        let messages: Vec<Value> =
-            messages.iter().map(|m| Value::from_pairs([("role", m.role.as_str()), ("content", m.content.as_str())])).collect();
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| ChatError::Render(describe(&e)))?;
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                Value::from_pairs([("role", m.role.as_str()), ("content", m.content.as_str())])
+            })
+            .collect();
         let ctx = minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -243,14 +291,19 @@ mod tests {
         fn is_send_sync<T: Send + Sync>() {}
         is_send_sync::<ChatTemplate>();
         for b in [BuiltinTemplate::ChatMl, BuiltinTemplate::Gemma] {
-            assert!(ChatTemplate::new(b.source(), "<bos>", "<eos>").is_ok(), "{b:?}");
+            assert!(
+                ChatTemplate::new(b.source(), "<bos>", "<eos>").is_ok(),
+                "{b:?}"
+            );
         }
     }
 
     #[test]
     fn chatml_renders_turns() {
         let t = ChatTemplate::builtin(BuiltinTemplate::ChatMl, "", "").unwrap();
-        let out = t.render(&msgs(&[("system", "S"), ("user", "hi")]), true).unwrap();
+        let out = t
+            .render(&msgs(&[("system", "S"), ("user", "hi")]), true)
+            .unwrap();
         assert_eq!(out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
         let out = t.render(&msgs(&[("user", "hi")]), false).unwrap();
         assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n");
@@ -264,7 +317,10 @@ mod tests {
             "",
         )
         .unwrap();
-        assert_eq!(t.render(&msgs(&[("user", "  a,b  ")]), false).unwrap(), "b!");
+        assert_eq!(
+            t.render(&msgs(&[("user", "  a,b  ")]), false).unwrap(),
+            "b!"
+        );
     }
 
     #[test]

@@ -5,9 +5,29 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 /// A UTC calendar time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +47,9 @@ struct DateTime {
 }
 
 pub(crate) fn format_now_utc(format: &str) -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     format_datetime(format, from_unix(secs))
 }
 
@@ -57,7 +79,20 @@ fn from_unix(secs: i64) -> DateTime {
         }
     }
     let day_of_year = d as u32 + 1;
-    let month_lens = [31, if is_leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_lens = [
+        31,
+        if is_leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let mut month = 1;
     let mut d = d as u32;
     for len in month_lens {
@@ -67,7 +102,16 @@ fn from_unix(secs: i64) -> DateTime {
         d -= len;
         month += 1;
     }
-    DateTime { year, month, day: d + 1, hour: rem / 3600, minute: rem / 60 % 60, second: rem % 60, weekday, day_of_year }
+    DateTime {
+        year,
+        month,
+        day: d + 1,
+        hour: rem / 3600,
+        minute: rem / 60 % 60,
+        second: rem % 60,
+        weekday,
+        day_of_year,
+    }
 }
 
 /// Supports `%Y %y %m %d %e %H %I %M %S %p %b %B %h %a %A %j %%`; anything
@@ -117,11 +161,26 @@ mod tests {
     fn known_dates() {
         // 2024-07-26 13:05:09 UTC, a Friday.
         let t = from_unix(1_721_999_109);
-        assert_eq!(format_datetime("%d %b %Y %H:%M:%S %a %j", t), "26 Jul 2024 13:05:09 Fri 208");
-        assert_eq!(format_datetime("%B %e, %y %I%p %%", t), "July 26, 24 01PM %");
-        assert_eq!(format_datetime("%Y-%m-%d %A", from_unix(0)), "1970-01-01 Thursday");
-        assert_eq!(format_datetime("%Y-%m-%d", from_unix(951_782_400)), "2000-02-29");
-        assert_eq!(format_datetime("%Y-%m-%d", from_unix(-86_400)), "1969-12-31");
+        assert_eq!(
+            format_datetime("%d %b %Y %H:%M:%S %a %j", t),
+            "26 Jul 2024 13:05:09 Fri 208"
+        );
+        assert_eq!(
+            format_datetime("%B %e, %y %I%p %%", t),
+            "July 26, 24 01PM %"
+        );
+        assert_eq!(
+            format_datetime("%Y-%m-%d %A", from_unix(0)),
+            "1970-01-01 Thursday"
+        );
+        assert_eq!(
+            format_datetime("%Y-%m-%d", from_unix(951_782_400)),
+            "2000-02-29"
+        );
+        assert_eq!(
+            format_datetime("%Y-%m-%d", from_unix(-86_400)),
+            "1969-12-31"
+        );
         assert_eq!(format_datetime("%q%", t), "%q%");
     }
 }

@@ -60,7 +60,11 @@ pub(crate) struct ByteLevelBpe {
 }
 
 impl ByteLevelBpe {
-    pub(crate) fn from_metadata(md: &Metadata, vocab: &Vocab, pre: PreTokenizer) -> Result<ByteLevelBpe, TokenizerError> {
+    pub(crate) fn from_metadata(
+        md: &Metadata,
+        vocab: &Vocab,
+        pre: PreTokenizer,
+    ) -> Result<ByteLevelBpe, TokenizerError> {
         let table = byte_to_char_table();
         let mut byte_token = [None; 256];
         let mut char_to_byte = [None; BYTE_CHAR_LIMIT];
@@ -75,7 +79,11 @@ impl ByteLevelBpe {
         for (rank, line) in merge_list.iter().enumerate() {
             // Split at the first space after the first character, so a half
             // may itself start with a space character.
-            let split = line.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i);
+            let split = line
+                .char_indices()
+                .skip(1)
+                .find(|&(_, c)| c == ' ')
+                .map(|(i, _)| i);
             let Some(split) = split else {
                 return Err(TokenizerError::Malformed {
                     key: MERGES_KEY,
@@ -86,12 +94,19 @@ impl ByteLevelBpe {
             merged.clear();
             merged.push_str(left);
             merged.push_str(right);
-            if let (Some(l), Some(r), Some(m)) = (vocab.id_of(left), vocab.id_of(right), vocab.id_of(&merged)) {
+            if let (Some(l), Some(r), Some(m)) =
+                (vocab.id_of(left), vocab.id_of(right), vocab.id_of(&merged))
+            {
                 // The first (lowest) rank of a duplicated merge wins.
                 merges.entry((l, r)).or_insert((rank as u32, m));
             }
         }
-        Ok(ByteLevelBpe { pre, byte_token, char_to_byte, merges })
+        Ok(ByteLevelBpe {
+            pre,
+            byte_token,
+            char_to_byte,
+            merges,
+        })
     }
 
     /// Appends the tokens of one text fragment (no special tokens inside).
@@ -105,7 +120,11 @@ impl ByteLevelBpe {
         let mut word = Vec::new();
         for range in self.pre.split(text) {
             word.clear();
-            word.extend(text[range].bytes().map(|b| self.byte_token[b as usize].unwrap_or(NO_TOKEN)));
+            word.extend(
+                text[range]
+                    .bytes()
+                    .map(|b| self.byte_token[b as usize].unwrap_or(NO_TOKEN)),
+            );
             self.merge_word(&mut word);
             out.extend(word.iter().copied().filter(|&id| id != NO_TOKEN));
         }
@@ -133,7 +152,12 @@ impl ByteLevelBpe {
         }
         while let Some(Reverse((_, l, r, left_id, right_id, merged))) = heap.pop() {
             // Stale if either side changed since the pair was queued.
-            if !alive[l] || !alive[r] || next[l] != r || symbols[l] != left_id || symbols[r] != right_id {
+            if !alive[l]
+                || !alive[r]
+                || next[l] != r
+                || symbols[l] != left_id
+                || symbols[r] != right_id
+            {
                 continue;
             }
             symbols[l] = merged;

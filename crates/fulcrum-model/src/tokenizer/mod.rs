@@ -36,14 +36,20 @@ pub enum TokenizerError {
     Metadata(#[from] GgufError),
     #[error("unsupported tokenizer model `{0}` in `tokenizer.ggml.model` (fulcrum supports `gpt2` and `llama`)")]
     UnsupportedModel(String),
-    #[error("unsupported pre-tokenizer `{name}` in `tokenizer.ggml.pre` (fulcrum supports {known})")]
+    #[error(
+        "unsupported pre-tokenizer `{name}` in `tokenizer.ggml.pre` (fulcrum supports {known})"
+    )]
     UnsupportedPreTokenizer { name: String, known: String },
     #[error("`tokenizer.ggml.tokens` is empty")]
     EmptyVocab,
     #[error("`{key}`: {reason}")]
     Malformed { key: &'static str, reason: String },
     #[error("`{key}` = {id} is not a token id (the vocabulary has {vocab_size} tokens)")]
-    IdOutOfRange { key: &'static str, id: i128, vocab_size: usize },
+    IdOutOfRange {
+        key: &'static str,
+        id: i128,
+        vocab_size: usize,
+    },
 }
 
 /// Which algorithm turns text fragments into tokens.
@@ -58,7 +64,9 @@ pub enum TokenizerKind {
 #[derive(Debug)]
 enum Model {
     ByteLevel(Box<ByteLevelBpe>),
-    SentencePiece { byte_tokens: Box<[Option<u32>; 256]> },
+    SentencePiece {
+        byte_tokens: Box<[Option<u32>; 256]>,
+    },
 }
 
 /// Texts of tokens that end a turn in common chat formats; a control token
@@ -122,24 +130,48 @@ impl Tokenizer {
         let spm = kind == TokenizerKind::SentencePieceBpe;
         let model = if spm {
             // The pre-tokenizer name does not apply to SentencePiece.
-            Model::SentencePiece { byte_tokens: Box::new(byte_tokens(&vocab)) }
+            Model::SentencePiece {
+                byte_tokens: Box::new(byte_tokens(&vocab)),
+            }
         } else {
             // llama.cpp falls back to its default pre-tokenizer when the key is absent.
-            let name = if md.contains("tokenizer.ggml.pre") { md.get_str("tokenizer.ggml.pre")? } else { "default" };
-            let pre = PreTokenizer::by_name(name).ok_or_else(|| TokenizerError::UnsupportedPreTokenizer {
-                name: name.to_string(),
-                known: pretokenize::known_names().iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            let name = if md.contains("tokenizer.ggml.pre") {
+                md.get_str("tokenizer.ggml.pre")?
+            } else {
+                "default"
+            };
+            let pre = PreTokenizer::by_name(name).ok_or_else(|| {
+                TokenizerError::UnsupportedPreTokenizer {
+                    name: name.to_string(),
+                    known: pretokenize::known_names()
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
             })?;
             Model::ByteLevel(Box::new(ByteLevelBpe::from_metadata(md, &vocab, pre)?))
         };
         // Defaults where the key is absent are llama.cpp's, per model kind.
         let default_id = |spm_default: u32| if spm { Some(spm_default) } else { None };
-        let bos = token_id_key(md, "tokenizer.ggml.bos_token_id", n)?.or(default_id(1)).filter(|&id| (id as usize) < n);
-        let eos = token_id_key(md, "tokenizer.ggml.eos_token_id", n)?.or(default_id(2)).filter(|&id| (id as usize) < n);
-        let unk = token_id_key(md, "tokenizer.ggml.unknown_token_id", n)?.or(default_id(0)).filter(|&id| (id as usize) < n);
-        let add_bos = md.opt("tokenizer.ggml.add_bos_token", Metadata::get_bool)?.unwrap_or(spm);
-        let add_eos = md.opt("tokenizer.ggml.add_eos_token", Metadata::get_bool)?.unwrap_or(false);
-        let add_space_prefix = md.opt("tokenizer.ggml.add_space_prefix", Metadata::get_bool)?.unwrap_or(spm);
+        let bos = token_id_key(md, "tokenizer.ggml.bos_token_id", n)?
+            .or(default_id(1))
+            .filter(|&id| (id as usize) < n);
+        let eos = token_id_key(md, "tokenizer.ggml.eos_token_id", n)?
+            .or(default_id(2))
+            .filter(|&id| (id as usize) < n);
+        let unk = token_id_key(md, "tokenizer.ggml.unknown_token_id", n)?
+            .or(default_id(0))
+            .filter(|&id| (id as usize) < n);
+        let add_bos = md
+            .opt("tokenizer.ggml.add_bos_token", Metadata::get_bool)?
+            .unwrap_or(spm);
+        let add_eos = md
+            .opt("tokenizer.ggml.add_eos_token", Metadata::get_bool)?
+            .unwrap_or(false);
+        let add_space_prefix = md
+            .opt("tokenizer.ggml.add_space_prefix", Metadata::get_bool)?
+            .unwrap_or(spm);
 
         let mut stop_ids: Vec<u32> = eos.into_iter().collect();
         for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
@@ -156,7 +188,18 @@ impl Tokenizer {
         stop_ids.dedup();
 
         let specials = SpecialMatcher::new(&vocab);
-        Ok(Tokenizer { vocab, model, specials, bos, eos, unk, add_bos, add_eos, add_space_prefix, stop_ids })
+        Ok(Tokenizer {
+            vocab,
+            model,
+            specials,
+            bos,
+            eos,
+            unk,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+            stop_ids,
+        })
     }
 
     /// Text → token ids, as llama.cpp's `llama_tokenize(text, add_special,
@@ -194,7 +237,13 @@ impl Tokenizer {
                             if self.add_space_prefix && after_special {
                                 escaped.push(spm::SPACE_MARK);
                             }
-                            escaped.extend(s.chars().map(|c| if c == ' ' { spm::SPACE_MARK } else { c }));
+                            escaped.extend(s.chars().map(|c| {
+                                if c == ' ' {
+                                    spm::SPACE_MARK
+                                } else {
+                                    c
+                                }
+                            }));
                             spm::encode(&self.vocab, byte_tokens, self.unk, &escaped, &mut out);
                             after_special = false;
                         }
@@ -306,25 +355,41 @@ impl Tokenizer {
 
     /// Control, unknown and unused tokens: the ones `skip_special` drops.
     pub fn is_special(&self, id: u32) -> bool {
-        matches!(self.vocab.token_type(id), Some(TokenType::Control | TokenType::Unknown | TokenType::Unused))
+        matches!(
+            self.vocab.token_type(id),
+            Some(TokenType::Control | TokenType::Unknown | TokenType::Unused)
+        )
     }
 }
 
 /// An optional token id key. Negative values mean "none" (some converters
 /// write -1); values past the vocabulary are an error.
-fn token_id_key(md: &Metadata, key: &'static str, vocab_size: usize) -> Result<Option<u32>, TokenizerError> {
+fn token_id_key(
+    md: &Metadata,
+    key: &'static str,
+    vocab_size: usize,
+) -> Result<Option<u32>, TokenizerError> {
     let Some(value) = md.get(key) else {
         return Ok(None);
     };
     let Some(id) = value.as_i128() else {
-        return Err(GgufError::WrongType { key: key.to_string(), expected: "integer", found: value.type_name() }.into());
+        return Err(GgufError::WrongType {
+            key: key.to_string(),
+            expected: "integer",
+            found: value.type_name(),
+        }
+        .into());
     };
     if id < 0 {
         return Ok(None);
     }
     match u32::try_from(id) {
         Ok(id) if (id as usize) < vocab_size => Ok(Some(id)),
-        _ => Err(TokenizerError::IdOutOfRange { key, id, vocab_size }),
+        _ => Err(TokenizerError::IdOutOfRange {
+            key,
+            id,
+            vocab_size,
+        }),
     }
 }
 

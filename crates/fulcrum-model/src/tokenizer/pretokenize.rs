@@ -34,7 +34,9 @@ impl CharSet {
         match self {
             CharSet::Number => class_of(c) == Class::Number,
             CharSet::AsciiDigit => c.is_ascii_digit(),
-            CharSet::PunctDefault => matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|') || is_punctuation(c),
+            CharSet::PunctDefault => {
+                matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|') || is_punctuation(c)
+            }
             CharSet::PunctFalcon => c == '`' || CharSet::PunctDefault.contains(c),
         }
     }
@@ -57,16 +59,42 @@ pub(crate) enum Stage {
 const TABLE: &[(&[&str], &[Stage])] = &[
     (&["gpt2", "gpt-2", "mpt", "olmo", "jais"], &[Stage::Gpt2]),
     (
-        &["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"],
+        &[
+            "smollm",
+            "starcoder",
+            "refact",
+            "command-r",
+            "codeshell",
+            "exaone",
+            "minerva-7b",
+        ],
         &[Stage::EachChar(CharSet::Number), Stage::Gpt2],
     ),
-    (&["default"], &[Stage::Run(CharSet::PunctDefault), Stage::Gpt2, Stage::Run(CharSet::Number), Stage::Chunks(CharSet::AsciiDigit, 3)]),
-    (&["falcon"], &[Stage::Run(CharSet::PunctFalcon), Stage::Gpt2, Stage::Chunks(CharSet::AsciiDigit, 3)]),
+    (
+        &["default"],
+        &[
+            Stage::Run(CharSet::PunctDefault),
+            Stage::Gpt2,
+            Stage::Run(CharSet::Number),
+            Stage::Chunks(CharSet::AsciiDigit, 3),
+        ],
+    ),
+    (
+        &["falcon"],
+        &[
+            Stage::Run(CharSet::PunctFalcon),
+            Stage::Gpt2,
+            Stage::Chunks(CharSet::AsciiDigit, 3),
+        ],
+    ),
 ];
 
 /// The pre-tokenizer names this build knows, for error messages.
 pub(crate) fn known_names() -> Vec<&'static str> {
-    TABLE.iter().flat_map(|(names, _)| names.iter().copied()).collect()
+    TABLE
+        .iter()
+        .flat_map(|(names, _)| names.iter().copied())
+        .collect()
 }
 
 /// A chosen pre-tokenizer: the stages to run, in order.
@@ -78,7 +106,10 @@ pub(crate) struct PreTokenizer {
 impl PreTokenizer {
     /// The pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre = name`.
     pub(crate) fn by_name(name: &str) -> Option<PreTokenizer> {
-        TABLE.iter().find(|(names, _)| names.contains(&name)).map(|(_, stages)| PreTokenizer { stages })
+        TABLE
+            .iter()
+            .find(|(names, _)| names.contains(&name))
+            .map(|(_, stages)| PreTokenizer { stages })
     }
 
     /// Splits `text` into words (byte ranges into `text`, in order, covering it).
@@ -189,7 +220,9 @@ pub(crate) fn class_of(c: char) -> Class {
     }
     use GeneralCategory::*;
     match get_general_category(c) {
-        UppercaseLetter | LowercaseLetter | TitlecaseLetter | ModifierLetter | OtherLetter => Class::Letter,
+        UppercaseLetter | LowercaseLetter | TitlecaseLetter | ModifierLetter | OtherLetter => {
+            Class::Letter
+        }
         DecimalNumber | LetterNumber | OtherNumber => Class::Number,
         _ => Class::Other,
     }
@@ -212,7 +245,8 @@ fn is_punctuation(c: char) -> bool {
 /// The GPT-2 pattern over one piece. The lookahead of `\s+(?!\S)` sees only
 /// this piece: a whitespace run at the end of a piece is taken whole.
 fn gpt2_matches(s: &str, out: &mut Vec<Range<usize>>) {
-    let chars: Vec<(usize, char, Class)> = s.char_indices().map(|(i, c)| (i, c, class_of(c))).collect();
+    let chars: Vec<(usize, char, Class)> =
+        s.char_indices().map(|(i, c)| (i, c, class_of(c))).collect();
     let n = chars.len();
     let offset = |i: usize| if i < n { chars[i].0 } else { s.len() };
     let class_at = |i: usize| chars.get(i).map(|&(_, _, k)| k);
@@ -236,7 +270,11 @@ fn gpt2_matches(s: &str, out: &mut Vec<Range<usize>>) {
         }
         // ` ?X+` for X in letters, numbers, other: an optional ASCII space
         // glued to the run that follows it.
-        let (run_start, run_class) = if c == ' ' { (i + 1, class_at(i + 1)) } else { (i, Some(class)) };
+        let (run_start, run_class) = if c == ' ' {
+            (i + 1, class_at(i + 1))
+        } else {
+            (i, Some(class))
+        };
         if let Some(k @ (Class::Letter | Class::Number | Class::Other)) = run_class {
             i = run_start;
             while class_at(i) == Some(k) {
@@ -267,25 +305,39 @@ mod tests {
     use super::*;
 
     fn words<'a>(pre: &str, text: &'a str) -> Vec<&'a str> {
-        PreTokenizer::by_name(pre).unwrap().split(text).into_iter().map(|r| &text[r]).collect()
+        PreTokenizer::by_name(pre)
+            .unwrap()
+            .split(text)
+            .into_iter()
+            .map(|r| &text[r])
+            .collect()
     }
 
     #[test]
     fn gpt2_basic_words_keep_leading_space() {
-        assert_eq!(words("gpt2", "Hello, world!"), ["Hello", ",", " world", "!"]);
+        assert_eq!(
+            words("gpt2", "Hello, world!"),
+            ["Hello", ",", " world", "!"]
+        );
         assert_eq!(words("gpt2", " Hello world"), [" Hello", " world"]);
     }
 
     #[test]
     fn gpt2_contractions_are_case_sensitive() {
-        assert_eq!(words("gpt2", "I'm we've they'll it's"), ["I", "'m", " we", "'ve", " they", "'ll", " it", "'s"]);
+        assert_eq!(
+            words("gpt2", "I'm we've they'll it's"),
+            ["I", "'m", " we", "'ve", " they", "'ll", " it", "'s"]
+        );
         assert_eq!(words("gpt2", "I'M"), ["I", "'", "M"]);
         assert_eq!(words("gpt2", "'%x"), ["'%", "x"]);
     }
 
     #[test]
     fn gpt2_whitespace_run_leaves_last_space_to_next_word() {
-        assert_eq!(words("gpt2", "  Hello  world  "), [" ", " Hello", " ", " world", "  "]);
+        assert_eq!(
+            words("gpt2", "  Hello  world  "),
+            [" ", " Hello", " ", " world", "  "]
+        );
         // Only an ASCII space glues to the next word; other whitespace stands alone.
         assert_eq!(words("gpt2", "a\n\nb"), ["a", "\n", "\n", "b"]);
         assert_eq!(words("gpt2", "x \t y"), ["x", " \t", " y"]);
@@ -302,14 +354,20 @@ mod tests {
     fn smollm_splits_every_digit_and_bounds_the_lookahead() {
         assert_eq!(words("smollm", "12345"), ["1", "2", "3", "4", "5"]);
         // The space before a digit is its own piece, so it stays a lone " ".
-        assert_eq!(words("smollm", "and 2024"), ["and", " ", "2", "0", "2", "4"]);
+        assert_eq!(
+            words("smollm", "and 2024"),
+            ["and", " ", "2", "0", "2", "4"]
+        );
         assert_eq!(words("smollm", "3.14"), ["3", ".", "1", "4"]);
     }
 
     #[test]
     fn non_ascii_letters_and_numbers() {
         assert_eq!(words("gpt2", "naïve café"), ["naïve", " café"]);
-        assert_eq!(words("gpt2", "日本語のテキスト。"), ["日本語のテキスト", "。"]);
+        assert_eq!(
+            words("gpt2", "日本語のテキスト。"),
+            ["日本語のテキスト", "。"]
+        );
         assert_eq!(words("smollm", "x²"), ["x", "²"]);
         // Emoji joined by ZWJ are one run of "other" characters.
         assert_eq!(words("gpt2", " 👨\u{200d}👩"), [" 👨\u{200d}👩"]);

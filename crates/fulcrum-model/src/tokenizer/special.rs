@@ -103,7 +103,10 @@ impl LengthGroup {
         while i + self.len <= bytes.len() {
             let end = i + self.len;
             if self.first_bytes[bytes[i] as usize] && self.last_bytes[bytes[end - 1] as usize] {
-                if let Some(&(id, always)) = s.get(i..end).and_then(|candidate| self.tokens.get(candidate)) {
+                if let Some(&(id, always)) = s
+                    .get(i..end)
+                    .and_then(|candidate| self.tokens.get(candidate))
+                {
                     if always || parse_special {
                         if start < i {
                             out.push(Fragment::Text(&s[start..i]));

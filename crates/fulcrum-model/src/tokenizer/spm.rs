@@ -40,7 +40,9 @@ impl PartialOrd for Candidate {
 impl Ord for Candidate {
     /// Max-heap order: higher score first, then the leftmost pair.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score.total_cmp(&other.score).then_with(|| other.left.cmp(&self.left))
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.left.cmp(&self.left))
     }
 }
 
@@ -56,23 +58,40 @@ struct Symbol {
 /// Appends the tokens of `text` (spaces already written as `▁`).
 /// `byte_tokens[b]` is the `<0xXX>` token of byte b; `unk` is used when a
 /// byte has no token (a broken vocabulary), never a panic.
-pub(crate) fn encode(vocab: &Vocab, byte_tokens: &[Option<u32>; 256], unk: Option<u32>, text: &str, out: &mut Vec<u32>) {
+pub(crate) fn encode(
+    vocab: &Vocab,
+    byte_tokens: &[Option<u32>; 256],
+    unk: Option<u32>,
+    text: &str,
+    out: &mut Vec<u32>,
+) {
     if text.is_empty() {
         return;
     }
     let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
     for (i, (start, c)) in text.char_indices().enumerate() {
-        symbols.push(Symbol { start, len: c.len_utf8(), prev: i.wrapping_sub(1), next: i + 1 });
+        symbols.push(Symbol {
+            start,
+            len: c.len_utf8(),
+            prev: i.wrapping_sub(1),
+            next: i + 1,
+        });
     }
     let n = symbols.len();
     let mut heap = BinaryHeap::with_capacity(n);
-    let try_push = |heap: &mut BinaryHeap<Candidate>, symbols: &[Symbol], left: usize, right: usize| {
-        let (l, r) = (symbols[left], symbols[right]);
-        let merged = &text[l.start..r.start + r.len];
-        if let Some(id) = vocab.id_of(merged) {
-            heap.push(Candidate { score: vocab.score(id), left, right, len: merged.len() });
-        }
-    };
+    let try_push =
+        |heap: &mut BinaryHeap<Candidate>, symbols: &[Symbol], left: usize, right: usize| {
+            let (l, r) = (symbols[left], symbols[right]);
+            let merged = &text[l.start..r.start + r.len];
+            if let Some(id) = vocab.id_of(merged) {
+                heap.push(Candidate {
+                    score: vocab.score(id),
+                    left,
+                    right,
+                    len: merged.len(),
+                });
+            }
+        };
     for i in 1..n {
         try_push(&mut heap, &symbols, i - 1, i);
     }

@@ -26,12 +26,17 @@ pub struct StreamDecoder<T: Deref<Target = Tokenizer>> {
 impl<T: Deref<Target = Tokenizer>> StreamDecoder<T> {
     /// With `skip_special`, control tokens add no text (as in `decode`).
     pub fn new(tokenizer: T, skip_special: bool) -> StreamDecoder<T> {
-        StreamDecoder { tokenizer, skip_special, pending: Vec::new() }
+        StreamDecoder {
+            tokenizer,
+            skip_special,
+            pending: Vec::new(),
+        }
     }
 
     /// Adds one token; returns the text it completes (possibly empty).
     pub fn push(&mut self, id: u32) -> String {
-        self.tokenizer.append_token_bytes(id, self.skip_special, &mut self.pending);
+        self.tokenizer
+            .append_token_bytes(id, self.skip_special, &mut self.pending);
         take_complete_utf8(&mut self.pending)
     }
 
@@ -64,7 +69,9 @@ fn take_complete_utf8(bytes: &mut Vec<u8>) -> String {
             Err(e) => {
                 let valid = e.valid_up_to();
                 // valid_up_to vouches for these bytes; the default is never taken.
-                out.push_str(std::str::from_utf8(&bytes[consumed..consumed + valid]).unwrap_or_default());
+                out.push_str(
+                    std::str::from_utf8(&bytes[consumed..consumed + valid]).unwrap_or_default(),
+                );
                 consumed += valid;
                 match e.error_len() {
                     Some(bad) => {

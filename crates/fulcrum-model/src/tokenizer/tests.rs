@@ -39,20 +39,30 @@ fn spm_writer() -> GgufWriter {
         types.push(ty);
     }
     let mut w = GgufWriter::new();
-    w.add_metadata("tokenizer.ggml.model", MetadataValue::String("llama".into()))
-        .add_metadata("tokenizer.ggml.tokens", MetadataValue::strings(&tokens))
-        .add_metadata("tokenizer.ggml.scores", MetadataValue::f32s(scores))
-        .add_metadata("tokenizer.ggml.token_type", MetadataValue::i32s(types))
-        .add_metadata("tokenizer.ggml.bos_token_id", MetadataValue::U32(BOS))
-        .add_metadata("tokenizer.ggml.eos_token_id", MetadataValue::U32(EOS))
-        .add_metadata("tokenizer.ggml.add_space_prefix", MetadataValue::Bool(false));
+    w.add_metadata(
+        "tokenizer.ggml.model",
+        MetadataValue::String("llama".into()),
+    )
+    .add_metadata("tokenizer.ggml.tokens", MetadataValue::strings(&tokens))
+    .add_metadata("tokenizer.ggml.scores", MetadataValue::f32s(scores))
+    .add_metadata("tokenizer.ggml.token_type", MetadataValue::i32s(types))
+    .add_metadata("tokenizer.ggml.bos_token_id", MetadataValue::U32(BOS))
+    .add_metadata("tokenizer.ggml.eos_token_id", MetadataValue::U32(EOS))
+    .add_metadata(
+        "tokenizer.ggml.add_space_prefix",
+        MetadataValue::Bool(false),
+    );
     w
 }
 
 /// A byte-level vocabulary: three control tokens, the 256 byte stand-ins,
 /// and merges that spell "hello".
 fn bpe_writer() -> GgufWriter {
-    let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into(), "<|im_end|>".into()];
+    let mut tokens: Vec<String> = vec![
+        "<|endoftext|>".into(),
+        "<|im_start|>".into(),
+        "<|im_end|>".into(),
+    ];
     let mut types = vec![3, 3, 3];
     for c in bpe::byte_to_char_table() {
         tokens.push(c.to_string());
@@ -67,7 +77,10 @@ fn bpe_writer() -> GgufWriter {
         .add_metadata("tokenizer.ggml.pre", MetadataValue::String("smollm".into()))
         .add_metadata("tokenizer.ggml.tokens", MetadataValue::strings(&tokens))
         .add_metadata("tokenizer.ggml.token_type", MetadataValue::i32s(types))
-        .add_metadata("tokenizer.ggml.merges", MetadataValue::strings(["l l", "h e", "he ll", "hell o"]))
+        .add_metadata(
+            "tokenizer.ggml.merges",
+            MetadataValue::strings(["l l", "h e", "he ll", "hell o"]),
+        )
         .add_metadata("tokenizer.ggml.eos_token_id", MetadataValue::U32(2));
     w
 }
@@ -88,7 +101,10 @@ fn byte_id(b: u8) -> u32 {
 #[test]
 fn spm_merges_by_score_and_marks_spaces() {
     let t = spm();
-    assert_eq!((t.bos_id(), t.eos_id(), t.unk_id()), (Some(BOS), Some(EOS), Some(UNK)));
+    assert_eq!(
+        (t.bos_id(), t.eos_id(), t.unk_id()),
+        (Some(BOS), Some(EOS), Some(UNK))
+    );
     assert!(t.add_bos_default());
     let hello = t.token_id("hello").unwrap();
     let space_hello = t.token_id("▁hello").unwrap();
@@ -102,7 +118,15 @@ fn spm_merges_by_score_and_marks_spaces() {
 fn spm_unknown_chars_fall_back_to_bytes() {
     let t = spm();
     let ids = t.encode("h€", false, false);
-    assert_eq!(ids, [t.token_id("h").unwrap(), byte_id(0xE2), byte_id(0x82), byte_id(0xAC)]);
+    assert_eq!(
+        ids,
+        [
+            t.token_id("h").unwrap(),
+            byte_id(0xE2),
+            byte_id(0x82),
+            byte_id(0xAC)
+        ]
+    );
     assert_eq!(t.decode(&ids, false), "h€");
 }
 
@@ -134,7 +158,10 @@ fn stream_finish_replaces_an_incomplete_tail() {
     assert_eq!(stream.push(t.token_id("h").unwrap()), "h");
     assert_eq!(stream.push(byte_id(0xE2)), "");
     assert_eq!(stream.finish(), "\u{FFFD}");
-    assert_eq!(t.decode(&[t.token_id("h").unwrap(), byte_id(0xE2)], true), "h\u{FFFD}");
+    assert_eq!(
+        t.decode(&[t.token_id("h").unwrap(), byte_id(0xE2)], true),
+        "h\u{FFFD}"
+    );
 }
 
 #[test]
@@ -158,7 +185,10 @@ fn spm_space_prefix_after_special_tokens() {
     let t = build(&w).unwrap();
     let ctl = t.token_id("<ctl>").unwrap();
     let space_hello = t.token_id("▁hello").unwrap();
-    assert_eq!(t.encode("hello<ctl>hello", false, true), [space_hello, ctl, space_hello]);
+    assert_eq!(
+        t.encode("hello<ctl>hello", false, true),
+        [space_hello, ctl, space_hello]
+    );
 }
 
 #[test]
@@ -194,7 +224,10 @@ fn unknown_model_is_named() {
 #[test]
 fn unknown_pre_tokenizer_is_named() {
     let mut w = bpe_writer();
-    w.add_metadata("tokenizer.ggml.pre", MetadataValue::String("klingon".into()));
+    w.add_metadata(
+        "tokenizer.ggml.pre",
+        MetadataValue::String("klingon".into()),
+    );
     let err = build(&w).unwrap_err();
     assert!(err.to_string().contains("`klingon`"), "{err}");
     assert!(err.to_string().contains("`smollm`"), "{err}");
@@ -204,7 +237,13 @@ fn unknown_pre_tokenizer_is_named() {
 fn malformed_metadata_is_an_error_not_a_panic() {
     let mut w = spm_writer();
     w.add_metadata("tokenizer.ggml.token_type", MetadataValue::i32s([1, 1]));
-    assert!(matches!(build(&w), Err(TokenizerError::Malformed { key: "tokenizer.ggml.token_type", .. })));
+    assert!(matches!(
+        build(&w),
+        Err(TokenizerError::Malformed {
+            key: "tokenizer.ggml.token_type",
+            ..
+        })
+    ));
 
     let mut w = spm_writer();
     w.add_metadata("tokenizer.ggml.token_type", MetadataValue::strings(["x"]));
@@ -212,15 +251,30 @@ fn malformed_metadata_is_an_error_not_a_panic() {
 
     let mut w = spm_writer();
     w.add_metadata("tokenizer.ggml.eos_token_id", MetadataValue::U32(1 << 20));
-    assert!(matches!(build(&w), Err(TokenizerError::IdOutOfRange { key: "tokenizer.ggml.eos_token_id", .. })));
+    assert!(matches!(
+        build(&w),
+        Err(TokenizerError::IdOutOfRange {
+            key: "tokenizer.ggml.eos_token_id",
+            ..
+        })
+    ));
 
     let mut w = spm_writer();
-    w.add_metadata("tokenizer.ggml.tokens", MetadataValue::strings(Vec::<String>::new()));
+    w.add_metadata(
+        "tokenizer.ggml.tokens",
+        MetadataValue::strings(Vec::<String>::new()),
+    );
     assert!(matches!(build(&w), Err(TokenizerError::EmptyVocab)));
 
     let mut w = bpe_writer();
     w.add_metadata("tokenizer.ggml.merges", MetadataValue::strings(["nospace"]));
-    assert!(matches!(build(&w), Err(TokenizerError::Malformed { key: "tokenizer.ggml.merges", .. })));
+    assert!(matches!(
+        build(&w),
+        Err(TokenizerError::Malformed {
+            key: "tokenizer.ggml.merges",
+            ..
+        })
+    ));
 
     let mut w = GgufWriter::new();
     w.add_metadata("tokenizer.ggml.model", MetadataValue::String("gpt2".into()));

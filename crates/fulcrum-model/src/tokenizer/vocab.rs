@@ -57,12 +57,19 @@ pub(crate) struct Vocab {
 
 impl Vocab {
     pub(crate) fn from_metadata(md: &Metadata) -> Result<Vocab, TokenizerError> {
-        let pieces: Vec<Box<str>> = md.get_str_array(TOKENS_KEY)?.into_iter().map(Box::from).collect();
+        let pieces: Vec<Box<str>> = md
+            .get_str_array(TOKENS_KEY)?
+            .into_iter()
+            .map(Box::from)
+            .collect();
         if pieces.is_empty() {
             return Err(TokenizerError::EmptyVocab);
         }
         if u32::try_from(pieces.len()).is_err() {
-            return Err(TokenizerError::Malformed { key: TOKENS_KEY, reason: format!("{} tokens do not fit u32 ids", pieces.len()) });
+            return Err(TokenizerError::Malformed {
+                key: TOKENS_KEY,
+                reason: format!("{} tokens do not fit u32 ids", pieces.len()),
+            });
         }
         let n = pieces.len();
         let types = match md.opt(TYPES_KEY, Metadata::get_i64_array)? {
@@ -93,7 +100,12 @@ impl Vocab {
             // Later duplicates win, as in llama.cpp's index.
             by_piece.insert(piece.clone(), id as u32);
         }
-        Ok(Vocab { pieces, types, scores, by_piece })
+        Ok(Vocab {
+            pieces,
+            types,
+            scores,
+            by_piece,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -118,7 +130,11 @@ impl Vocab {
 
     /// `(id, piece, type)` for every token.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &str, TokenType)> {
-        self.pieces.iter().zip(&self.types).enumerate().map(|(id, (p, &t))| (id as u32, &**p, t))
+        self.pieces
+            .iter()
+            .zip(&self.types)
+            .enumerate()
+            .map(|(id, (p, &t))| (id as u32, &**p, t))
     }
 }
 
@@ -126,7 +142,10 @@ fn check_len(key: &'static str, found: usize, expected: usize) -> Result<(), Tok
     if found == expected {
         Ok(())
     } else {
-        Err(TokenizerError::Malformed { key, reason: format!("{found} entries, expected {expected} (one per token)") })
+        Err(TokenizerError::Malformed {
+            key,
+            reason: format!("{found} entries, expected {expected} (one per token)"),
+        })
     }
 }
 

@@ -29,7 +29,9 @@ pub fn load_with(name: &str, numerics: Numerics) -> Arc<Model> {
     static MODELS: OnceLock<Mutex<HashMap<(&'static str, Numerics), Arc<Model>>>> = OnceLock::new();
     let a = alias(name);
     let mut map = MODELS.get_or_init(Default::default).lock().unwrap();
-    map.entry((a, numerics)).or_insert_with(|| Arc::new(Model::load_with(test_model_path(a), numerics).unwrap())).clone()
+    map.entry((a, numerics))
+        .or_insert_with(|| Arc::new(Model::load_with(test_model_path(a), numerics).unwrap()))
+        .clone()
 }
 
 /// Both summation orders, llama.cpp's first.
@@ -48,8 +50,16 @@ pub fn next_logprobs(model: &Model, ids: &[u32]) -> Vec<f32> {
     let mut kv = model.new_kv_cache(blocks, bs);
     let table: Vec<u32> = (0..blocks as u32).collect();
     let mut scratch = ForwardScratch::default();
-    let seq = SeqInput { tokens: ids, start_pos: 0, block_table: &table, want_logits: true };
-    let mut logits = model.forward(pool(), &[seq], &mut kv, &mut scratch).unwrap().to_vec();
+    let seq = SeqInput {
+        tokens: ids,
+        start_pos: 0,
+        block_table: &table,
+        want_logits: true,
+    };
+    let mut logits = model
+        .forward(pool(), &[seq], &mut kv, &mut scratch)
+        .unwrap()
+        .to_vec();
     log_softmax_inplace(&mut logits);
     logits
 }
@@ -67,8 +77,16 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new: usize, chunk: usize) -> Ve
     let mut logits = Vec::new();
     while pos < prompt.len() {
         let n = chunk.min(prompt.len() - pos);
-        let seq = SeqInput { tokens: &prompt[pos..pos + n], start_pos: pos, block_table: &table, want_logits: pos + n == prompt.len() };
-        logits = model.forward(pool(), &[seq], &mut kv, &mut scratch).unwrap().to_vec();
+        let seq = SeqInput {
+            tokens: &prompt[pos..pos + n],
+            start_pos: pos,
+            block_table: &table,
+            want_logits: pos + n == prompt.len(),
+        };
+        logits = model
+            .forward(pool(), &[seq], &mut kv, &mut scratch)
+            .unwrap()
+            .to_vec();
         pos += n;
     }
     for _ in 0..max_new {
@@ -78,8 +96,16 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new: usize, chunk: usize) -> Ve
             break;
         }
         let tok = [next];
-        let seq = SeqInput { tokens: &tok, start_pos: pos, block_table: &table, want_logits: true };
-        logits = model.forward(pool(), &[seq], &mut kv, &mut scratch).unwrap().to_vec();
+        let seq = SeqInput {
+            tokens: &tok,
+            start_pos: pos,
+            block_table: &table,
+            want_logits: true,
+        };
+        logits = model
+            .forward(pool(), &[seq], &mut kv, &mut scratch)
+            .unwrap()
+            .to_vec();
         pos += 1;
     }
     out

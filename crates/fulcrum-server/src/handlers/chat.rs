@@ -11,13 +11,16 @@ use super::{json, logged, start, ResponseMeta};
 use crate::generation::{Collected, TokenLogprob};
 use crate::params::Endpoint;
 use crate::protocol::{
-    ChatChoice, ChatChunk, ChatChunkChoice, ChatDelta, ChatLogprobs, ChatMessageOut, ChatResponse, ChatTokenLogprob,
-    ChatTopLogprob, Usage,
+    ChatChoice, ChatChunk, ChatChunkChoice, ChatDelta, ChatLogprobs, ChatMessageOut, ChatResponse,
+    ChatTokenLogprob, ChatTopLogprob, Usage,
 };
 use crate::sse::{self, ChunkFormat};
 use crate::state::AppState;
 
-pub async fn chat_completions(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let (plan, meta, generation) = match start(&state, body, Endpoint::Chat) {
         Ok(started) => started,
         Err(e) => return e.into_response(),
@@ -38,10 +41,18 @@ fn response(meta: &ResponseMeta, collected: Collected) -> ChatResponse {
         .enumerate()
         .map(|(index, choice)| ChatChoice {
             index,
-            logprobs: meta.wants_logprobs.then(|| logprobs(meta, &choice.logprobs)),
-            finish_reason: choice.finished.as_ref().map_or("stop", |f| f.reason.as_openai_str()),
+            logprobs: meta
+                .wants_logprobs
+                .then(|| logprobs(meta, &choice.logprobs)),
+            finish_reason: choice
+                .finished
+                .as_ref()
+                .map_or("stop", |f| f.reason.as_openai_str()),
             stop_reason: choice.finished.as_ref().and_then(|f| meta.stop_reason(f)),
-            message: ChatMessageOut { role: "assistant", content: choice.text },
+            message: ChatMessageOut {
+                role: "assistant",
+                content: choice.text,
+            },
         })
         .collect();
     ChatResponse {
@@ -65,10 +76,19 @@ fn logprobs(meta: &ResponseMeta, entries: &[TokenLogprob]) -> ChatLogprobs {
                 .iter()
                 .map(|&(id, logprob)| {
                     let token = meta.token_text(id);
-                    ChatTopLogprob { bytes: token.as_bytes().to_vec(), token, logprob }
+                    ChatTopLogprob {
+                        bytes: token.as_bytes().to_vec(),
+                        token,
+                        logprob,
+                    }
                 })
                 .collect();
-            ChatTokenLogprob { bytes: token.as_bytes().to_vec(), token, logprob: entry.logprobs.logprob, top_logprobs }
+            ChatTokenLogprob {
+                bytes: token.as_bytes().to_vec(),
+                token,
+                logprob: entry.logprobs.logprob,
+                top_logprobs,
+            }
         })
         .collect();
     ChatLogprobs { content }
@@ -97,20 +117,37 @@ impl ChunkFormat for ChatChunks {
     fn opening(&mut self, num_choices: usize) -> Vec<String> {
         (0..num_choices)
             .map(|index| {
-                let delta = ChatDelta { role: Some("assistant"), content: Some(String::new()) };
-                let choice = ChatChunkChoice { index, delta, logprobs: None, finish_reason: None, stop_reason: None };
+                let delta = ChatDelta {
+                    role: Some("assistant"),
+                    content: Some(String::new()),
+                };
+                let choice = ChatChunkChoice {
+                    index,
+                    delta,
+                    logprobs: None,
+                    finish_reason: None,
+                    stop_reason: None,
+                };
                 self.chunk(vec![choice], None)
             })
             .collect()
     }
 
-    fn token(&mut self, choice: usize, text: &str, logprob: Option<&TokenLogprob>) -> Option<String> {
+    fn token(
+        &mut self,
+        choice: usize,
+        text: &str,
+        logprob: Option<&TokenLogprob>,
+    ) -> Option<String> {
         if text.is_empty() && logprob.is_none() {
             return None;
         }
         let choice = ChatChunkChoice {
             index: choice,
-            delta: ChatDelta { role: None, content: Some(text.to_string()) },
+            delta: ChatDelta {
+                role: None,
+                content: Some(text.to_string()),
+            },
             logprobs: logprob.map(|entry| logprobs(&self.meta, std::slice::from_ref(entry))),
             finish_reason: None,
             stop_reason: None,
@@ -121,7 +158,10 @@ impl ChunkFormat for ChatChunks {
     fn finish(&mut self, choice: usize, text: &str, finished: &ChoiceFinished) -> String {
         let choice = ChatChunkChoice {
             index: choice,
-            delta: ChatDelta { role: None, content: (!text.is_empty()).then(|| text.to_string()) },
+            delta: ChatDelta {
+                role: None,
+                content: (!text.is_empty()).then(|| text.to_string()),
+            },
             logprobs: None,
             finish_reason: Some(finished.reason.as_openai_str()),
             stop_reason: self.meta.stop_reason(finished),

@@ -15,7 +15,10 @@ use crate::protocol::{CompletionChoice, CompletionLogprobs, CompletionResponse, 
 use crate::sse::{self, ChunkFormat};
 use crate::state::AppState;
 
-pub async fn completions(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let (plan, meta, generation) = match start(&state, body, Endpoint::Completions) {
         Ok(started) => started,
         Err(e) => return e.into_response(),
@@ -36,7 +39,9 @@ fn response(meta: &ResponseMeta, collected: Collected) -> CompletionResponse {
         .enumerate()
         .map(|(index, choice)| CompletionChoice {
             index,
-            logprobs: meta.wants_logprobs.then(|| logprobs(meta, &choice.logprobs)),
+            logprobs: meta
+                .wants_logprobs
+                .then(|| logprobs(meta, &choice.logprobs)),
             finish_reason: choice.finished.as_ref().map(|f| f.reason.as_openai_str()),
             stop_reason: choice.finished.as_ref().and_then(|f| meta.stop_reason(f)),
             text: choice.text,
@@ -58,8 +63,12 @@ fn logprobs(meta: &ResponseMeta, entries: &[TokenLogprob]) -> CompletionLogprobs
     for entry in entries {
         out.tokens.push(meta.token_text(entry.token_id));
         out.token_logprobs.push(entry.logprobs.logprob);
-        let top: Map<String, Value> =
-            entry.logprobs.top.iter().map(|&(id, lp)| (meta.token_text(id), Value::from(f64::from(lp)))).collect();
+        let top: Map<String, Value> = entry
+            .logprobs
+            .top
+            .iter()
+            .map(|&(id, lp)| (meta.token_text(id), Value::from(f64::from(lp))))
+            .collect();
         out.top_logprobs.push(top);
         out.text_offset.push(entry.text_offset);
     }
@@ -89,7 +98,12 @@ impl ChunkFormat for CompletionChunks {
         Vec::new()
     }
 
-    fn token(&mut self, choice: usize, text: &str, logprob: Option<&TokenLogprob>) -> Option<String> {
+    fn token(
+        &mut self,
+        choice: usize,
+        text: &str,
+        logprob: Option<&TokenLogprob>,
+    ) -> Option<String> {
         if text.is_empty() && logprob.is_none() {
             return None;
         }

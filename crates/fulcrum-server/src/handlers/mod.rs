@@ -29,7 +29,14 @@ use crate::state::{unix_now, AppState};
 /// A JSON response.
 pub(crate) fn json<T: Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
-        Ok(body) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
         Err(e) => ApiError::Internal(format!("serializing the response: {e}")).into_response(),
     }
 }
@@ -58,7 +65,9 @@ impl ResponseMeta {
     pub fn stop_reason(&self, finished: &ChoiceFinished) -> Option<StopReasonOut> {
         match finished.stop_reason {
             Some(StopReason::String(i)) => self.stop.get(i).cloned().map(StopReasonOut::String),
-            Some(StopReason::Token(id)) if self.stop_token_ids.contains(&id) => Some(StopReasonOut::Token(id)),
+            Some(StopReason::Token(id)) if self.stop_token_ids.contains(&id) => {
+                Some(StopReasonOut::Token(id))
+            }
             _ => None,
         }
     }

@@ -19,5 +19,8 @@ pub async fn list_models(State(state): State<AppState>) -> Result<Response, ApiE
         root: engine.model().name.clone(),
         max_model_len: engine.config().max_model_len(),
     };
-    Ok(json(&ModelList { object: "list", data: vec![card] }))
+    Ok(json(&ModelList {
+        object: "list",
+        data: vec![card],
+    }))
 }

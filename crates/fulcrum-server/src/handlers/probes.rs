@@ -20,14 +20,26 @@ pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError>
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let engine = state.loaded_engine().map(|e| e.metrics());
     let text = state.metrics().render(engine.as_ref());
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
         .into_response()
 }
 
 pub async fn not_found(request: Request) -> ApiError {
-    ApiError::RouteNotFound { method: request.method().to_string(), path: request.uri().path().to_string() }
+    ApiError::RouteNotFound {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
 }
 
 pub async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError::MethodNotAllowed { method: request.method().to_string(), path: request.uri().path().to_string() }
+    ApiError::MethodNotAllowed {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
 }

@@ -71,7 +71,12 @@ pub struct Setup {
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { config: server_config(), engine: engine_options(), load_engine: true, extra_routes: None }
+        Setup {
+            config: server_config(),
+            engine: engine_options(),
+            load_engine: true,
+            extra_routes: None,
+        }
     }
 }
 
@@ -85,21 +90,30 @@ pub struct TestServer {
 
 impl Setup {
     pub async fn start(self) -> TestServer {
-        let mut server = Server::bind(self.config).await.expect("binding 127.0.0.1:0");
+        let mut server = Server::bind(self.config)
+            .await
+            .expect("binding 127.0.0.1:0");
         if let Some(routes) = self.extra_routes {
             server = server.merge_routes(routes);
         }
         let base_url = format!("http://{}", server.local_addr().unwrap());
         let state = server.state().clone();
         if self.load_engine {
-            let engine = tokio::task::spawn_blocking(move || start_engine(&self.engine)).await.unwrap();
+            let engine = tokio::task::spawn_blocking(move || start_engine(&self.engine))
+                .await
+                .unwrap();
             assert!(state.set_engine(engine).is_ok());
         }
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = signal.await;
         }));
-        TestServer { base_url, state, shutdown: Some(shutdown), task: Some(task) }
+        TestServer {
+            base_url,
+            state,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
     }
 }
 
@@ -113,8 +127,12 @@ impl TestServer {
     }
 
     pub async fn stop(mut self) {
-        let result = tokio::time::timeout(Duration::from_secs(30), self.begin_stop().into_future()).await;
-        result.expect("the server did not stop in time").unwrap().unwrap();
+        let result =
+            tokio::time::timeout(Duration::from_secs(30), self.begin_stop().into_future()).await;
+        result
+            .expect("the server did not stop in time")
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -133,7 +151,11 @@ pub fn shared() -> &'static str {
     BASE_URL.get_or_init(|| {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 let config = ServerConfig {
                     metrics_compat: MetricsCompat::Vllm,
@@ -141,7 +163,12 @@ pub fn shared() -> &'static str {
                     max_tokens_limit: Some(MAX_TOKENS_LIMIT),
                     ..server_config()
                 };
-                let server = Setup { config, ..Setup::default() }.start().await;
+                let server = Setup {
+                    config,
+                    ..Setup::default()
+                }
+                .start()
+                .await;
                 sender.send(server.base_url.clone()).unwrap();
                 std::future::pending::<()>().await;
             });
@@ -155,23 +182,42 @@ pub fn openai(base_url: &str) -> Client<OpenAIConfig> {
 }
 
 pub fn openai_with_key(base_url: &str, key: &str) -> Client<OpenAIConfig> {
-    Client::with_config(OpenAIConfig::new().with_api_base(format!("{base_url}/v1")).with_api_key(key))
+    Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(format!("{base_url}/v1"))
+            .with_api_key(key),
+    )
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
 }
 
 /// POSTs JSON; returns the status and the body as JSON (Null if not JSON).
 pub async fn post(base_url: &str, path: &str, body: &Value) -> (u16, Value) {
-    let response = http().post(format!("{base_url}{path}")).json(body).send().await.unwrap();
+    let response = http()
+        .post(format!("{base_url}{path}"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 pub async fn get(base_url: &str, path: &str) -> (u16, String) {
-    let response = http().get(format!("{base_url}{path}")).send().await.unwrap();
+    let response = http()
+        .get(format!("{base_url}{path}"))
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }
@@ -183,7 +229,10 @@ pub fn assert_error(actual: &(u16, Value), status: u16, code: &str, param: Optio
     assert_eq!(*s, status, "{body}");
     let error = &body["error"];
     assert_eq!(error["code"], code, "{body}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(error["type"].is_string(), "{body}");
     match param {
         Some(p) => assert_eq!(error["param"], p, "{body}"),
@@ -210,7 +259,10 @@ pub async fn wait_for_metric(base_url: &str, name: &str, label: &str, value: f64
         if now == value {
             return;
         }
-        assert!(Instant::now() < deadline, "`{name}{label}` stayed at {now}, expected {value}");
+        assert!(
+            Instant::now() < deadline,
+            "`{name}{label}` stayed at {now}, expected {value}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -224,5 +276,8 @@ pub async fn num_tokens(base_url: &str, text: &str) -> u32 {
 
 /// The `data:` payloads of an SSE body.
 pub fn sse_data(body: &str) -> Vec<String> {
-    body.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_string).collect()
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
 }

@@ -24,19 +24,31 @@ async fn one(base: &str, i: usize) -> u64 {
         "stream": stream,
         "stream_options": {"include_usage": true},
     });
-    let response = http().post(format!("{base}/v1/completions")).json(&body).send().await.unwrap();
+    let response = http()
+        .post(format!("{base}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200, "request {i}");
     let text = response.text().await.unwrap();
     let usage: Value = if stream {
         let events = sse_data(&text);
-        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "request {i}: {text}");
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("[DONE]"),
+            "request {i}: {text}"
+        );
         let usage_chunk: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
         usage_chunk["usage"].clone()
     } else {
         serde_json::from_str::<Value>(&text).unwrap()["usage"].clone()
     };
     let completion_tokens = usage["completion_tokens"].as_u64().unwrap();
-    assert!((1..=max_tokens as u64).contains(&completion_tokens), "request {i}: {usage}");
+    assert!(
+        (1..=max_tokens as u64).contains(&completion_tokens),
+        "request {i}: {usage}"
+    );
     completion_tokens
 }
 
@@ -48,7 +60,11 @@ async fn two_hundred_requests_all_answered_and_no_block_leaks() {
     let tokens: Vec<u64> = futures_util::stream::iter(0..NUM_REQUESTS)
         .map(|i| {
             let base = base.clone();
-            async move { tokio::spawn(async move { one(&base, i).await }).await.unwrap() }
+            async move {
+                tokio::spawn(async move { one(&base, i).await })
+                    .await
+                    .unwrap()
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -63,8 +79,17 @@ async fn two_hundred_requests_all_answered_and_no_block_leaks() {
     assert_eq!(metric(&base, "fulcrum_requests_waiting", "").await, 0.0);
     let finished = metric(&base, "fulcrum_requests_finished_total", "").await;
     assert_eq!(finished, NUM_REQUESTS as f64);
-    assert_eq!(metric(&base, "fulcrum_requests_finished_total", "abort").await, 0.0);
-    assert_eq!(metric(&base, "fulcrum_generation_tokens_total", "").await, total as f64);
-    assert_eq!(metric(&base, "fulcrum_e2e_request_latency_seconds_count", "").await, NUM_REQUESTS as f64);
+    assert_eq!(
+        metric(&base, "fulcrum_requests_finished_total", "abort").await,
+        0.0
+    );
+    assert_eq!(
+        metric(&base, "fulcrum_generation_tokens_total", "").await,
+        total as f64
+    );
+    assert_eq!(
+        metric(&base, "fulcrum_e2e_request_latency_seconds_count", "").await,
+        NUM_REQUESTS as f64
+    );
     server.stop().await;
 }

@@ -1,17 +1,32 @@
-//! `fulcrum bench serve …`: load-test any OpenAI-compatible server (fulcrum,
-//! llama.cpp's `llama-server`, vLLM). The measuring lives in `fulcrum-bench`;
-//! this file turns flags into its validated configuration and prints.
+//! `fulcrum bench …`: measure the throughput–latency trade-off.
+//!
+//! - `bench serve`: load-test any OpenAI-compatible server (fulcrum,
+//!   llama.cpp's `llama-server`, vLLM).
+//! - `bench sweep` (`sweep.rs`): one workload against many engine
+//!   configurations, in-process or behind the HTTP server; table, Pareto
+//!   frontier, plot.
+//! - `fulcrum tune` (`tune.rs`) is a top-level command but shares this
+//!   family's flags (`args.rs`) and engine drivers.
+//!
+//! The measuring lives in `fulcrum-bench`; these files turn flags into its
+//! validated configuration and print.
 
-use std::path::PathBuf;
+mod args;
+mod http_driver;
+mod sweep;
+pub mod tune;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 use fulcrum_bench::{
-    run_serve_blocking, LenRange, PromptVocabulary, RequestRate, ServeConfig, Slo, TerminalProgress, Workload,
-    WorkloadSpec,
+    run_serve_blocking, PromptVocabulary, RequestRate, ServeConfig, TerminalProgress,
 };
+use serde::Serialize;
+
+use args::{Bound, LoadArgs, WorkloadArgs};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -24,22 +39,20 @@ enum BenchCommand {
     /// Drive an OpenAI-compatible server with streaming completions and
     /// report throughput, TTFT/TPOT/ITL/E2E percentiles and SLO goodput.
     Serve(ServeArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum WorkloadKind {
-    /// Random prompts and output lengths from --input-len / --output-len.
-    Random,
-    /// A shared random prefix of --prefix-len tokens plus unique suffixes.
-    Prefix,
-    /// Prompts from --dataset (JSONL of {"prompt"} or ShareGPT conversations).
-    File,
+    /// Run one workload against a grid of engine configurations (fresh engine
+    /// each, model loaded once): a table per configuration, the Pareto
+    /// frontier, and a plot of throughput against TTFT p99 and TPOT p99.
+    Sweep(sweep::SweepArgs),
 }
 
 #[derive(Args)]
 struct ServeArgs {
     /// Server root URL (a trailing /v1 is fine).
-    #[arg(long, env = "FULCRUM_BENCH_BASE_URL", default_value = "http://127.0.0.1:8000")]
+    #[arg(
+        long,
+        env = "FULCRUM_BENCH_BASE_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
     base_url: String,
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long, env = "FULCRUM_API_KEY", hide_env_values = true)]
@@ -48,47 +61,17 @@ struct ServeArgs {
     #[arg(long)]
     model: Option<String>,
     /// Arrivals per second (gamma-distributed gaps), or `inf` to send at once.
-    #[arg(long, default_value = "inf")]
+    #[arg(long, default_value = "inf", help_heading = "Load")]
     request_rate: RequestRate,
-    /// Gamma shape of the arrival gaps: 1 = Poisson, <1 burstier, >1 smoother.
-    #[arg(long, default_value_t = 1.0)]
-    burstiness: f64,
-    /// At most N requests in flight; with `--request-rate inf`, N users in a closed loop.
-    #[arg(long)]
-    concurrency: Option<usize>,
-    /// How many requests to send [default: 100 unless --duration is given].
-    #[arg(long)]
-    num_requests: Option<usize>,
-    /// Stop sending after this many seconds; requests in flight finish.
-    #[arg(long)]
-    duration: Option<f64>,
-    #[arg(long, value_enum, default_value = "random")]
-    workload: WorkloadKind,
-    /// Prompt length in tokens, N or MIN:MAX (the suffix length for `prefix`).
-    #[arg(long, default_value = "100:1500")]
-    input_len: LenRange,
-    /// Output length in tokens, N or MIN:MAX (sent as max_tokens).
-    #[arg(long, default_value = "50:300")]
-    output_len: LenRange,
-    /// Shared prefix length for `--workload prefix`.
-    #[arg(long, default_value_t = 512)]
-    prefix_len: usize,
-    /// JSONL (or JSON array) of prompts for `--workload file`.
-    #[arg(long)]
-    dataset: Option<PathBuf>,
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Model alias or .gguf whose tokenizer matches the server's: prompts
     /// become exact-length token-id lists. Without it, prompts are random
     /// English words and lengths are approximate.
-    #[arg(long)]
+    #[arg(long, help_heading = "Workload")]
     tokenizer_model: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Latency target for goodput, any of ttft, tpot, e2e: `ttft=300ms,tpot=50ms`.
-    #[arg(long)]
-    slo: Option<Slo>,
-    /// Per-request limit in seconds, stream included.
-    #[arg(long, default_value_t = 600.0)]
-    timeout: f64,
     /// Write the full report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -100,34 +83,25 @@ struct ServeArgs {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Serve(a) => serve(a),
+        BenchCommand::Sweep(a) => sweep::run(a),
     }
 }
 
-fn seconds(flag: &str, s: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(s)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| format!("{flag} must be a positive number of seconds, not {s}"))
-}
-
-fn workload(a: &ServeArgs) -> Result<Workload> {
-    let spec = match a.workload {
-        WorkloadKind::Random => WorkloadSpec::Random { input_len: a.input_len, output_len: a.output_len },
-        WorkloadKind::Prefix => {
-            WorkloadSpec::Prefix { prefix_len: a.prefix_len, input_len: a.input_len, output_len: a.output_len }
-        }
-        WorkloadKind::File => {
-            let Some(path) = a.dataset.clone() else { bail!("--workload file needs --dataset FILE") };
-            WorkloadSpec::File { path, output_len: a.output_len }
-        }
+fn serve(a: ServeArgs) -> Result<()> {
+    let config = ServeConfig {
+        base_url: a.base_url.clone(),
+        api_key: a.api_key.clone(),
+        model: a.model.clone(),
+        request_timeout: a.load.request_timeout()?,
+        load: a
+            .load
+            .load(a.request_rate, a.workload.seed, Bound::Requests(100))?,
     };
-    if a.dataset.is_some() && !matches!(a.workload, WorkloadKind::File) {
-        bail!("--dataset is only read with --workload file");
-    }
+    config.validate()?;
     let vocabulary = match &a.tokenizer_model {
         Some(model) => PromptVocabulary::from_gguf_path(&super::resolve_model(model)?)?,
         None => {
-            if !matches!(a.workload, WorkloadKind::File) {
+            if !a.workload.is_file() {
                 eprintln!(
                     "note: no --tokenizer-model: prompts are random English words, their token lengths approximate"
                 );
@@ -135,37 +109,73 @@ fn workload(a: &ServeArgs) -> Result<Workload> {
             PromptVocabulary::words()
         }
     };
-    Ok(Workload::new(spec, vocabulary, a.seed)?)
-}
-
-fn serve(a: ServeArgs) -> Result<()> {
-    let duration = a.duration.map(|s| seconds("--duration", s)).transpose()?;
-    let config = ServeConfig {
-        base_url: a.base_url.clone(),
-        api_key: a.api_key.clone(),
-        model: a.model.clone(),
-        request_rate: a.request_rate,
-        burstiness: a.burstiness,
-        max_concurrency: a.concurrency,
-        num_requests: a.num_requests.or(if duration.is_none() { Some(100) } else { None }),
-        duration,
-        seed: a.seed,
-        slo: a.slo.unwrap_or_default(),
-        request_timeout: seconds("--timeout", a.timeout)?,
-    };
-    config.validate()?;
-    let workload = workload(&a)?;
-    let progress = Arc::new(TerminalProgress::new(config.num_requests.filter(|_| config.duration.is_none())));
+    let workload = a.workload.workload(vocabulary)?;
+    let load = &config.load;
+    let progress = Arc::new(TerminalProgress::new(
+        load.num_requests.filter(|_| load.duration.is_none()),
+    ));
     let mut report = run_serve_blocking(&config, workload, progress)?;
     let model = report.config["model"].as_str().unwrap_or("?").to_string();
-    println!("{}", report.summary.to_table(&format!("fulcrum bench serve · {} · model {model}", a.base_url)));
+    println!(
+        "{}",
+        report.summary.to_table(&format!(
+            "fulcrum bench serve · {} · model {model}",
+            a.base_url
+        ))
+    );
     if let Some(path) = &a.json {
         if a.no_request_records {
             report.requests.clear();
         }
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("report written to {}", path.display());
+        write_json(path, &report)?;
     }
     Ok(())
+}
+
+/// Pretty JSON to `path`, with a note on stderr.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("report written to {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command, FromArgMatches};
+
+    use super::*;
+
+    /// clap checks flag names only when a command is built: catch a flag
+    /// spelled twice across the shared groups here, not at a user's prompt.
+    #[test]
+    fn every_command_builds_and_parses() {
+        BenchArgs::augment_args(Command::new("bench")).debug_assert();
+        tune::TuneArgs::augment_args(Command::new("tune")).debug_assert();
+        let matches = BenchArgs::augment_args(Command::new("bench"))
+            .try_get_matches_from([
+                "bench",
+                "sweep",
+                "--policy",
+                "static,chunked",
+                "--max-num-seqs",
+                "1,8",
+                "--request-rate",
+                "1,inf",
+            ])
+            .unwrap();
+        let BenchCommand::Sweep(_) = BenchArgs::from_arg_matches(&matches).unwrap().command else {
+            panic!("sweep expected")
+        };
+        let bad = BenchArgs::augment_args(Command::new("bench"))
+            .try_get_matches_from(["bench", "sweep", "--policy", "fastest"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("unknown policy `fastest`"), "{bad}");
+        let bad = BenchArgs::augment_args(Command::new("bench"))
+            .try_get_matches_from(["bench", "sweep", "--request-rate", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("must be a positive number"), "{bad}");
+    }
 }

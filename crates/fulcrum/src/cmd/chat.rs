@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fulcrum_engine::{EngineError, EngineHandle, Prompt, RequestEvent, RequestInput, SamplingParams};
+use fulcrum_engine::{
+    EngineError, EngineHandle, Prompt, RequestEvent, RequestInput, SamplingParams,
+};
 use fulcrum_model::chat::ChatMessage;
 use fulcrum_model::registry::DEFAULT_MODEL;
 
@@ -43,7 +45,11 @@ pub fn run(args: ChatArgs) -> Result<()> {
         ..SamplingParams::default()
     };
     let params = args.sampling.to_params(defaults)?;
-    let engine = start_engine(&args.model, args.engine.numerics, &single_stream(&args.engine))?;
+    let engine = start_engine(
+        &args.model,
+        args.engine.numerics,
+        &single_stream(&args.engine),
+    )?;
     let result = converse(&engine, &args, params);
     engine.shutdown(Duration::ZERO);
     result
@@ -51,10 +57,17 @@ pub fn run(args: ChatArgs) -> Result<()> {
 
 fn converse(engine: &EngineHandle, args: &ChatArgs, params: SamplingParams) -> Result<()> {
     let is_interactive = std::io::stdin().is_terminal();
-    let start: Vec<ChatMessage> = args.system.iter().map(|s| ChatMessage::new("system", s.as_str())).collect();
+    let start: Vec<ChatMessage> = args
+        .system
+        .iter()
+        .map(|s| ChatMessage::new("system", s.as_str()))
+        .collect();
     let mut messages = start.clone();
     if is_interactive {
-        eprintln!("fulcrum chat with {} — /reset starts over, /exit quits", engine.model().name);
+        eprintln!(
+            "fulcrum chat with {} — /reset starts over, /exit quits",
+            engine.model().name
+        );
     }
     let mut stdout = std::io::stdout().lock();
     let mut lines = std::io::stdin().lock().lines();
@@ -105,16 +118,25 @@ fn reply(
     let prompt = engine.chat_prompt(messages).map_err(Refused)?;
     let room = engine.config().max_model_len().saturating_sub(prompt.len());
     let max_tokens = params.max_tokens.map_or(room, |m| m.min(room)).max(1);
-    let params = SamplingParams { max_tokens: Some(max_tokens), ..params.clone() };
-    let mut handle = engine.add_request(RequestInput::new(Prompt::Tokens(prompt), params)).map_err(Refused)?;
+    let params = SamplingParams {
+        max_tokens: Some(max_tokens),
+        ..params.clone()
+    };
+    let mut handle = engine
+        .add_request(RequestInput::new(Prompt::Tokens(prompt), params))
+        .map_err(Refused)?;
     let mut text = String::new();
-    let write = |out: &mut dyn Write, piece: &str| out.write_all(piece.as_bytes()).and_then(|()| out.flush());
+    let write = |out: &mut dyn Write, piece: &str| {
+        out.write_all(piece.as_bytes()).and_then(|()| out.flush())
+    };
     while let Some(event) = handle.blocking_recv() {
         let piece = match event {
             RequestEvent::Token(t) => t.text,
             RequestEvent::Finished(f) => f.text,
             RequestEvent::Done(_) => break,
-            RequestEvent::Failed(e) => return Err(Failed(anyhow::anyhow!("generation failed: {e}"))),
+            RequestEvent::Failed(e) => {
+                return Err(Failed(anyhow::anyhow!("generation failed: {e}")))
+            }
         };
         write(out, &piece).map_err(|e| Failed(e.into()))?;
         text.push_str(&piece);

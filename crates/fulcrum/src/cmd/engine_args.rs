@@ -12,7 +12,12 @@ use fulcrum_model::ModelConfig;
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
     /// Scheduling policy: static, prefill-first, decode-first or chunked.
-    #[arg(long, env = "FULCRUM_POLICY", default_value = "chunked", help_heading = "Engine")]
+    #[arg(
+        long,
+        env = "FULCRUM_POLICY",
+        default_value = "chunked",
+        help_heading = "Engine"
+    )]
     pub policy: Policy,
     /// Most sequences in a batch.
     #[arg(long, env = "FULCRUM_MAX_NUM_SEQS", default_value_t = DEFAULT_MAX_NUM_SEQS, help_heading = "Engine")]
@@ -38,7 +43,12 @@ pub struct EngineArgs {
     pub threads: Option<usize>,
     /// Summation order of the quantized matrix products: `fast`, or `llama-cpp` to reproduce
     /// llama.cpp's CPU results bit for bit (about half the batched throughput).
-    #[arg(long, env = "FULCRUM_NUMERICS", default_value = "fast", help_heading = "Engine")]
+    #[arg(
+        long,
+        env = "FULCRUM_NUMERICS",
+        default_value = "fast",
+        help_heading = "Engine"
+    )]
     pub numerics: fulcrum_model::Numerics,
     /// Requests waiting to be scheduled beyond which new ones are refused [default: unlimited].
     #[arg(long, env = "FULCRUM_MAX_WAITING", help_heading = "Engine")]
@@ -64,8 +74,12 @@ impl EngineArgs {
 
 /// Stage two: `options` checked against the model and this machine.
 pub fn resolve(options: &EngineOptions, model: &ModelConfig) -> Result<EngineConfig> {
-    EngineConfig::resolve(options, model)
-        .map_err(|e| anyhow::anyhow!("invalid engine configuration: {}", flag_spelling(&e.to_string())))
+    EngineConfig::resolve(options, model).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid engine configuration: {}",
+            flag_spelling(&e.to_string())
+        )
+    })
 }
 
 /// Sampling flags shared by `generate` and `chat`; unset ones take the
@@ -113,11 +127,17 @@ impl SamplingArgs {
             top_k,
             min_p: self.min_p.unwrap_or(defaults.min_p),
             seed: self.seed.or(defaults.seed),
-            stop: if self.stop.is_empty() { defaults.stop.clone() } else { self.stop.clone() },
+            stop: if self.stop.is_empty() {
+                defaults.stop.clone()
+            } else {
+                self.stop.clone()
+            },
             ignore_eos: self.ignore_eos || defaults.ignore_eos,
             ..defaults
         };
-        params.validate().map_err(|e| anyhow::anyhow!("{}", flag_spelling(&e.to_string())))?;
+        params
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}", flag_spelling(&e.to_string())))?;
         Ok(params)
     }
 }
@@ -131,7 +151,10 @@ pub fn flag_spelling(message: &str) -> String {
     }
     for (i, part) in parts.enumerate() {
         out.push('`');
-        if i % 2 == 0 && part.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !part.is_empty() {
+        if i % 2 == 0
+            && part.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            && !part.is_empty()
+        {
             out.push_str("--");
             out.push_str(&part.replace('_', "-"));
         } else {

@@ -18,8 +18,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fulcrum_engine::sampler::MAX_LOGPROBS;
 use fulcrum_engine::{
-    Engine, EngineHandle, EngineOptions, Prompt, RequestEvent, RequestInput, SamplingParams, SequenceTimings,
-    TokenLogprobs,
+    Engine, EngineHandle, EngineOptions, Prompt, RequestEvent, RequestInput, SamplingParams,
+    SequenceTimings, TokenLogprobs,
 };
 use fulcrum_model::chat::ChatMessage;
 use fulcrum_model::registry::DEFAULT_MODEL;
@@ -67,7 +67,10 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let defaults = SamplingParams { max_tokens: Some(DEFAULT_MAX_TOKENS), ..SamplingParams::greedy() };
+    let defaults = SamplingParams {
+        max_tokens: Some(DEFAULT_MAX_TOKENS),
+        ..SamplingParams::greedy()
+    };
     let mut params = args.sampling.to_params(defaults)?;
     if let Some(n) = args.top_logprobs {
         if n > MAX_LOGPROBS {
@@ -88,7 +91,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if text.is_empty() && !args.chat {
         bail!("the prompt is empty");
     }
-    let engine = start_engine(&args.model, args.engine.numerics, &single_stream(&args.engine))?;
+    let engine = start_engine(
+        &args.model,
+        args.engine.numerics,
+        &single_stream(&args.engine),
+    )?;
     let prompt = if args.chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -105,7 +112,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 }
 
 /// Loads the model and starts an engine with the knobs given.
-pub(crate) fn start_engine(model: &str, numerics: Numerics, options: &EngineOptions) -> Result<EngineHandle> {
+pub(crate) fn start_engine(
+    model: &str,
+    numerics: Numerics,
+    options: &EngineOptions,
+) -> Result<EngineHandle> {
     let model = Arc::new(super::load_model(model, numerics)?);
     let config = resolve(options, &model.config)?;
     tracing::debug!("engine: {config}");
@@ -115,7 +126,10 @@ pub(crate) fn start_engine(model: &str, numerics: Numerics, options: &EngineOpti
 /// The knobs for one request at a time: a batch of one, so the default KV
 /// cache is one context rather than a share of the machine's memory.
 pub(crate) fn single_stream(engine_args: &EngineArgs) -> EngineOptions {
-    EngineOptions { max_num_seqs: 1, ..engine_args.to_options() }
+    EngineOptions {
+        max_num_seqs: 1,
+        ..engine_args.to_options()
+    }
 }
 
 fn read_stdin_prompt() -> Result<String> {
@@ -124,7 +138,9 @@ fn read_stdin_prompt() -> Result<String> {
         eprintln!("(reading the prompt from stdin; end it with Ctrl-D)");
     }
     let mut text = String::new();
-    stdin.read_to_string(&mut text).context("reading the prompt from stdin")?;
+    stdin
+        .read_to_string(&mut text)
+        .context("reading the prompt from stdin")?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -134,7 +150,12 @@ fn read_stdin_prompt() -> Result<String> {
     Ok(text)
 }
 
-fn generate_one(engine: &EngineHandle, prompt: Prompt, params: SamplingParams, args: &GenerateArgs) -> Result<()> {
+fn generate_one(
+    engine: &EngineHandle,
+    prompt: Prompt,
+    params: SamplingParams,
+    args: &GenerateArgs,
+) -> Result<()> {
     let mut handle = engine.add_request(RequestInput::new(prompt, params))?;
     let prompt_ids = handle.prompt_token_ids().to_vec();
     let mut stdout = std::io::stdout().lock();
@@ -156,12 +177,20 @@ fn generate_one(engine: &EngineHandle, prompt: Prompt, params: SamplingParams, a
             RequestEvent::Failed(e) => bail!("generation failed: {e}"),
         };
         if !args.json && !piece.is_empty() {
-            stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()).context("writing to stdout")?;
+            stdout
+                .write_all(piece.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("writing to stdout")?;
         }
         text.push_str(&piece);
     }
-    let Some(finished) = finished else { bail!("the engine stopped before the request finished") };
-    let speed = Speed::of(&finished.timings, prompt_ids.len() - finished.num_cached_tokens);
+    let Some(finished) = finished else {
+        bail!("the engine stopped before the request finished")
+    };
+    let speed = Speed::of(
+        &finished.timings,
+        prompt_ids.len() - finished.num_cached_tokens,
+    );
     if args.json {
         let mut object = json!({
             "prompt_ids": prompt_ids,
@@ -199,7 +228,12 @@ fn generate_one(engine: &EngineHandle, prompt: Prompt, params: SamplingParams, a
 pub(crate) fn top_logprobs_json(logprobs: &[TokenLogprobs]) -> serde_json::Value {
     logprobs
         .iter()
-        .map(|l| l.top.iter().map(|&(id, logprob)| json!({ "id": id, "logprob": logprob })).collect::<Vec<_>>())
+        .map(|l| {
+            l.top
+                .iter()
+                .map(|&(id, logprob)| json!({ "id": id, "logprob": logprob }))
+                .collect::<Vec<_>>()
+        })
         .collect::<Vec<_>>()
         .into()
 }
@@ -219,18 +253,26 @@ pub(crate) struct Speed {
 
 impl Speed {
     pub(crate) fn of(timings: &SequenceTimings, num_prefilled_tokens: usize) -> Speed {
-        let per_s = |n: usize, d: Duration| (d > Duration::ZERO).then(|| n as f64 / d.as_secs_f64());
+        let per_s =
+            |n: usize, d: Duration| (d > Duration::ZERO).then(|| n as f64 / d.as_secs_f64());
         let prefill = match (timings.first_scheduled, timings.first_token()) {
-            (Some(start), Some(first)) => per_s(num_prefilled_tokens, first.saturating_duration_since(start)),
-            _ => None,
-        };
-        let decode = match (timings.token_times.first(), timings.token_times.last()) {
-            (Some(&first), Some(&last)) if timings.token_times.len() > 1 => {
-                per_s(timings.token_times.len() - 1, last.saturating_duration_since(first))
+            (Some(start), Some(first)) => {
+                per_s(num_prefilled_tokens, first.saturating_duration_since(start))
             }
             _ => None,
         };
-        Speed { prefill_tokens_per_s: prefill, decode_tokens_per_s: decode, ttft_ms: timings.ttft().map(ms) }
+        let decode = match (timings.token_times.first(), timings.token_times.last()) {
+            (Some(&first), Some(&last)) if timings.token_times.len() > 1 => per_s(
+                timings.token_times.len() - 1,
+                last.saturating_duration_since(first),
+            ),
+            _ => None,
+        };
+        Speed {
+            prefill_tokens_per_s: prefill,
+            decode_tokens_per_s: decode,
+            ttft_ms: timings.ttft().map(ms),
+        }
     }
 }
 

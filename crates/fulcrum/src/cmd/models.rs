@@ -25,11 +25,22 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         Action::List => {
             println!("{:<14} {:<8} {}", "ALIAS", "CACHED", "DESCRIPTION");
             for a in ALIASES {
-                let cached = if registry::cached(a).is_some() { "yes" } else { "no" };
-                let default = if a.alias == registry::DEFAULT_MODEL { " (default)" } else { "" };
+                let cached = if registry::cached(a).is_some() {
+                    "yes"
+                } else {
+                    "no"
+                };
+                let default = if a.alias == registry::DEFAULT_MODEL {
+                    " (default)"
+                } else {
+                    ""
+                };
                 println!("{:<14} {:<8} {}{default}", a.alias, cached, a.description);
             }
-            println!("cache: {}", registry::fulcrum_home().join("models").display());
+            println!(
+                "cache: {}",
+                registry::fulcrum_home().join("models").display()
+            );
             Ok(())
         }
         Action::Pull { alias } => {

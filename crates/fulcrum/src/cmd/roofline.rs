@@ -39,9 +39,25 @@ pub fn run(a: RooflineArgs) -> Result<()> {
         return Ok(());
     }
     println!("ISA {}  threads {}", r.isa, r.threads);
-    println!("{:<34} {:>10}", "memory read bandwidth, 1 thread", format!("{:.1} GB/s", r.mem_bw_1 / 1e9));
-    println!("{:<34} {:>10}", format!("memory read bandwidth, {} threads", r.threads), format!("{:.1} GB/s", r.mem_bw_all / 1e9));
-    println!("{:<34} {:>10}", "int8 multiply-add (2 ops/MAC)", format!("{:.0} GOP/s", r.int8_ops / 1e9));
-    println!("{:<34} {:>10}", "f32 fused multiply-add (2 flops)", format!("{:.0} GFLOP/s", r.f32_flops / 1e9));
+    println!(
+        "{:<34} {:>10}",
+        "memory read bandwidth, 1 thread",
+        format!("{:.1} GB/s", r.mem_bw_1 / 1e9)
+    );
+    println!(
+        "{:<34} {:>10}",
+        format!("memory read bandwidth, {} threads", r.threads),
+        format!("{:.1} GB/s", r.mem_bw_all / 1e9)
+    );
+    println!(
+        "{:<34} {:>10}",
+        "int8 multiply-add (2 ops/MAC)",
+        format!("{:.0} GOP/s", r.int8_ops / 1e9)
+    );
+    println!(
+        "{:<34} {:>10}",
+        "f32 fused multiply-add (2 flops)",
+        format!("{:.0} GFLOP/s", r.f32_flops / 1e9)
+    );
     Ok(())
 }

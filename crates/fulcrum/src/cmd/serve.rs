@@ -59,10 +59,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     init_logging();
     let addr = socket_addr(&args.host, args.port)?;
     if !(args.shutdown_timeout.is_finite() && args.shutdown_timeout >= 0.0) {
-        return Err(anyhow!("`--shutdown-timeout` must be a number of seconds >= 0, got {}", args.shutdown_timeout));
+        return Err(anyhow!(
+            "`--shutdown-timeout` must be a number of seconds >= 0, got {}",
+            args.shutdown_timeout
+        ));
     }
-    let served_model_names =
-        if args.served_model_name.is_empty() { vec![args.model.clone()] } else { args.served_model_name.clone() };
+    let served_model_names = if args.served_model_name.is_empty() {
+        vec![args.model.clone()]
+    } else {
+        args.served_model_name.clone()
+    };
     let config = ServerConfig {
         addr,
         served_model_names,
@@ -75,15 +81,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let model = args.model.clone();
     let options = args.engine.to_options();
     let numerics = args.engine.numerics;
-    let load = Box::new(move || start_engine(&model, numerics, &options).map_err(|e| format!("{e:#}")));
+    let load =
+        Box::new(move || start_engine(&model, numerics, &options).map_err(|e| format!("{e:#}")));
     fulcrum_server::run_until_signal(config, load).context("serving")
 }
 
 /// Loads the model, starts the engine, logs the start-up summary.
-fn start_engine(model: &str, numerics: fulcrum_model::Numerics, options: &EngineOptions) -> Result<EngineHandle> {
+fn start_engine(
+    model: &str,
+    numerics: fulcrum_model::Numerics,
+    options: &EngineOptions,
+) -> Result<EngineHandle> {
     let path = super::resolve_model(model)?;
     tracing::info!("loading {}", path.display());
-    let model = fulcrum_model::Model::load_with(&path, numerics).map_err(|e| anyhow!("loading {}: {e}", path.display()))?;
+    let model = fulcrum_model::Model::load_with(&path, numerics)
+        .map_err(|e| anyhow!("loading {}: {e}", path.display()))?;
     let model = Arc::new(model);
     let config = resolve(options, &model.config)?;
     tracing::info!(

@@ -34,9 +34,13 @@ pub fn run(a: TokenizeArgs) -> Result<()> {
         None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
     };
     if a.detokenize {
-        let ids: Vec<u32> = serde_json::from_str(input.trim()).context("--detokenize expects a JSON array of token ids")?;
+        let ids: Vec<u32> = serde_json::from_str(input.trim())
+            .context("--detokenize expects a JSON array of token ids")?;
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= tok.vocab_size()) {
-            anyhow::bail!("token id {bad} is outside the vocabulary ({} tokens)", tok.vocab_size());
+            anyhow::bail!(
+                "token id {bad} is outside the vocabulary ({} tokens)",
+                tok.vocab_size()
+            );
         }
         println!("{}", tok.decode(&ids, false));
     } else {

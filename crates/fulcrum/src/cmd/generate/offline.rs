@@ -73,7 +73,9 @@ pub(super) fn run(args: &GenerateArgs, defaults: SamplingParams, path: &Path) ->
         bail!("{}: no prompts", path.display());
     }
     let mut out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let engine = start_engine(&args.model, args.engine.numerics, &args.engine.to_options())?;
@@ -88,23 +90,41 @@ pub(super) fn run(args: &GenerateArgs, defaults: SamplingParams, path: &Path) ->
             }
             PromptSource::Text(text) => Prompt::Text(text.clone()),
         };
-        let input = RequestInput { prompt, params: job.params.clone(), priority: job.priority };
-        handles.push(engine.add_request(input).with_context(|| format!("{} line {}", path.display(), job.line_no))?);
+        let input = RequestInput {
+            prompt,
+            params: job.params.clone(),
+            priority: job.priority,
+        };
+        handles.push(
+            engine
+                .add_request(input)
+                .with_context(|| format!("{} line {}", path.display(), job.line_no))?,
+        );
     }
     let bar = progress_bar(jobs.len());
     let mut summary = Summary::default();
     for (index, (job, handle)) in jobs.iter().zip(handles).enumerate() {
-        let output = handle.blocking_collect().with_context(|| format!("line {}", job.line_no))?;
+        let output = handle
+            .blocking_collect()
+            .with_context(|| format!("line {}", job.line_no))?;
         let line = result_line(index, job, &output, &mut summary);
         writeln!(out, "{line}").context("writing results")?;
         bar.inc(1);
-        bar.set_message(format!("{:.0} output tok/s", summary.output_tokens as f64 / started.elapsed().as_secs_f64()));
+        bar.set_message(format!(
+            "{:.0} output tok/s",
+            summary.output_tokens as f64 / started.elapsed().as_secs_f64()
+        ));
     }
     out.flush().context("writing results")?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     let metrics = engine.shutdown(Duration::ZERO);
-    let report = summary.to_json(elapsed, metrics.num_preemptions, metrics.prefix_cache_hits, &config_line);
+    let report = summary.to_json(
+        elapsed,
+        metrics.num_preemptions,
+        metrics.prefix_cache_hits,
+        &config_line,
+    );
     if args.json {
         println!("{report}");
     } else {
@@ -133,9 +153,10 @@ fn read_jobs(path: &Path, defaults: &SamplingParams) -> Result<Vec<Job>> {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: PromptLine =
-            serde_json::from_str(&line).with_context(|| format!("{} line {line_no}", path.display()))?;
-        let job = to_job(parsed, line_no, defaults).with_context(|| format!("{} line {line_no}", path.display()))?;
+        let parsed: PromptLine = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {line_no}", path.display()))?;
+        let job = to_job(parsed, line_no, defaults)
+            .with_context(|| format!("{} line {line_no}", path.display()))?;
         jobs.push(job);
     }
     Ok(jobs)
@@ -168,17 +189,29 @@ fn to_job(line: PromptLine, line_no: usize, defaults: &SamplingParams) -> Result
         ignore_eos: line.ignore_eos.unwrap_or(defaults.ignore_eos),
         presence_penalty: line.presence_penalty.unwrap_or(defaults.presence_penalty),
         frequency_penalty: line.frequency_penalty.unwrap_or(defaults.frequency_penalty),
-        repetition_penalty: line.repetition_penalty.unwrap_or(defaults.repetition_penalty),
+        repetition_penalty: line
+            .repetition_penalty
+            .unwrap_or(defaults.repetition_penalty),
         logprobs: line.top_logprobs.or(defaults.logprobs),
         ..defaults.clone()
     };
-    params.validate().map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("`logprobs`", "`top_logprobs`")))?;
-    Ok(Job { line_no, id: line.id, prompt, params, priority: line.priority.unwrap_or(0) })
+    params.validate().map_err(|e| {
+        anyhow::anyhow!("{}", e.to_string().replace("`logprobs`", "`top_logprobs`"))
+    })?;
+    Ok(Job {
+        line_no,
+        id: line.id,
+        prompt,
+        params,
+        priority: line.priority.unwrap_or(0),
+    })
 }
 
 fn progress_bar(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} requests, {msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} requests, {msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
@@ -195,10 +228,18 @@ struct Summary {
     e2e_ms: Vec<f64>,
 }
 
-fn result_line(index: usize, job: &Job, output: &RequestOutput, summary: &mut Summary) -> serde_json::Value {
+fn result_line(
+    index: usize,
+    job: &Job,
+    output: &RequestOutput,
+    summary: &mut Summary,
+) -> serde_json::Value {
     let choice = &output.choices[0];
     let timings = &choice.timings;
-    let speed = Speed::of(timings, output.prompt_token_ids.len() - choice.num_cached_tokens);
+    let speed = Speed::of(
+        timings,
+        output.prompt_token_ids.len() - choice.num_cached_tokens,
+    );
     summary.requests += 1;
     summary.prompt_tokens += output.usage.prompt_tokens;
     summary.output_tokens += output.usage.completion_tokens;
@@ -231,7 +272,13 @@ fn result_line(index: usize, job: &Job, output: &RequestOutput, summary: &mut Su
 }
 
 impl Summary {
-    fn to_json(&self, elapsed: Duration, preemptions: u64, prefix_cache_hits: u64, engine: &str) -> serde_json::Value {
+    fn to_json(
+        &self,
+        elapsed: Duration,
+        preemptions: u64,
+        prefix_cache_hits: u64,
+        engine: &str,
+    ) -> serde_json::Value {
         let secs = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
         json!({
             "requests": self.requests,
@@ -257,7 +304,9 @@ fn percentiles(samples: &[f64]) -> serde_json::Value {
     }
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let rank = |p: f64| sorted[((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let rank = |p: f64| {
+        sorted[((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+    };
     json!({
         "mean": sorted.iter().sum::<f64>() / sorted.len() as f64,
         "p50": rank(50.0),
@@ -275,7 +324,10 @@ mod tests {
     fn nearest_rank_percentiles() {
         let samples: Vec<f64> = (1..=10).map(f64::from).collect();
         let p = percentiles(&samples);
-        assert_eq!((p["p50"].as_f64(), p["p90"].as_f64(), p["p99"].as_f64()), (Some(5.0), Some(9.0), Some(10.0)));
+        assert_eq!(
+            (p["p50"].as_f64(), p["p90"].as_f64(), p["p99"].as_f64()),
+            (Some(5.0), Some(9.0), Some(10.0))
+        );
         assert_eq!(p["mean"].as_f64(), Some(5.5));
         assert!(percentiles(&[])["p50"].is_null());
     }
@@ -283,13 +335,23 @@ mod tests {
     #[test]
     fn lines_need_exactly_one_prompt_and_valid_fields() {
         let defaults = SamplingParams::greedy();
-        let parse = |s: &str| to_job(serde_json::from_str(s).unwrap(), 1, &defaults).map(|j| j.params);
-        assert!(parse(r#"{"prompt": "a", "prompt_ids": [1]}"#).unwrap_err().to_string().contains("exactly one"));
+        let parse =
+            |s: &str| to_job(serde_json::from_str(s).unwrap(), 1, &defaults).map(|j| j.params);
+        assert!(parse(r#"{"prompt": "a", "prompt_ids": [1]}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one"));
         assert!(parse(r#"{}"#).is_err());
-        let err = parse(r#"{"prompt": "a", "temperature": -1}"#).unwrap_err().to_string();
+        let err = parse(r#"{"prompt": "a", "temperature": -1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`temperature`"), "{err}");
-        let params = parse(r#"{"prompt_ids": [1, 2], "stop": "x", "top_k": -1, "seed": 3}"#).unwrap();
-        assert_eq!((params.stop, params.top_k, params.seed), (vec!["x".to_string()], None, Some(3)));
+        let params =
+            parse(r#"{"prompt_ids": [1, 2], "stop": "x", "top_k": -1, "seed": 3}"#).unwrap();
+        assert_eq!(
+            (params.stop, params.top_k, params.seed),
+            (vec!["x".to_string()], None, Some(3))
+        );
         assert!(serde_json::from_str::<PromptLine>(r#"{"prompt": "a", "max_token": 3}"#).is_err());
     }
 }
