@@ -1,11 +1,15 @@
 //! Aggregate decode throughput with B sequences decoding together (each after
 //! a P-token prompt): `batch_speed MODEL.gguf [B] [P] [STEPS] [THREADS]`.
+//! `FULCRUM_NUMERICS=llama-cpp` selects llama.cpp's summation order.
 use fulcrum_kernels::WorkerPool;
 use fulcrum_model::{ForwardScratch, Model, SeqInput};
 use std::time::Instant;
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let model = Model::load(&a[1]).unwrap();
+    let numerics = std::env::var("FULCRUM_NUMERICS")
+        .map(|s| s.parse().expect("FULCRUM_NUMERICS: fast or llama-cpp"))
+        .unwrap_or_default();
+    let model = Model::load_with(&a[1], numerics).unwrap();
     let arg = |i: usize, d: usize| a.get(i).map_or(d, |s| s.parse().unwrap());
     let (b, p, steps, threads) = (arg(2, 64), arg(3, 128), arg(4, 128), arg(5, 2));
     let pool = WorkerPool::new(threads);

@@ -285,22 +285,51 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     scores.fill(f32::NEG_INFINITY);
     let mut max = [f32::NEG_INFINITY; MAX_DIRECT];
     let block_of = |pos: usize| shape.head_offset(t.s.block_table[pos / 16] as usize, t.kv_head);
-    for pos in lo..=hi {
-        let krow = &t.k_layer[block_of(pos) + (pos % 16) * hd..][..hd];
-        let mut acc = [_mm512_setzero_ps(); MAX_DIRECT];
-        for c in (0..hd).step_by(16) {
-            // SAFETY: 16 f16 of the key; `qs` rows hold `hd` floats.
+    // Scores, one 16-slot block at a time: lane k of the 16 accumulators is
+    // slot k's dot product, summed as `tree16` would sum it (`tree16x16`
+    // performs the same additions), so the results equal the general path's.
+    // Slots outside [lo, hi] are computed but never stored: lanes do not mix.
+    let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
+    let scale_v = _mm512_set1_ps(p.scale);
+    for c in c0..c1 {
+        let first = base + 16 * c;
+        let a = lo.saturating_sub(first).min(16);
+        let b = (hi + 1 - first).min(16);
+        let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
+        let kblock = &t.k_layer[block_of(first)..][..16 * hd];
+        // The blocks are scattered over the pool, out of the hardware
+        // prefetcher's sight: ask for the next block's keys, and for this
+        // block's values, which the second pass reads one dimension (32
+        // bytes) per block at a time.
+        let vblock = &t.v_layer[block_of(first)..][..16 * hd];
+        let next_k = (c + 1 < c1).then(|| &t.k_layer[block_of(first + 16)..][..16 * hd]);
+        for line in (0..16 * hd).step_by(32) {
+            // SAFETY: prefetches of in-bounds addresses (a hint; no access).
             unsafe {
-                let k = _mm512_cvtph_ps(_mm256_loadu_si256(krow.as_ptr().add(c).cast()));
-                for (qi, a) in acc.iter_mut().enumerate().take(nq) {
-                    *a = _mm512_fmadd_ps(k, _mm512_loadu_ps(qs.as_ptr().add(qi * hd + c)), *a);
+                _mm_prefetch::<_MM_HINT_T0>(vblock.as_ptr().add(line).cast());
+                if let Some(nk) = next_k {
+                    _mm_prefetch::<_MM_HINT_T0>(nk.as_ptr().add(line).cast());
                 }
             }
         }
-        for (qi, a) in acc.iter().enumerate().take(nq) {
-            let sc = tree16(*a) * p.scale;
-            scores[qi * span + pos - base] = sc;
-            max[qi] = max[qi].max(sc);
+        for (qi, mx) in max.iter_mut().enumerate().take(nq) {
+            let mut acc = [_mm512_setzero_ps(); 16];
+            for cc in (0..hd).step_by(16) {
+                // SAFETY: `qs` rows hold `hd` floats; the block holds 16 keys of `hd` f16.
+                unsafe {
+                    let q = _mm512_loadu_ps(qs.as_ptr().add(qi * hd + cc));
+                    for (k, acc_k) in acc.iter_mut().enumerate() {
+                        let kv = _mm512_cvtph_ps(_mm256_loadu_si256(
+                            kblock.as_ptr().add(k * hd + cc).cast(),
+                        ));
+                        *acc_k = _mm512_fmadd_ps(kv, q, *acc_k);
+                    }
+                }
+            }
+            let sc = _mm512_mul_ps(tree16x16(&acc), scale_v);
+            // SAFETY: chunk c of the score row lies inside it.
+            unsafe { _mm512_mask_storeu_ps(scores.as_mut_ptr().add(qi * span + 16 * c), vis, sc) };
+            *mx = mx.max(_mm512_mask_reduce_max_ps(vis, sc));
         }
     }
     for qi in 0..nq {
@@ -326,7 +355,6 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         }
     }
     // Values: with 16-slot blocks, chunk c of the score row is block c's slots.
-    let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
     for d in 0..hd {
         let mut acc = [_mm512_setzero_ps(); MAX_DIRECT];
         for c in c0..c1 {
