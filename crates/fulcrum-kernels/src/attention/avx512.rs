@@ -355,31 +355,93 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         }
     }
     // Values: with 16-slot blocks, chunk c of the score row is block c's slots.
-    for d in 0..hd {
-        let mut acc = [_mm512_setzero_ps(); MAX_DIRECT];
-        for c in c0..c1 {
-            let first = base + 16 * c;
-            // Lanes outside [lo, hi] load as zero (their weight is zero; the
-            // cache there may hold another sequence's values).
-            let a = lo.saturating_sub(first).min(16);
-            let b = (hi + 1 - first).min(16);
-            let mask: __mmask16 = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16;
-            let vrow = &t.v_layer[block_of(first) + d * 16..][..16];
-            // SAFETY: 16 f16 of the block's dimension d, masked.
-            let v =
-                _mm512_cvtph_ps(unsafe { _mm256_maskz_loadu_epi16(mask, vrow.as_ptr().cast()) });
-            for (qi, a) in acc.iter_mut().enumerate().take(nq) {
-                // SAFETY: chunk c of the score row lies inside it.
-                *a = _mm512_fmadd_ps(
-                    v,
-                    unsafe { _mm512_loadu_ps(scores.as_ptr().add(qi * span + 16 * c)) },
-                    *a,
-                );
-            }
+    let pass = ValuePass {
+        t,
+        scores,
+        span,
+        base,
+        lo,
+        hi,
+        c0,
+        c1,
+    };
+    // SAFETY: same contract; each instance keeps NQ·DG ≤ 24 accumulators.
+    unsafe {
+        match nq {
+            1 => pass.run::<1, 16>(out),
+            2 => pass.run::<2, 8>(out),
+            3 => pass.run::<3, 8>(out),
+            4 => pass.run::<4, 4>(out),
+            5 => pass.run::<5, 4>(out),
+            6 => pass.run::<6, 2>(out),
+            7 => pass.run::<7, 2>(out),
+            _ => pass.run::<8, 2>(out),
         }
-        for (qi, a) in acc.iter().enumerate().take(nq) {
-            let (_, h) = t.query(qi);
-            out[(t.s.first_row + r) * stride + h * hd + d] = tree16(*a);
+    }
+}
+
+/// The weighted sum of values for one query row: output dimension `d` of
+/// query `qi` is `tree16` of the 16-lane chain, over the row's blocks in
+/// order, of `fma(v[block][d][slot], weight[slot])`.
+struct ValuePass<'a> {
+    t: &'a Task<'a>,
+    scores: &'a [f32],
+    span: usize,
+    base: usize,
+    lo: usize,
+    hi: usize,
+    c0: usize,
+    c1: usize,
+}
+
+impl ValuePass<'_> {
+    /// `DG` dimensions at a time for all `NQ` queries, so each block's
+    /// offset, mask and weights are fetched once per `DG` dimensions rather
+    /// than once per dimension; the chains are the same as one at a time.
+    ///
+    /// # Safety
+    /// As [`attend_one_row`]; `NQ` is the task's query count and `DG`
+    /// divides `head_dim`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    unsafe fn run<const NQ: usize, const DG: usize>(&self, out: &mut [f32]) {
+        let t = self.t;
+        let hd = t.p.head_dim;
+        let stride = t.p.n_heads * hd;
+        let r = t.rows.start;
+        for d0 in (0..hd).step_by(DG) {
+            let mut acc = [[_mm512_setzero_ps(); DG]; NQ];
+            for c in self.c0..self.c1 {
+                let first = self.base + 16 * c;
+                // Lanes outside [lo, hi] load as zero (their weight is zero;
+                // the cache there may hold another sequence's values).
+                let a = self.lo.saturating_sub(first).min(16);
+                let b = (self.hi + 1 - first).min(16);
+                let mask: __mmask16 = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16;
+                let block = t
+                    .shape
+                    .head_offset(t.s.block_table[first / 16] as usize, t.kv_head);
+                let vrows = &t.v_layer[block + d0 * 16..][..DG * 16];
+                // SAFETY: chunk c of every score row lies inside it.
+                let w: [__m512; NQ] = std::array::from_fn(|qi| unsafe {
+                    _mm512_loadu_ps(self.scores.as_ptr().add(qi * self.span + 16 * c))
+                });
+                for k in 0..DG {
+                    // SAFETY: 16 f16 of the block's dimension d0 + k, masked.
+                    let v = _mm512_cvtph_ps(unsafe {
+                        _mm256_maskz_loadu_epi16(mask, vrows.as_ptr().add(16 * k).cast())
+                    });
+                    for qi in 0..NQ {
+                        acc[qi][k] = _mm512_fmadd_ps(v, w[qi], acc[qi][k]);
+                    }
+                }
+            }
+            for (qi, acc_q) in acc.iter().enumerate() {
+                let (_, h) = t.query(qi);
+                let dst = &mut out[(t.s.first_row + r) * stride + h * hd + d0..][..DG];
+                for (o, a) in dst.iter_mut().zip(acc_q) {
+                    *o = tree16(*a);
+                }
+            }
         }
     }
 }

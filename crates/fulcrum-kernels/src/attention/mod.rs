@@ -455,6 +455,13 @@ mod tests {
             (16, None, 9, 3, 64, 45, 44),
             (16, Some(20), 4, 1, 256, 70, 69),
             (16, None, 4, 1, 256, 17, 16),
+            // Every group size the direct path specializes for.
+            (16, None, 2, 2, 16, 33, 32),
+            (16, None, 6, 3, 16, 20, 19),
+            (16, Some(5), 5, 1, 64, 30, 29),
+            (16, None, 6, 1, 32, 18, 17),
+            (16, None, 7, 1, 32, 50, 49),
+            (16, None, 8, 1, 32, 40, 39),
         ] {
             let p = AttentionParams {
                 n_heads,
@@ -471,8 +478,10 @@ mod tests {
             };
             let mut table: Vec<u32> = (0..shape.num_blocks as u32).collect();
             table.reverse();
-            let mut kc = vec![f16::ZERO; shape.layer_len()];
-            let mut vc = vec![f16::ZERO; shape.layer_len()];
+            // Slots no position was written to hold NaN: a kernel that lets
+            // them into a sum (even times a zero weight) fails.
+            let mut kc = vec![f16::NAN; shape.layer_len()];
+            let mut vc = vec![f16::NAN; shape.layer_len()];
             for pos in 0..total {
                 let kr: Vec<f32> = (0..n_kv * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
                 let vr: Vec<f32> = (0..n_kv * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();

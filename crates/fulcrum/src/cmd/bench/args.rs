@@ -196,6 +196,15 @@ pub struct EngineBaseArgs {
     /// Disable prefix caching.
     #[arg(long, help_heading = "Engine")]
     pub no_prefix_cache: bool,
+    /// Summation order of the quantized matrix products: `fast`, or `llama-cpp`
+    /// (llama.cpp's results bit for bit, about half the batched throughput).
+    #[arg(
+        long,
+        env = "FULCRUM_NUMERICS",
+        default_value = "fast",
+        help_heading = "Engine"
+    )]
+    pub numerics: fulcrum_model::Numerics,
 }
 
 impl EngineBaseArgs {
@@ -228,6 +237,9 @@ impl EngineBaseArgs {
         add("kv-cache-memory", self.kv_cache_memory.map(kv_cache_flag));
         if self.no_prefix_cache {
             flags.push_str(" --no-prefix-cache");
+        }
+        if self.numerics != fulcrum_model::Numerics::default() {
+            flags.push_str(&format!(" --numerics {}", self.numerics));
         }
         flags
     }

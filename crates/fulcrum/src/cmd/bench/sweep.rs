@@ -79,7 +79,7 @@ pub struct SweepArgs {
 /// (prompts of exact token lengths).
 pub(super) fn load_bench(engine: &EngineBaseArgs) -> Result<(EngineBench, PromptVocabulary)> {
     let path = crate::cmd::resolve_model(&engine.model)?;
-    let model = fulcrum_model::Model::load(&path)
+    let model = fulcrum_model::Model::load_with(&path, engine.numerics)
         .map_err(|e| anyhow!("loading {}: {e}", path.display()))?;
     let vocabulary = PromptVocabulary::from_gguf_path(&path)?;
     Ok((EngineBench::new(Arc::new(model)), vocabulary))
