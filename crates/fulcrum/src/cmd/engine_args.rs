@@ -42,7 +42,7 @@ pub struct EngineArgs {
     #[arg(long, env = "FULCRUM_THREADS", help_heading = "Engine")]
     pub threads: Option<usize>,
     /// Summation order of the quantized matrix products: `fast`, or `llama-cpp` to reproduce
-    /// llama.cpp's CPU results bit for bit (about half the batched throughput).
+    /// llama.cpp's CPU results bit for bit (about two thirds of the batched throughput).
     #[arg(
         long,
         env = "FULCRUM_NUMERICS",
