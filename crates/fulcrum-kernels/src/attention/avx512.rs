@@ -90,6 +90,33 @@ pub(crate) fn tree16x16(v: &[__m512; 16]) -> __m512 {
     _mm512_permutexvar_ps(idx, e)
 }
 
+/// Turns a row of scores (a multiple of 16 long; invisible positions -inf)
+/// into attention weights: `exp(score - max)` summed per 16 in f64, then
+/// normalized and rounded to f16 as llama.cpp rounds its weights.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn softmax_to_f16(row: &mut [f32], max: f32) {
+    let m = _mm512_set1_ps(max);
+    let mut total = 0f64;
+    for chunk in row.chunks_exact_mut(16) {
+        // SAFETY: a 16-element chunk.
+        unsafe {
+            let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(chunk.as_ptr()), m));
+            _mm512_storeu_ps(chunk.as_mut_ptr(), e);
+            total += f64::from(tree16(e));
+        }
+    }
+    let inv = _mm512_set1_ps((1.0 / total) as f32);
+    for chunk in row.chunks_exact_mut(16) {
+        // SAFETY: a 16-element chunk.
+        unsafe {
+            let w = _mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), inv);
+            let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(w);
+            _mm512_storeu_ps(chunk.as_mut_ptr(), _mm512_cvtph_ps(h16));
+        }
+    }
+}
+
 /// Queries handled together by the single-row path.
 const MAX_DIRECT: usize = 8;
 
@@ -200,25 +227,7 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * chunk), vis, sc) };
             max = max.max(_mm512_mask_reduce_max_ps(vis, sc));
         }
-        let m = _mm512_set1_ps(max);
-        let mut total = 0f64;
-        for chunk in row.chunks_exact_mut(16) {
-            // SAFETY: a 16-element chunk.
-            unsafe {
-                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(chunk.as_ptr()), m));
-                _mm512_storeu_ps(chunk.as_mut_ptr(), e);
-                total += f64::from(tree16(e));
-            }
-        }
-        let inv = _mm512_set1_ps((1.0 / total) as f32);
-        for chunk in row.chunks_exact_mut(16) {
-            // SAFETY: a 16-element chunk.
-            unsafe {
-                let w = _mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), inv);
-                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(w);
-                _mm512_storeu_ps(chunk.as_mut_ptr(), _mm512_cvtph_ps(h16));
-            }
-        }
+        softmax_to_f16(row, max);
         // Visible positions lie in chunks c0..c1 of the row; weights outside
         // [lo, hi] are exactly zero, adding nothing.
         let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
@@ -334,25 +343,7 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     }
     for qi in 0..nq {
         let row = &mut scores[qi * span..(qi + 1) * span];
-        let m = _mm512_set1_ps(max[qi]);
-        let mut total = 0f64;
-        for chunk in row.chunks_exact_mut(16) {
-            // SAFETY: a 16-element chunk.
-            unsafe {
-                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(chunk.as_ptr()), m));
-                _mm512_storeu_ps(chunk.as_mut_ptr(), e);
-                total += f64::from(tree16(e));
-            }
-        }
-        let inv = _mm512_set1_ps((1.0 / total) as f32);
-        for chunk in row.chunks_exact_mut(16) {
-            // SAFETY: a 16-element chunk.
-            unsafe {
-                let w = _mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), inv);
-                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(w);
-                _mm512_storeu_ps(chunk.as_mut_ptr(), _mm512_cvtph_ps(h16));
-            }
-        }
+        softmax_to_f16(row, max[qi]);
     }
     // Values: with 16-slot blocks, chunk c of the score row is block c's slots.
     let pass = ValuePass {
