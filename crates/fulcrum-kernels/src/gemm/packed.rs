@@ -229,32 +229,16 @@ impl QuantLayout {
                     },
                 }
             }
-            None if self.numerics == Numerics::LlamaCpp => {
-                // Group records (four rows).
-                let planes = if self.bits == Bits::B8 { 128 } else { 64 };
-                let scales = planes + 16 * self.num_planes();
-                let mins = scales + 4 * self.scale_bytes();
-                let total = mins
-                    + if self.float_min {
-                        4 * self.scale_bytes()
-                    } else {
-                        0
-                    };
-                RecordLayout {
-                    planes,
-                    scales,
-                    mins,
-                    total,
-                }
-            }
             None => {
-                // Group records (16 rows).
-                let planes = if self.bits == Bits::B8 { 512 } else { 256 };
-                let scales = planes + 64 * self.num_planes();
-                let mins = scales + 16 * self.scale_bytes();
+                // Group records: `group_rows()` rows (4 in llama.cpp's order,
+                // 16 in the fast one), 32 weights of each per block.
+                let rows = self.group_rows();
+                let planes = if self.bits == Bits::B8 { 32 } else { 16 } * rows;
+                let scales = planes + 4 * rows * self.num_planes();
+                let mins = scales + rows * self.scale_bytes();
                 let total = mins
                     + if self.float_min {
-                        16 * self.scale_bytes()
+                        rows * self.scale_bytes()
                     } else {
                         0
                     };
