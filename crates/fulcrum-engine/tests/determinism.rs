@@ -12,7 +12,8 @@ mod common;
 
 use std::sync::{Mutex, OnceLock};
 
-use common::{greedy, options, resolve, run_all, smollm2, text_request};
+use common::{greedy, options, resolve, run_all, smollm2, text_request, GatedRunner};
+use fulcrum_engine::engine::ModelRunner;
 use fulcrum_engine::{Engine, EngineOptions, Policy, Prompt, RequestInput};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -67,11 +68,29 @@ fn the_reference_agrees_with_llama_cpp() {
 }
 
 /// Runs all prompts at once under `options`; returns the outputs and the
-/// number of preemptions.
+/// number of preemptions. The schedule is fixed, not left to thread timing:
+/// the first step holds the first request alone and every other request is
+/// queued before it ends (on a busy CI machine the first request once ran
+/// far ahead of the rest, and a tiny pool then forced no preemption).
 fn run_batch(options: &EngineOptions) -> (Vec<Vec<u32>>, u64) {
     let model = smollm2();
-    let engine = Engine::start(model.clone(), resolve(&model, options)).unwrap();
-    let outputs = run_all(&engine, &inputs());
+    let config = resolve(&model, options);
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let runner = GatedRunner {
+        inner: ModelRunner::new(model.clone(), &config),
+        gate: Some((entered_tx, release_rx)),
+    };
+    let engine = Engine::start_with_runner(model.clone(), config, Box::new(runner)).unwrap();
+    let mut inputs = inputs().into_iter();
+    let mut handles = vec![engine.add_request(inputs.next().unwrap()).expect("accepted")];
+    entered.recv().unwrap();
+    handles.extend(inputs.map(|input| engine.add_request(input).expect("accepted")));
+    release.send(()).unwrap();
+    let outputs: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.blocking_collect().expect("completed"))
+        .collect();
     let metrics = engine.shutdown(std::time::Duration::ZERO);
     assert_eq!(metrics.num_kv_blocks_used, 0);
     (

@@ -61,6 +61,27 @@ pub fn run_all(engine: &EngineHandle, inputs: &[RequestInput]) -> Vec<RequestOut
         .collect()
 }
 
+/// Another runner (the real forward pass), held in its first call until the
+/// test releases it. A test that needs a fixed schedule submits one request,
+/// waits until the first step has entered (`entered`), queues the rest and
+/// releases: the first step then always holds exactly the first request,
+/// however the threads happen to be scheduled.
+pub struct GatedRunner<R: StepRunner> {
+    pub inner: R,
+    /// `(entered, release)`, taken by the first call.
+    pub gate: Option<(Sender<()>, Receiver<()>)>,
+}
+
+impl<R: StepRunner> StepRunner for GatedRunner<R> {
+    fn forward(&mut self, seqs: &[SeqInput<'_>]) -> Result<&[f32], ForwardError> {
+        if let Some((entered, release)) = self.gate.take() {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+        self.inner.forward(seqs)
+    }
+}
+
 /// A stand-in for the forward pass: the next token is a fixed function of
 /// the sequence's last token and length (always a plain text token of
 /// SmolLM2's vocabulary), so outputs are known without a model. It can fail
