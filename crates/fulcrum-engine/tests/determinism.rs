@@ -83,7 +83,9 @@ fn run_batch(options: &EngineOptions) -> (Vec<Vec<u32>>, u64) {
     };
     let engine = Engine::start_with_runner(model.clone(), config, Box::new(runner)).unwrap();
     let mut inputs = inputs().into_iter();
-    let mut handles = vec![engine.add_request(inputs.next().unwrap()).expect("accepted")];
+    let mut handles = vec![engine
+        .add_request(inputs.next().unwrap())
+        .expect("accepted")];
     entered.recv().unwrap();
     handles.extend(inputs.map(|input| engine.add_request(input).expect("accepted")));
     release.send(()).unwrap();

@@ -26,7 +26,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::{AT_D, AT_SUM, AT_SUM_LO, DUP_Q, DUP_QB};
-use super::packed::RecordLayout;
+use super::Geometry;
 
 /// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
 /// row `i`, token `c`.
@@ -54,20 +54,6 @@ const fn lane_tables(rows: bool) -> [[u32; 16]; 5] {
 /// Bytes ahead of the current record to prefetch: weights stream from memory
 /// once per step, and the hardware prefetcher alone leaves the kernel waiting.
 const PREFETCH_AHEAD: usize = 4096;
-
-/// Geometry of one packed matrix for the kernel.
-#[derive(Clone, Copy)]
-pub struct Geometry {
-    /// Bytes from one block's records of a group to the next's.
-    pub step: usize,
-    pub blocks: usize,
-    pub rec: RecordLayout,
-    pub act_stride: usize,
-    /// Bytes per activation block record.
-    pub act_rec: usize,
-    /// Tokens in the activation buffer (stride of the `s` array).
-    pub m: usize,
-}
 
 /// The pair's levels: bytes [A w0..32 | B w0..32].
 #[inline]
@@ -531,5 +517,48 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
                 out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(acc[p][c]));
             }
         }
+    }
+}
+
+/// The AVX-512 VNNI kernel set.
+pub struct Avx512;
+
+impl super::TileKernels for Avx512 {
+    const MAX_TOKENS: usize = 8;
+
+    unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
+        g: &Geometry,
+        w: *const u8,
+        a: *const u8,
+        s: *const f32,
+        tok0: usize,
+        y: *mut f32,
+        n: usize,
+        valid: u16,
+    ) {
+        // SAFETY: the trait's contract is this function's.
+        unsafe { tile16::<BITS, SHIFT, FMIN, C>(g, w, a, s, tok0, y, n, valid) }
+    }
+
+    unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
+        g: &Geometry,
+        w: *const u8,
+        a: *const u8,
+        s: *const f32,
+        tok0: usize,
+        out: &mut [[f32; C]; 8],
+    ) {
+        // SAFETY: the trait's contract is this function's.
+        unsafe { tile_lanes8::<BITS, SHIFT, FMIN, C>(g, w, a, s, tok0, out) }
+    }
+
+    unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
+        g: &Geometry,
+        w: *const u8,
+        a: *const u8,
+        out: &mut [[f32; C]; 8],
+    ) {
+        // SAFETY: the trait's contract is this function's.
+        unsafe { tile_super::<BITS, KIND, P, C>(g, w, a, out) }
     }
 }

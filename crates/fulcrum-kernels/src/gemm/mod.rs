@@ -11,7 +11,9 @@
 //!   exact integer sums per block, blocks accumulated in sequence; llama.cpp's:
 //!   8 float lanes per output) and is the kernel of CPUs without SIMD
 //!   support; `avx512.rs` (AVX-512 VNNI, tiles of 16 rows — or, in
-//!   llama.cpp's order, 4 rows — by up to 8 tokens) reproduces it bit for bit.
+//!   llama.cpp's order, 4 rows — by up to 8 tokens) and `avx2.rs` (AVX2 +
+//!   FMA, the same tiles by up to 4 tokens) reproduce it bit for bit. Both
+//!   implement [`TileKernels`]; [`simd_block`] drives either.
 //!
 //! Work is split into tasks of (row block × token block) claimed by the
 //! worker pool. Every output element is computed entirely inside one tile by
@@ -20,6 +22,8 @@
 //! alone or batched, and across thread counts.
 
 mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod packed;
@@ -41,10 +45,64 @@ pub struct MatmulScratch {
 
 /// Which kernel runs the quantized products on this machine.
 pub fn kernel_isa() -> Isa {
-    match Isa::active() {
-        Isa::Avx512 => Isa::Avx512,
-        _ => Isa::Scalar,
-    }
+    Isa::active()
+}
+
+/// Geometry of one packed matrix for the SIMD kernels.
+#[derive(Clone, Copy)]
+pub(crate) struct Geometry {
+    /// Bytes from one block's records of a group to the next's.
+    pub step: usize,
+    pub blocks: usize,
+    pub rec: RecordLayout,
+    pub act_stride: usize,
+    /// Bytes per activation block record.
+    pub act_rec: usize,
+    /// Tokens in the activation buffer (stride of the `s` array).
+    pub m: usize,
+}
+
+/// The three tile kernels one instruction set provides; [`simd_block`]
+/// drives any of them over a task's rows × tokens. Each reproduces the
+/// portable kernel's arithmetic bit for bit (see `portable.rs`).
+///
+/// # Safety
+/// Every method requires a CPU with the implementing instruction set and
+/// pointers as `avx512.rs` documents for its functions of the same name.
+#[allow(clippy::too_many_arguments)]
+pub(crate) trait TileKernels {
+    /// Most tokens one call handles (register pressure).
+    const MAX_TOKENS: usize;
+
+    /// Q4_0…Q8_0, fast order: a 16-row group × `C` tokens, stored into `y`.
+    unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
+        g: &Geometry,
+        w: *const u8,
+        a: *const u8,
+        s: *const f32,
+        tok0: usize,
+        y: *mut f32,
+        n: usize,
+        valid: u16,
+    );
+
+    /// Q4_0…Q8_0, llama.cpp's order: a four-row group × `C` tokens.
+    unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
+        g: &Geometry,
+        w: *const u8,
+        a: *const u8,
+        s: *const f32,
+        tok0: usize,
+        out: &mut [[f32; C]; 8],
+    );
+
+    /// K-quants: `P` pairs of rows × `C` tokens.
+    unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
+        g: &Geometry,
+        w: *const u8,
+        a: *const u8,
+        out: &mut [[f32; C]; 8],
+    );
 }
 
 /// `y = x·wᵀ`: quantizes `x` (`[m, w.cols]`) into `scratch` and multiplies.
@@ -56,6 +114,21 @@ pub fn matmul(
     y: &mut [f32],
     scratch: &mut MatmulScratch,
 ) {
+    matmul_on(kernel_isa(), pool, x, m, w, y, scratch);
+}
+
+/// [`matmul`] with the quantized kernels of `isa`, which this CPU must
+/// support (tests compare every supported kernel with the portable one).
+pub fn matmul_on(
+    isa: Isa,
+    pool: &WorkerPool,
+    x: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    assert!(isa.is_supported(), "{isa} kernels on a CPU without {isa}");
     assert_eq!(x.len(), m * w.cols, "x must be [m, k]");
     assert_eq!(y.len(), m * w.rows, "y must be [m, n]");
     match &w.data {
@@ -64,7 +137,7 @@ pub fn matmul(
             scratch
                 .acts
                 .quantize(pool, x, m, w.cols, ActScheme::for_matrix(w));
-            matmul_quantized(pool, &scratch.acts, w, y);
+            matmul_quantized_many_on(isa, pool, &scratch.acts, &mut [(w, y)]);
         }
     }
 }
@@ -83,6 +156,15 @@ pub fn matmul_quantized(
 /// region: one hand-off to the workers instead of one per matrix, which
 /// matters for single-token decode where each product takes microseconds.
 pub fn matmul_quantized_many(
+    pool: &WorkerPool,
+    acts: &QuantizedActivations,
+    outs: &mut [(&PackedMatrix, &mut [f32])],
+) {
+    matmul_quantized_many_on(kernel_isa(), pool, acts, outs);
+}
+
+fn matmul_quantized_many_on(
+    isa: Isa,
     pool: &WorkerPool,
     acts: &QuantizedActivations,
     outs: &mut [(&PackedMatrix, &mut [f32])],
@@ -140,7 +222,6 @@ pub fn matmul_quantized_many(
         });
         num_tasks += row_blocks * token_blocks;
     }
-    let isa = kernel_isa();
     pool.run(num_tasks, |task| {
         let j = jobs
             .iter()
@@ -156,7 +237,11 @@ pub fn matmul_quantized_many(
         let y = unsafe { std::slice::from_raw_parts_mut(j.y.get(), m * n) };
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512_block(j.layout, j.w, j.bytes, acts, rows, toks, y),
+            Isa::Avx512 => {
+                simd_block::<avx512::Avx512>(j.layout, j.w, j.bytes, acts, rows, toks, y)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => simd_block::<avx2::Avx2>(j.layout, j.w, j.bytes, acts, rows, toks, y),
             _ => {
                 for t in toks {
                     for r in rows.clone() {
@@ -168,8 +253,10 @@ pub fn matmul_quantized_many(
     });
 }
 
-#[cfg(target_arch = "x86_64")]
-fn avx512_block(
+/// One task's rows × tokens through kernel set `K`, whose instruction set
+/// the caller has checked this CPU supports.
+#[allow(dead_code)]
+fn simd_block<K: TileKernels>(
     layout: &QuantLayout,
     w: &PackedMatrix,
     bytes: &[u8],
@@ -178,7 +265,6 @@ fn avx512_block(
     toks: std::ops::Range<usize>,
     y: &mut [f32],
 ) {
-    use avx512::{tile16, tile_lanes8, tile_super, Geometry};
     let rec = layout.record();
     let g = Geometry {
         step: 2 * rec.total,
@@ -194,11 +280,11 @@ fn avx512_block(
     );
     let n = w.rows;
     assert!(y.len() >= acts.m * n);
-    // Token tiles of up to 8, the last one shorter.
+    // Token tiles of up to K::MAX_TOKENS (at most 8), the last one shorter.
     let tiles = |f: &mut dyn FnMut(usize, usize)| {
         let mut t = toks.start;
         while t < toks.end {
-            let c = (toks.end - t).min(8);
+            let c = (toks.end - t).min(K::MAX_TOKENS);
             f(t, c);
             t += c;
         }
@@ -219,19 +305,35 @@ fn avx512_block(
                 macro_rules! run {
                     ($bits:literal, $shift:literal, $fmin:literal) => {
                         match c {
-                            8 => tile16::<$bits, $shift, $fmin, 8>(&g, wp, ap, sp, t, yp, n, valid),
-                            7 => tile16::<$bits, $shift, $fmin, 7>(&g, wp, ap, sp, t, yp, n, valid),
-                            6 => tile16::<$bits, $shift, $fmin, 6>(&g, wp, ap, sp, t, yp, n, valid),
-                            5 => tile16::<$bits, $shift, $fmin, 5>(&g, wp, ap, sp, t, yp, n, valid),
-                            4 => tile16::<$bits, $shift, $fmin, 4>(&g, wp, ap, sp, t, yp, n, valid),
-                            3 => tile16::<$bits, $shift, $fmin, 3>(&g, wp, ap, sp, t, yp, n, valid),
-                            2 => tile16::<$bits, $shift, $fmin, 2>(&g, wp, ap, sp, t, yp, n, valid),
-                            _ => tile16::<$bits, $shift, $fmin, 1>(&g, wp, ap, sp, t, yp, n, valid),
+                            8 => K::tile16::<$bits, $shift, $fmin, 8>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
+                            7 => K::tile16::<$bits, $shift, $fmin, 7>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
+                            6 => K::tile16::<$bits, $shift, $fmin, 6>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
+                            5 => K::tile16::<$bits, $shift, $fmin, 5>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
+                            4 => K::tile16::<$bits, $shift, $fmin, 4>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
+                            3 => K::tile16::<$bits, $shift, $fmin, 3>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
+                            2 => K::tile16::<$bits, $shift, $fmin, 2>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
+                            _ => K::tile16::<$bits, $shift, $fmin, 1>(
+                                &g, wp, ap, sp, t, yp, n, valid,
+                            ),
                         }
                     };
                 }
-                // SAFETY: `kernel_isa()` returned Avx512, so the CPU has the
-                // features; the group and tokens exist; `y` holds m × n floats
+                // SAFETY: the caller checked the CPU has K's instruction
+                // set; the group and tokens exist; `y` holds m × n floats
                 // and only rows r..rows.end of tokens t..t+c are written; the
                 // layout matches the const parameters (dispatch below).
                 unsafe {
@@ -254,36 +356,36 @@ fn avx512_block(
             let wp = bytes[w.record_offset(layout, $row, 0)..].as_ptr();
             let ap = acts.token($tok).as_ptr();
             let sp = acts.sums.as_ptr();
-            // SAFETY: `kernel_isa()` returned Avx512, so the CPU has the features;
+            // SAFETY: the caller checked the CPU has K's instruction set;
             // the pairs and tokens of the tile exist (checked by the loops
             // below); the layout matches the const parameters (dispatch below).
             unsafe {
                 match (layout.super_k, layout.bits) {
                     (Some(SuperK::Mins), Bits::B4) => {
-                        tile_super::<4, 0, 2, $c>(&g, wp, ap, &mut out)
+                        K::tile_super::<4, 0, 2, $c>(&g, wp, ap, &mut out)
                     }
                     (Some(SuperK::Mins), Bits::B5) => {
-                        tile_super::<5, 0, 2, $c>(&g, wp, ap, &mut out)
+                        K::tile_super::<5, 0, 2, $c>(&g, wp, ap, &mut out)
                     }
                     (Some(SuperK::Signed16), Bits::B6) => {
-                        tile_super::<6, 1, 2, $c>(&g, wp, ap, &mut out)
+                        K::tile_super::<6, 1, 2, $c>(&g, wp, ap, &mut out)
                     }
                     (Some(k), b) => unreachable!("no kernel for {k:?} with {b:?}"),
                     (None, _) => match (layout.bits, layout.offset_shift, layout.float_min) {
                         (Bits::B4, Some(3), false) => {
-                            tile_lanes8::<4, 3, false, $c>(&g, wp, ap, sp, $tok, &mut out)
+                            K::tile_lanes8::<4, 3, false, $c>(&g, wp, ap, sp, $tok, &mut out)
                         }
                         (Bits::B4, None, true) => {
-                            tile_lanes8::<4, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out)
+                            K::tile_lanes8::<4, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out)
                         }
                         (Bits::B5, Some(4), false) => {
-                            tile_lanes8::<5, 4, false, $c>(&g, wp, ap, sp, $tok, &mut out)
+                            K::tile_lanes8::<5, 4, false, $c>(&g, wp, ap, sp, $tok, &mut out)
                         }
                         (Bits::B5, None, true) => {
-                            tile_lanes8::<5, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out)
+                            K::tile_lanes8::<5, 0, true, $c>(&g, wp, ap, sp, $tok, &mut out)
                         }
                         (Bits::B8, Some(7), false) => {
-                            tile_lanes8::<8, 7, false, $c>(&g, wp, ap, sp, $tok, &mut out)
+                            K::tile_lanes8::<8, 7, false, $c>(&g, wp, ap, sp, $tok, &mut out)
                         }
                         other => unreachable!("no kernel for packed layout {other:?}"),
                     },

@@ -58,27 +58,33 @@ fn compare_with(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64, numerics:
     let mut want = vec![0f32; m * n];
     matmul_reference(&x, m, &w, &mut want);
     let pool = WorkerPool::new(2);
-    let mut got = vec![0f32; m * n];
-    let mut scratch = MatmulScratch::default();
-    matmul(&pool, &x, m, &packed, &mut got, &mut scratch);
-    // Both quantize activations to 8 bits per 32 values (the K-quant reference
-    // per 256), so they differ by activation rounding only.
-    let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
-    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+    for isa in kernel_isas() {
+        let mut got = vec![0f32; m * n];
+        let mut scratch = MatmulScratch::default();
+        matmul_on(isa, &pool, &x, m, &packed, &mut got, &mut scratch);
+        // Both quantize activations to 8 bits per 32 values (the K-quant
+        // reference per 256), so they differ by activation rounding only.
+        let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 0.02 * scale,
+                "{ty} {numerics} {isa} m{m} n{n} k{k} [{i}]: {a} vs reference {b}"
+            );
+        }
+        // Every kernel must agree with the portable one, bit for bit.
+        let port = portable_all(&packed, &scratch.acts);
         assert!(
-            (a - b).abs() <= 0.02 * scale,
-            "{ty} {numerics} m{m} n{n} k{k} [{i}]: {a} vs reference {b}"
+            got.iter()
+                .zip(&port)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{ty} {numerics} m{m} n{n} k{k}: the {isa} kernel differs from portable"
         );
     }
-    // The portable kernel must agree with whatever kernel ran, bit for bit.
-    let port = portable_all(&packed, &scratch.acts);
-    assert!(
-        got.iter()
-            .zip(&port)
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "{ty} {numerics}: {:?} kernel differs from portable",
-        kernel_isa()
-    );
+}
+
+/// Every instruction set whose kernels this CPU can run (scalar included).
+fn kernel_isas() -> Vec<Isa> {
+    Isa::all_supported()
 }
 
 /// The two summation orders compute the same sums up to float rounding.
@@ -212,17 +218,19 @@ proptest! {
             2 => if i % 7 == 0 { 1e4 } else { 1e-6 },
             _ => if i % 2 == 0 { 3.0 } else { -3.0 },
         }).collect();
-        let mut s = MatmulScratch::default();
-        let mut got = vec![0f32; m * n];
-        matmul(&WorkerPool::new(2), &x, m, &packed, &mut got, &mut s);
         let mut want = vec![0f32; m * n];
         matmul_reference(&x, m, &w, &mut want);
         let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1e-3);
-        for (a, b) in got.iter().zip(&want) {
-            prop_assert!(a.is_finite());
-            prop_assert!((a - b).abs() <= 0.03 * scale, "{} {} vs {}", ty, a, b);
+        for isa in kernel_isas() {
+            let mut s = MatmulScratch::default();
+            let mut got = vec![0f32; m * n];
+            matmul_on(isa, &WorkerPool::new(2), &x, m, &packed, &mut got, &mut s);
+            for (a, b) in got.iter().zip(&want) {
+                prop_assert!(a.is_finite());
+                prop_assert!((a - b).abs() <= 0.03 * scale, "{} {} {} vs {}", ty, isa, a, b);
+            }
+            let port = portable_all(&packed, &s.acts);
+            prop_assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()), "{} {}", ty, isa);
         }
-        let port = portable_all(&packed, &s.acts);
-        prop_assert!(got.iter().zip(&port).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
