@@ -87,19 +87,13 @@ impl RopeTable {
 
 /// Whether fused multiply-add is an instruction here (else `f32::mul_add`
 /// calls a library routine: same results, much slower).
+#[cfg(target_arch = "x86_64")]
 fn has_fma() -> bool {
     use std::sync::OnceLock;
     static FMA: OnceLock<bool> = OnceLock::new();
     *FMA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            crate::isa::Isa::active() >= crate::isa::Isa::Avx2
-                && crate::isa::Isa::active() != crate::isa::Isa::Neon
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        let isa = crate::isa::Isa::active();
+        isa >= crate::isa::Isa::Avx2 && isa != crate::isa::Isa::Neon
     })
 }
 

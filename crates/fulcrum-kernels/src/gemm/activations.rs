@@ -130,6 +130,7 @@ impl QuantizedActivations {
         let out = SendPtr(self.bytes.as_mut_ptr());
         let sums = SendPtr(self.sums.as_mut_ptr());
         let per_task = if m >= 16 { 4 } else { m.max(1) };
+        #[cfg(target_arch = "x86_64")]
         let simd = crate::isa::Isa::active() == crate::isa::Isa::Avx512;
         pool.run(m.div_ceil(per_task), |t| {
             for tok in t * per_task..((t + 1) * per_task).min(m) {

@@ -12,8 +12,9 @@
 //!   8 float lanes per output) and is the kernel of CPUs without SIMD
 //!   support; `avx512.rs` (AVX-512 VNNI, tiles of 16 rows — or, in
 //!   llama.cpp's order, 4 rows — by up to 8 tokens) and `avx2.rs` (AVX2 +
-//!   FMA, the same tiles by up to 4 tokens) reproduce it bit for bit. Both
-//!   implement [`TileKernels`]; [`simd_block`] drives either.
+//!   FMA, the same tiles by up to 4 tokens) and `neon.rs` (aarch64 NEON with
+//!   `sdot`) reproduce it bit for bit. Each implements [`TileKernels`];
+//!   [`simd_block`] drives any of them.
 //!
 //! Work is split into tasks of (row block × token block) claimed by the
 //! worker pool. Every output element is computed entirely inside one tile by
@@ -26,6 +27,8 @@ mod activations;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod packed;
 mod portable;
 
@@ -242,6 +245,8 @@ fn matmul_quantized_many_on(
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => simd_block::<avx2::Avx2>(j.layout, j.w, j.bytes, acts, rows, toks, y),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => simd_block::<neon::Neon>(j.layout, j.w, j.bytes, acts, rows, toks, y),
             _ => {
                 for t in toks {
                     for r in rows.clone() {
