@@ -5,7 +5,11 @@ use fulcrum_kernels::WorkerPool;
 use fulcrum_model::{ForwardScratch, Model, SeqInput};
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let model = Model::load(&a[1]).unwrap();
+    let numerics = std::env::var("FULCRUM_NUMERICS")
+        .ok()
+        .map(|n| n.parse().unwrap())
+        .unwrap_or_default();
+    let model = Model::load_with(&a[1], numerics).unwrap();
     let ids: Vec<u32> = a[2].split(',').map(|s| s.parse().unwrap()).collect();
     let blocks = ids.len().div_ceil(16) + 1;
     let mut kv = model.new_kv_cache(blocks, 16);

@@ -57,9 +57,7 @@ impl ActScheme {
         use fulcrum_gguf::GgmlType::*;
         match (w.ty, &w.data) {
             (Q4_K | Q5_K | Q6_K, _) => ActScheme::Super256,
-            (_, super::PackedData::Quant { layout, .. })
-                if layout.numerics == super::Numerics::LlamaCpp =>
-            {
+            (_, super::PackedData::Quant { layout, .. }) if layout.numerics.llama_order() => {
                 ActScheme::Block32Lanes
             }
             _ => ActScheme::Block32,

@@ -321,6 +321,7 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
     g: &Geometry,
     w: *const u8,
     a: *const u8,
+    span: usize,
     out: &mut [[f32; C]; 8],
 ) {
     let sc_at = g.rec.scales;
@@ -328,10 +329,12 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
     let mut acc = [[0f32; C]; 8];
     let mut acc_min = [[0f32; C]; 8];
     let mut lanes = [[_mm256_setzero_ps(); C]; 8];
-    for sb in 0..g.blocks / 8 {
+    debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
+    for b0 in (0..g.blocks).step_by(span) {
+        let sb = b0 / 8;
         let mut iacc = [[_mm256_setzero_si256(); C]; 8];
         let mut imin = [[0i32; C]; 8];
-        for b in 8 * sb..8 * sb + 8 {
+        for b in b0..b0 + span {
             for p in 0..P {
                 // SAFETY: pair p's record b lies inside the packed matrix.
                 let rec = unsafe { w.add(b * g.step + p * g.rec.total) };
@@ -375,7 +378,7 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
                 }
             }
         }
-        // One float step per super-block.
+        // One float step per super-block (per `span` blocks).
         let last = 8 * sb + 7;
         for c in 0..C {
             let xc = |blk: usize, at: usize| {
@@ -474,9 +477,10 @@ impl super::TileKernels for Avx2 {
         g: &Geometry,
         w: *const u8,
         a: *const u8,
+        span: usize,
         out: &mut [[f32; C]; 8],
     ) {
         // SAFETY: the trait's contract is this function's.
-        unsafe { tile_super::<BITS, KIND, P, C>(g, w, a, out) }
+        unsafe { tile_super::<BITS, KIND, P, C>(g, w, a, span, out) }
     }
 }

@@ -384,6 +384,7 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
     g: &Geometry,
     w: *const u8,
     a: *const u8,
+    span: usize,
     out: &mut [[f32; C]; 8],
 ) {
     let sc_at = g.rec.scales;
@@ -391,10 +392,12 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
     let mut acc_min = [[_mm512_setzero_ps(); C]; P];
     let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let quarters = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    for sb in 0..g.blocks / 8 {
+    debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
+    for b0 in (0..g.blocks).step_by(span) {
+        let sb = b0 / 8;
         let mut iacc = [[_mm512_setzero_si512(); C]; P];
         let mut imin = [[_mm512_setzero_si512(); C]; P];
-        for b in 8 * sb..8 * sb + 8 {
+        for b in b0..b0 + span {
             let mut wv = [_mm512_setzero_si512(); P];
             let mut scv = [_mm512_setzero_si512(); P];
             let mut mnv = [_mm512_setzero_si512(); P];
@@ -435,7 +438,7 @@ pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const
                 }
             }
         }
-        // One float step per super-block.
+        // One float step per super-block (per `span` blocks).
         let last = 8 * sb + 7;
         for c in 0..C {
             // SAFETY: token c's records of this super-block.
@@ -556,9 +559,10 @@ impl super::TileKernels for Avx512 {
         g: &Geometry,
         w: *const u8,
         a: *const u8,
+        span: usize,
         out: &mut [[f32; C]; 8],
     ) {
         // SAFETY: the trait's contract is this function's.
-        unsafe { tile_super::<BITS, KIND, P, C>(g, w, a, out) }
+        unsafe { tile_super::<BITS, KIND, P, C>(g, w, a, span, out) }
     }
 }

@@ -99,11 +99,13 @@ pub(crate) trait TileKernels {
         out: &mut [[f32; C]; 8],
     );
 
-    /// K-quants: `P` pairs of rows × `C` tokens.
+    /// K-quants: `P` pairs of rows × `C` tokens, one float step per `span`
+    /// blocks (8, or 2 for llama.cpp's Q4_K GEMM order).
     unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
         g: &Geometry,
         w: *const u8,
         a: *const u8,
+        span: usize,
         out: &mut [[f32; C]; 8],
     );
 }
@@ -285,11 +287,17 @@ fn simd_block<K: TileKernels>(
     );
     let n = w.rows;
     assert!(y.len() >= acts.m * n);
-    // Token tiles of up to K::MAX_TOKENS (at most 8), the last one shorter.
+    // Token tiles of up to K::MAX_TOKENS (at most 8), the last one shorter;
+    // a tile never straddles the end of the 4-token groups that
+    // `LlamaCppBatch` computes in another order (`gemm_order`).
+    let grouped_end = acts.m / 4 * 4;
     let tiles = |f: &mut dyn FnMut(usize, usize)| {
         let mut t = toks.start;
         while t < toks.end {
-            let c = (toks.end - t).min(K::MAX_TOKENS);
+            let mut c = (toks.end - t).min(K::MAX_TOKENS);
+            if t < grouped_end {
+                c = c.min(grouped_end - t);
+            }
             f(t, c);
             t += c;
         }
@@ -361,19 +369,24 @@ fn simd_block<K: TileKernels>(
             let wp = bytes[w.record_offset(layout, $row, 0)..].as_ptr();
             let ap = acts.token($tok).as_ptr();
             let sp = acts.sums.as_ptr();
+            let span = if layout.gemm_order($tok, acts.m) {
+                2
+            } else {
+                8
+            };
             // SAFETY: the caller checked the CPU has K's instruction set;
             // the pairs and tokens of the tile exist (checked by the loops
             // below); the layout matches the const parameters (dispatch below).
             unsafe {
                 match (layout.super_k, layout.bits) {
                     (Some(SuperK::Mins), Bits::B4) => {
-                        K::tile_super::<4, 0, 2, $c>(&g, wp, ap, &mut out)
+                        K::tile_super::<4, 0, 2, $c>(&g, wp, ap, span, &mut out)
                     }
                     (Some(SuperK::Mins), Bits::B5) => {
-                        K::tile_super::<5, 0, 2, $c>(&g, wp, ap, &mut out)
+                        K::tile_super::<5, 0, 2, $c>(&g, wp, ap, span, &mut out)
                     }
                     (Some(SuperK::Signed16), Bits::B6) => {
-                        K::tile_super::<6, 1, 2, $c>(&g, wp, ap, &mut out)
+                        K::tile_super::<6, 1, 2, $c>(&g, wp, ap, span, &mut out)
                     }
                     (Some(k), b) => unreachable!("no kernel for {k:?} with {b:?}"),
                     (None, _) => match (layout.bits, layout.offset_shift, layout.float_min) {

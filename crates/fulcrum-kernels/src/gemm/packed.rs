@@ -87,6 +87,20 @@ pub enum Numerics {
     /// output, a fixed final tree): logits bit-identical to llama.cpp's for
     /// Q4_0…Q8_0 models, for testing against it.
     LlamaCpp,
+    /// `LlamaCpp`, and Q4_K products of a step's first 4⌊m/4⌋ tokens in
+    /// the order of llama.cpp's 4-token GEMM (`ggml_gemm_q4_K_8x8_q8_K`: one
+    /// float step per 64 weights instead of per 256), as llama.cpp computes
+    /// a prompt: bit-identical to its prompt logits on Q4_K models too, at
+    /// the price llama.cpp pays — a token's result then depends on its place
+    /// in the step's batch (not batch-invariant).
+    LlamaCppBatch,
+}
+
+impl Numerics {
+    /// Q4_0…Q8_0 in llama.cpp's 8-lane order.
+    pub fn llama_order(self) -> bool {
+        matches!(self, Numerics::LlamaCpp | Numerics::LlamaCppBatch)
+    }
 }
 
 impl std::str::FromStr for Numerics {
@@ -95,8 +109,9 @@ impl std::str::FromStr for Numerics {
         match s {
             "fast" => Ok(Numerics::Fast),
             "llama-cpp" | "llama.cpp" | "llamacpp" => Ok(Numerics::LlamaCpp),
+            "llama-cpp-batch" => Ok(Numerics::LlamaCppBatch),
             other => Err(format!(
-                "unknown numerics {other:?} (expected fast or llama-cpp)"
+                "unknown numerics {other:?} (expected fast, llama-cpp or llama-cpp-batch)"
             )),
         }
     }
@@ -107,6 +122,7 @@ impl std::fmt::Display for Numerics {
         f.write_str(match self {
             Numerics::Fast => "fast",
             Numerics::LlamaCpp => "llama-cpp",
+            Numerics::LlamaCppBatch => "llama-cpp-batch",
         })
     }
 }
@@ -199,6 +215,16 @@ impl QuantLayout {
         } else {
             4
         }
+    }
+
+    /// Whether token `t` of an `m`-token product takes llama.cpp's 4-token
+    /// GEMM order ([`Numerics::LlamaCppBatch`], Q4_K only: llama.cpp
+    /// repacks no other K-quant on x86).
+    pub fn gemm_order(&self, t: usize, m: usize) -> bool {
+        self.numerics == Numerics::LlamaCppBatch
+            && self.super_k == Some(SuperK::Mins)
+            && self.bits == Bits::B4
+            && t < m / 4 * 4
     }
 
     /// The 16-row layout of the fast order.

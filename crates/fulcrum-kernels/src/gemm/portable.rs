@@ -2,7 +2,7 @@
 //! kernel reproduces bit for bit, and the kernel of CPUs without one.
 //!
 //! Per output (weight row r, token c), Q4_0…Q8_0 in the fast order
-//! ([`Numerics::Fast`]): for each 32-weight block
+//! ([`Numerics::Fast`](super::Numerics::Fast)): for each 32-weight block
 //! in order, the exact integer sum `Σ level·q − offset·Σq`, then one float
 //! step `acc = fma(d_w·d_x, isum, acc)` (the product of two f16 values and
 //! the conversion are exact, so only the fused multiply-add rounds), and for
@@ -11,7 +11,7 @@
 //! bits — a SIMD register here holds 16 outputs, not 2, which is what makes
 //! batched products compute-efficient.)
 //!
-//! In llama.cpp's order ([`Numerics::LlamaCpp`]; `ggml_vec_dot_q4_1_q8_1`,
+//! In llama.cpp's order ([`Numerics::LlamaCpp`](super::Numerics::LlamaCpp); `ggml_vec_dot_q4_1_q8_1`,
 //! tinyBLAS for Q8_0/Q5_0 — the same shape): 8 f32 lanes; for each block in
 //! order, lane j takes the integer sum of weights 4j..4j+3 times activations
 //! (minus the offset correction), converted to f32, and accumulates
@@ -20,7 +20,8 @@
 //! `hsum8(acc) + summs` with a fixed pairing tree.
 //!
 //! K-quants sum in integers per 256-weight super-block, then take one float
-//! step, as llama.cpp's kernels for them do: Q4_K/Q5_K (its repacked path)
+//! step (with [`Numerics::LlamaCppBatch`](super::Numerics::LlamaCppBatch), Q4_K tokens of a 4-token group
+//! per 64 weights, as llama.cpp's GEMM does), as llama.cpp's kernels for them do: Q4_K/Q5_K (its repacked path)
 //! per output `acc += I·(d·dx)`, `acc_min += M·(dmin·dx)`, result
 //! `acc − acc_min`, with `I = Σ sc·Σq·x` and `M = Σ mn·Σx`; Q6_K (its
 //! `vec_dot`) per lane `l`: `S_l = Σ_b sc·Σ_(lane l of block b) q·x −
@@ -29,9 +30,7 @@
 use half::f16;
 
 use super::activations::{QuantizedActivations, AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
-use super::packed::{
-    group_position, register_position, Bits, Numerics, PackedMatrix, QuantLayout, SuperK,
-};
+use super::packed::{group_position, register_position, Bits, PackedMatrix, QuantLayout, SuperK};
 
 /// `((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3))`: llama.cpp's `hsum_float_8`.
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
@@ -129,9 +128,11 @@ fn f32_at(b: &[u8], at: usize) -> f32 {
     f32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// One output of a K-quant matrix.
+/// One output of a K-quant matrix, with one float step per `span` blocks
+/// (8: a super-block; 2: llama.cpp's Q4_K GEMM, `Mins` only).
 fn dot_super(
     kind: SuperK,
+    span: usize,
     layout: &QuantLayout,
     bytes: &[u8],
     w: &PackedMatrix,
@@ -145,12 +146,13 @@ fn dot_super(
     let a = acts.token(tok);
     let (mut acc, mut acc_min) = (0f32, 0f32);
     let mut lanes = [0f32; 8];
-    for sb in 0..w.blocks / 8 {
+    debug_assert!(span == 8 || kind == SuperK::Mins);
+    for b0 in (0..w.blocks).step_by(span) {
+        let sb = b0 / 8;
         let (mut i_sum, mut m_sum) = (0i32, 0i32);
         let mut s_l = [0i32; 8];
         let mut dx = 0f32;
-        let mut last = &bytes[..0];
-        for b in 8 * sb..8 * sb + 8 {
+        for b in b0..b0 + span {
             let rec = rec_of(b);
             let x = &a[b * acts.record..(b + 1) * acts.record];
             dx = f32_at(x, AT_D);
@@ -174,8 +176,9 @@ fn dot_super(
                     }
                 }
             }
-            last = rec;
         }
+        // d and dmin (all 16 scales for Q6_K) live in the super-block's last record.
+        let last = rec_of(8 * sb + 7);
         match kind {
             SuperK::Mins => {
                 let (d, dmin) = (
@@ -213,9 +216,10 @@ pub(crate) fn dot(
     tok: usize,
 ) -> f32 {
     if let Some(kind) = layout.super_k {
-        return dot_super(kind, layout, bytes, w, acts, r, tok);
+        let span = if layout.gemm_order(tok, acts.m) { 2 } else { 8 };
+        return dot_super(kind, span, layout, bytes, w, acts, r, tok);
     }
-    if layout.numerics == Numerics::LlamaCpp {
+    if layout.numerics.llama_order() {
         return dot_lanes8(layout, bytes, w, acts, r, tok);
     }
     let rl = layout.record();

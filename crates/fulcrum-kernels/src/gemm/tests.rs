@@ -43,8 +43,10 @@ fn portable_all(w: &PackedMatrix, acts: &QuantizedActivations) -> Vec<f32> {
     y
 }
 
+const ALL_NUMERICS: [Numerics; 3] = [Numerics::Fast, Numerics::LlamaCpp, Numerics::LlamaCppBatch];
+
 fn compare(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64) {
-    for numerics in [Numerics::Fast, Numerics::LlamaCpp] {
+    for numerics in ALL_NUMERICS {
         compare_with(ty, m, n, k, seed, numerics);
     }
 }
@@ -85,6 +87,51 @@ fn compare_with(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64, numerics:
 /// Every instruction set whose kernels this CPU can run (scalar included).
 fn kernel_isas() -> Vec<Isa> {
     Isa::all_supported()
+}
+
+/// llama.cpp's 4-token GEMM order for Q4_K (`LlamaCppBatch`) changes the
+/// first 4⌊m/4⌋ tokens of a product by rounding only and leaves the rest
+/// (and every other format) exactly as `LlamaCpp` computes them.
+#[test]
+fn llama_cpp_batch_order_changes_only_grouped_q4_k_tokens() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for ty in QUANT_TYPES {
+        let (m, n, k) = (7, 24, 1024);
+        let data = random_matrix(ty, n, k, &mut rng);
+        let w = WeightMatrix::new(ty, n, k, &data).unwrap();
+        // Large activations make the per-64-weight rounding show.
+        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-50.0..50.0)).collect();
+        let pool = WorkerPool::new(2);
+        let run = |numerics| {
+            let mut y = vec![0f32; m * n];
+            let mut s = MatmulScratch::default();
+            matmul(
+                &pool,
+                &x,
+                m,
+                &PackedMatrix::pack_with(&w, numerics),
+                &mut y,
+                &mut s,
+            );
+            y
+        };
+        let (single, batch) = (run(Numerics::LlamaCpp), run(Numerics::LlamaCppBatch));
+        let same =
+            |t: usize| (0..n).all(|r| single[t * n + r].to_bits() == batch[t * n + r].to_bits());
+        for t in 4..m {
+            assert!(same(t), "{ty}: token {t} (a remainder token) changed");
+        }
+        let grouped_changed = (0..4).any(|t| !same(t));
+        assert_eq!(
+            grouped_changed,
+            ty == GgmlType::Q4_K,
+            "{ty}: grouped tokens"
+        );
+        let scale = single.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
+        for (a, b) in single.iter().zip(&batch) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{ty}: {a} vs {b}");
+        }
+    }
 }
 
 /// The two summation orders compute the same sums up to float rounding.
@@ -205,13 +252,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Random shapes and edge values (zeros, huge, tiny) for every format.
     #[test]
-    fn random_shapes_and_edge_values(t in 0usize..8, llama in any::<bool>(), m in 1usize..11, n in 1usize..40, groups in 1usize..4, edge in 0u8..4, seed in any::<u64>()) {
+    fn random_shapes_and_edge_values(t in 0usize..8, order in 0usize..3, m in 1usize..11, n in 1usize..40, groups in 1usize..4, edge in 0u8..4, seed in any::<u64>()) {
         let ty = QUANT_TYPES[t];
         let k = groups * ty.block_size();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let data = random_matrix(ty, n, k, &mut rng);
         let w = WeightMatrix::new(ty, n, k, &data).unwrap();
-        let packed = PackedMatrix::pack_with(&w, if llama { Numerics::LlamaCpp } else { Numerics::Fast });
+        let packed = PackedMatrix::pack_with(&w, ALL_NUMERICS[order]);
         let x: Vec<f32> = (0..m * k).map(|i| match edge {
             0 => rng.gen_range(-1.0..1.0),
             1 => 0.0,

@@ -42,7 +42,9 @@ pub struct EngineArgs {
     #[arg(long, env = "FULCRUM_THREADS", help_heading = "Engine")]
     pub threads: Option<usize>,
     /// Summation order of the quantized matrix products: `fast`, or `llama-cpp` to reproduce
-    /// llama.cpp's CPU results bit for bit (about two thirds of the batched throughput).
+    /// llama.cpp's CPU results bit for bit (about two thirds of the batched throughput), or
+    /// `llama-cpp-batch`: also llama.cpp's Q4_K order for 4-token groups of a step, as it
+    /// computes prompts (closest to its prompt logits; results then depend on the batch).
     #[arg(
         long,
         env = "FULCRUM_NUMERICS",
