@@ -11,14 +11,14 @@
 //! integer the portable kernel computes, and the float steps that follow are
 //! the portable kernel's, in its order.
 //!
-//! - [`tile16`] (Q4_0…Q8_0, fast order): a register holds one 4-weight slice
+//! - `tile16` (Q4_0…Q8_0, fast order): a register holds one 4-weight slice
 //!   of 8 rows (half a 16-row group); per block and token, 8 dot products
 //!   leave 8 rows' exact block sums, then one conversion, one scale product
 //!   and one or two fused multiply-adds for all 8 outputs.
-//! - [`tile_lanes8`] (Q4_0…Q8_0, llama.cpp's order): a register holds one
+//! - `tile_lanes8` (Q4_0…Q8_0, llama.cpp's order): a register holds one
 //!   row's 32 levels; one dot product per token gives the 8 lane sums of
 //!   llama.cpp's kernel directly.
-//! - [`tile_super`] (K-quants): as `tile_lanes8`, integer sums per 256-weight
+//! - `tile_super` (K-quants): as `tile_lanes8`, integer sums per 256-weight
 //!   super-block, one float step per super-block.
 
 #![allow(clippy::too_many_arguments)]
@@ -26,6 +26,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::{AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
+use super::raw::{read_f16, read_f32, read_i32, read_u32};
 use super::Geometry;
 
 /// Bytes ahead of the current record to prefetch (see `avx512.rs`).
@@ -70,7 +71,7 @@ fn add_plane(v: __m256i, m: u32, value: i8) -> __m256i {
 /// llama.cpp's `hsum_float_8` (= `portable::hsum8`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum8(x: __m256) -> f32 {
+pub(super) fn hsum8(x: __m256) -> f32 {
     let r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
     let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
@@ -98,355 +99,13 @@ unsafe fn nibbles32(p: *const u8) -> __m256i {
     )
 }
 
-#[inline]
-unsafe fn read_i32(p: *const u8) -> i32 {
-    // SAFETY: the caller guarantees 4 readable bytes.
-    unsafe { p.cast::<i32>().read_unaligned() }
-}
-
-#[inline]
-unsafe fn read_f32(p: *const u8) -> f32 {
-    // SAFETY: the caller guarantees 4 readable bytes.
-    unsafe { p.cast::<f32>().read_unaligned() }
-}
-
-#[inline]
-unsafe fn read_u32(p: *const u8) -> u32 {
-    // SAFETY: the caller guarantees 4 readable bytes.
-    unsafe { p.cast::<u32>().read_unaligned() }
-}
-
-#[inline]
-unsafe fn read_f16(p: *const u8) -> f32 {
-    // SAFETY: the caller guarantees 2 readable bytes.
-    half::f16::from_bits(unsafe { p.cast::<u16>().read_unaligned() }).to_f32()
-}
-
-/// See `avx512::tile16`: the same contract (16-row group, `C` tokens,
-/// outputs stored into `y`, rows whose bit in `valid` is clear not written).
-///
-/// # Safety
-/// As for `avx512::tile16`, with AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
-    g: &Geometry,
-    w: *const u8,
-    a: *const u8,
-    s: *const f32,
-    tok0: usize,
-    y: *mut f32,
-    n: usize,
-    valid: u16,
-) {
-    let mut acc = [[_mm256_setzero_ps(); C]; 2];
-    let nib = _mm256_set1_epi8(0x0F);
-    for b in 0..g.blocks {
-        // SAFETY: record b of the group lies inside the packed matrix; the
-        // prefetch addresses may run past it, which prefetches tolerate.
-        let rec = unsafe { w.add(b * g.rec.total) };
-        let mut line = 0;
-        while line < g.rec.total {
-            _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
-            line += 64;
-        }
-        for (h, acc_h) in acc.iter_mut().enumerate() {
-            // Half h: rows 8h..8h+8, bytes 32h..32h+32 of every 64-byte slice.
-            // SAFETY: the record holds the slices, planes, scales and mins.
-            let (wv, ws, mins) = unsafe {
-                let mut wv = [_mm256_setzero_si256(); 8];
-                if BITS == 8 {
-                    // Stored level = q + 128: flip to the signed q.
-                    for (j, v) in wv.iter_mut().enumerate() {
-                        let raw = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
-                        *v = _mm256_xor_si256(raw, _mm256_set1_epi8(-128));
-                    }
-                } else {
-                    for j in 0..4 {
-                        let v = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
-                        wv[j] = _mm256_and_si256(v, nib);
-                        wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
-                    }
-                    if BITS == 5 {
-                        for (j, v) in wv.iter_mut().enumerate() {
-                            *v = add_plane(
-                                *v,
-                                read_u32(rec.add(g.rec.planes + 8 * j + 4 * h)),
-                                0x10,
-                            );
-                        }
-                    }
-                }
-                let ws = _mm256_cvtph_ps(_mm_loadu_si128(rec.add(g.rec.scales + 16 * h).cast()));
-                let mins = if FMIN {
-                    _mm256_cvtph_ps(_mm_loadu_si128(rec.add(g.rec.mins + 16 * h).cast()))
-                } else {
-                    _mm256_setzero_ps()
-                };
-                (wv, ws, mins)
-            };
-            for (c, acc_c) in acc_h.iter_mut().enumerate() {
-                // SAFETY: token c's record b lies inside the activations, and
-                // its `s` inside the `s` array.
-                let (isum, dx, sx) = unsafe {
-                    let xr = a.add(c * g.act_stride + b * g.act_rec);
-                    let x = |j: usize| _mm256_set1_epi32(read_i32(xr.add(4 * j)));
-                    // 8-bit weights are signed here: no offset to subtract.
-                    let mut isum = if SHIFT > 0 && BITS != 8 {
-                        _mm256_set1_epi32((read_i32(xr.add(AT_SUM)) << SHIFT).wrapping_neg())
-                    } else {
-                        _mm256_setzero_si256()
-                    };
-                    for (j, &wj) in wv.iter().enumerate() {
-                        let d = if BITS == 8 {
-                            dot4_signed(wj, x(j))
-                        } else {
-                            dot4(wj, x(j))
-                        };
-                        isum = _mm256_add_epi32(isum, d);
-                    }
-                    let dx = _mm256_set1_ps(read_f32(xr.add(AT_D)));
-                    let sx = if FMIN {
-                        _mm256_set1_ps(*s.add(b * g.m + tok0 + c))
-                    } else {
-                        _mm256_setzero_ps()
-                    };
-                    (isum, dx, sx)
-                };
-                *acc_c = _mm256_fmadd_ps(_mm256_mul_ps(ws, dx), _mm256_cvtepi32_ps(isum), *acc_c);
-                if FMIN {
-                    *acc_c = _mm256_fmadd_ps(mins, sx, *acc_c);
-                }
-            }
-        }
-    }
-    let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    for (h, acc_h) in acc.iter().enumerate() {
-        let bits = i32::from(valid >> (8 * h) & 0xFF);
-        if bits == 0 {
-            continue;
-        }
-        let mask = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), bit), bit);
-        for (c, acc_c) in acc_h.iter().enumerate() {
-            // SAFETY: the caller guarantees room for the valid rows of C tokens.
-            unsafe { _mm256_maskstore_ps(y.add((tok0 + c) * n + 8 * h), mask, *acc_c) };
-        }
-    }
-}
-
-/// See `avx512::tile_lanes8`: `out[i][c]` = row (first + i) · token
-/// (tok0 + c) for a four-row group record (llama.cpp's order).
-///
-/// # Safety
-/// As for `avx512::tile_lanes8`, with AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
-    g: &Geometry,
-    w: *const u8,
-    a: *const u8,
-    s: *const f32,
-    tok0: usize,
-    out: &mut [[f32; C]; 8],
-) {
-    let mut acc = [[_mm256_setzero_ps(); C]; 4];
-    let mut summs = [[0f32; C]; 4];
-    let shift = _mm_cvtsi32_si128(SHIFT as i32);
-    for b in 0..g.blocks {
-        // SAFETY: record b of the group lies inside the packed matrix.
-        let rec = unsafe { w.add(b * g.rec.total) };
-        _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let (p, ri) = (r / 2, r % 2);
-            // Row r's 32 levels in weight order (8-bit: the signed quants,
-            // stored at [A 0-15 | B 0-15 | A 16-31 | B 16-31] of pair p).
-            // SAFETY: the record holds the pairs' bytes, planes and scales.
-            let (lv, ws) = unsafe {
-                let lv = if BITS == 8 {
-                    let at = rec.add(64 * p + 16 * ri);
-                    _mm256_loadu2_m128i(at.add(32).cast(), at.cast())
-                } else {
-                    let v = nibbles32(rec.add(16 * r));
-                    if BITS == 5 {
-                        let plane = rec.add(g.rec.planes + 8 * p).cast::<u64>().read_unaligned();
-                        let lo = (plane >> (16 * ri)) & 0xFFFF;
-                        let hi = (plane >> (32 + 16 * ri)) & 0xFFFF;
-                        add_plane(v, (lo | hi << 16) as u32, 0x10)
-                    } else {
-                        v
-                    }
-                };
-                (lv, read_f16(rec.add(g.rec.scales + 2 * r)))
-            };
-            for (c, acc_c) in acc_r.iter_mut().enumerate() {
-                // SAFETY: token c's record b lies inside the activations.
-                let (isum, dx) = unsafe {
-                    let xr = a.add(c * g.act_stride + b * g.act_rec);
-                    let x = _mm256_loadu_si256(xr.cast());
-                    let isum = if BITS == 8 {
-                        dot4_signed(lv, x)
-                    } else if SHIFT > 0 {
-                        let lane_sums = _mm256_loadu_si256(xr.add(AT_LANE_SUMS).cast());
-                        _mm256_sub_epi32(dot4(lv, x), _mm256_sll_epi32(lane_sums, shift))
-                    } else {
-                        dot4(lv, x)
-                    };
-                    (isum, read_f32(xr.add(AT_D)))
-                };
-                *acc_c = _mm256_fmadd_ps(_mm256_set1_ps(ws * dx), _mm256_cvtepi32_ps(isum), *acc_c);
-            }
-            if FMIN {
-                // SAFETY: the record holds four f16 mins; the s array `m` per block.
-                let mn = unsafe { read_f16(rec.add(g.rec.mins + 2 * r)) };
-                for (c, sm) in summs[r].iter_mut().enumerate() {
-                    // SAFETY: as above.
-                    let sx = unsafe { *s.add(b * g.m + tok0 + c) };
-                    *sm = mn.mul_add(sx, *sm);
-                }
-            }
-        }
-    }
-    for r in 0..4 {
-        for c in 0..C {
-            out[r][c] = hsum8(acc[r][c]) + summs[r][c];
-        }
-    }
-}
-
-/// See `avx512::tile_super`: K-quant pairs (`KIND` 0: Q4_K/Q5_K, 1: Q6_K),
-/// `out[2p + ri][c]` for `P` pairs and `C` tokens.
-///
-/// # Safety
-/// As for `avx512::tile_super`, with AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
-    g: &Geometry,
-    w: *const u8,
-    a: *const u8,
-    span: usize,
-    out: &mut [[f32; C]; 8],
-) {
-    let sc_at = g.rec.scales;
-    // Per row (2p + ri) and token.
-    let mut acc = [[0f32; C]; 8];
-    let mut acc_min = [[0f32; C]; 8];
-    let mut lanes = [[_mm256_setzero_ps(); C]; 8];
-    debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
-    for b0 in (0..g.blocks).step_by(span) {
-        let sb = b0 / 8;
-        let mut iacc = [[_mm256_setzero_si256(); C]; 8];
-        let mut imin = [[0i32; C]; 8];
-        for b in b0..b0 + span {
-            for p in 0..P {
-                // SAFETY: pair p's record b lies inside the packed matrix.
-                let rec = unsafe { w.add(b * g.step + p * g.rec.total) };
-                for ri in 0..2 {
-                    let row = 2 * p + ri;
-                    // SAFETY: the record holds both rows' nibbles, planes, scales.
-                    let (lv, scv, mn) = unsafe {
-                        let mut lv = nibbles32(rec.add(16 * ri));
-                        if BITS >= 5 {
-                            let plane = read_u32(rec.add(g.rec.planes + 4 * ri));
-                            lv = add_plane(lv, plane, 0x10);
-                        }
-                        if BITS >= 6 {
-                            let plane = read_u32(rec.add(g.rec.planes + 8 + 4 * ri));
-                            lv = add_plane(lv, plane, 0x20);
-                        }
-                        if KIND == 0 {
-                            (
-                                lv,
-                                _mm256_set1_epi32(i32::from(*rec.add(sc_at + ri))),
-                                i32::from(*rec.add(sc_at + 2 + ri)),
-                            )
-                        } else {
-                            let sc = |h: usize| i32::from(*rec.add(sc_at + 2 * ri + h) as i8);
-                            let (s0, s1) = (sc(0), sc(1));
-                            (lv, _mm256_setr_epi32(s0, s0, s0, s0, s1, s1, s1, s1), 0)
-                        }
-                    };
-                    for c in 0..C {
-                        // SAFETY: token c's record b lies inside the activations.
-                        let (x, bsum) = unsafe {
-                            let xr = a.add(c * g.act_stride + b * g.act_rec);
-                            (_mm256_loadu_si256(xr.cast()), read_i32(xr.add(AT_SUM)))
-                        };
-                        let v = _mm256_mullo_epi32(dot4(lv, x), scv);
-                        iacc[row][c] = _mm256_add_epi32(iacc[row][c], v);
-                        if KIND == 0 {
-                            imin[row][c] += mn * bsum;
-                        }
-                    }
-                }
-            }
-        }
-        // One float step per super-block (per `span` blocks).
-        let last = 8 * sb + 7;
-        for c in 0..C {
-            let xc = |blk: usize, at: usize| {
-                // SAFETY: token c's records of this super-block.
-                unsafe { read_i32(a.add(c * g.act_stride + blk * g.act_rec + at)) }
-            };
-            // SAFETY: as above.
-            let dx = unsafe { read_f32(a.add(c * g.act_stride + last * g.act_rec + AT_D)) };
-            for p in 0..P {
-                // SAFETY: pair p's last record of the super-block.
-                let rec = unsafe { w.add(last * g.step + p * g.rec.total) };
-                for ri in 0..2 {
-                    let row = 2 * p + ri;
-                    if KIND == 0 {
-                        // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
-                        let (d, dmin) = unsafe {
-                            (
-                                read_f32(rec.add(sc_at + 4 + 4 * ri)),
-                                read_f32(rec.add(sc_at + 12 + 4 * ri)),
-                            )
-                        };
-                        let i_sum = hsum_i32(iacc[row][c]);
-                        acc[row][c] = (i_sum as f32).mul_add(d * dx, acc[row][c]);
-                        acc_min[row][c] = (imin[row][c] as f32).mul_add(dmin * dx, acc_min[row][c]);
-                    } else {
-                        // The offset correction of block l, all in lane l.
-                        let corr: [i32; 8] = std::array::from_fn(|l| {
-                            // SAFETY: the record holds the row's 16 scales.
-                            let sc = |h: usize| unsafe {
-                                i32::from(*rec.add(sc_at + 4 + 16 * ri + 2 * l + h) as i8)
-                            };
-                            (sc(0) * xc(8 * sb + l, AT_SUM_LO) + sc(1) * xc(8 * sb + l, AT_SUM_HI))
-                                << 5
-                        });
-                        // SAFETY: the record holds d A, d B (f32); 8 i32s.
-                        let (d, corr) = unsafe {
-                            (
-                                read_f32(rec.add(sc_at + 36 + 4 * ri)),
-                                _mm256_loadu_si256(corr.as_ptr().cast()),
-                            )
-                        };
-                        let sv = _mm256_sub_epi32(iacc[row][c], corr);
-                        lanes[row][c] = _mm256_fmadd_ps(
-                            _mm256_set1_ps(dx * d),
-                            _mm256_cvtepi32_ps(sv),
-                            lanes[row][c],
-                        );
-                    }
-                }
-            }
-        }
-    }
-    for row in 0..2 * P {
-        for c in 0..C {
-            out[row][c] = if KIND == 0 {
-                acc[row][c] - acc_min[row][c]
-            } else {
-                hsum8(lanes[row][c])
-            };
-        }
-    }
-}
 /// The AVX2 + FMA kernel set.
 pub struct Avx2;
 
 impl super::TileKernels for Avx2 {
     const MAX_TOKENS: usize = 4;
 
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -457,10 +116,104 @@ impl super::TileKernels for Avx2 {
         n: usize,
         valid: u16,
     ) {
-        // SAFETY: the trait's contract is this function's.
-        unsafe { tile16::<BITS, SHIFT, FMIN, C>(g, w, a, s, tok0, y, n, valid) }
+        let mut acc = [[_mm256_setzero_ps(); C]; 2];
+        let nib = _mm256_set1_epi8(0x0F);
+        for b in 0..g.blocks {
+            // SAFETY: record b of the group lies inside the packed matrix; the
+            // prefetch addresses may run past it, which prefetches tolerate.
+            let rec = unsafe { w.add(b * g.rec.total) };
+            let mut line = 0;
+            while line < g.rec.total {
+                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
+                line += 64;
+            }
+            for (h, acc_h) in acc.iter_mut().enumerate() {
+                // Half h: rows 8h..8h+8, bytes 32h..32h+32 of every 64-byte slice.
+                // SAFETY: the record holds the slices, planes, scales and mins.
+                let (wv, ws, mins) = unsafe {
+                    let mut wv = [_mm256_setzero_si256(); 8];
+                    if BITS == 8 {
+                        // Stored level = q + 128: flip to the signed q.
+                        for (j, v) in wv.iter_mut().enumerate() {
+                            let raw = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
+                            *v = _mm256_xor_si256(raw, _mm256_set1_epi8(-128));
+                        }
+                    } else {
+                        for j in 0..4 {
+                            let v = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
+                            wv[j] = _mm256_and_si256(v, nib);
+                            wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+                        }
+                        if BITS == 5 {
+                            for (j, v) in wv.iter_mut().enumerate() {
+                                *v = add_plane(
+                                    *v,
+                                    read_u32(rec.add(g.rec.planes + 8 * j + 4 * h)),
+                                    0x10,
+                                );
+                            }
+                        }
+                    }
+                    let ws =
+                        _mm256_cvtph_ps(_mm_loadu_si128(rec.add(g.rec.scales + 16 * h).cast()));
+                    let mins = if FMIN {
+                        _mm256_cvtph_ps(_mm_loadu_si128(rec.add(g.rec.mins + 16 * h).cast()))
+                    } else {
+                        _mm256_setzero_ps()
+                    };
+                    (wv, ws, mins)
+                };
+                for (c, acc_c) in acc_h.iter_mut().enumerate() {
+                    // SAFETY: token c's record b lies inside the activations, and
+                    // its `s` inside the `s` array.
+                    let (isum, dx, sx) = unsafe {
+                        let xr = a.add(c * g.act_stride + b * g.act_rec);
+                        let x = |j: usize| _mm256_set1_epi32(read_i32(xr.add(4 * j)));
+                        // 8-bit weights are signed here: no offset to subtract.
+                        let mut isum = if SHIFT > 0 && BITS != 8 {
+                            _mm256_set1_epi32((read_i32(xr.add(AT_SUM)) << SHIFT).wrapping_neg())
+                        } else {
+                            _mm256_setzero_si256()
+                        };
+                        for (j, &wj) in wv.iter().enumerate() {
+                            let d = if BITS == 8 {
+                                dot4_signed(wj, x(j))
+                            } else {
+                                dot4(wj, x(j))
+                            };
+                            isum = _mm256_add_epi32(isum, d);
+                        }
+                        let dx = _mm256_set1_ps(read_f32(xr.add(AT_D)));
+                        let sx = if FMIN {
+                            _mm256_set1_ps(*s.add(b * g.m + tok0 + c))
+                        } else {
+                            _mm256_setzero_ps()
+                        };
+                        (isum, dx, sx)
+                    };
+                    *acc_c =
+                        _mm256_fmadd_ps(_mm256_mul_ps(ws, dx), _mm256_cvtepi32_ps(isum), *acc_c);
+                    if FMIN {
+                        *acc_c = _mm256_fmadd_ps(mins, sx, *acc_c);
+                    }
+                }
+            }
+        }
+        let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        for (h, acc_h) in acc.iter().enumerate() {
+            let bits = i32::from(valid >> (8 * h) & 0xFF);
+            if bits == 0 {
+                continue;
+            }
+            let mask = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), bit), bit);
+            for (c, acc_c) in acc_h.iter().enumerate() {
+                // SAFETY: the caller guarantees room for the valid rows of C tokens.
+                unsafe { _mm256_maskstore_ps(y.add((tok0 + c) * n + 8 * h), mask, *acc_c) };
+            }
+        }
     }
 
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -469,10 +222,73 @@ impl super::TileKernels for Avx2 {
         tok0: usize,
         out: &mut [[f32; C]; 8],
     ) {
-        // SAFETY: the trait's contract is this function's.
-        unsafe { tile_lanes8::<BITS, SHIFT, FMIN, C>(g, w, a, s, tok0, out) }
+        let mut acc = [[_mm256_setzero_ps(); C]; 4];
+        let mut summs = [[0f32; C]; 4];
+        let shift = _mm_cvtsi32_si128(SHIFT as i32);
+        for b in 0..g.blocks {
+            // SAFETY: record b of the group lies inside the packed matrix.
+            let rec = unsafe { w.add(b * g.rec.total) };
+            _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let (p, ri) = (r / 2, r % 2);
+                // Row r's 32 levels in weight order (8-bit: the signed quants,
+                // stored at [A 0-15 | B 0-15 | A 16-31 | B 16-31] of pair p).
+                // SAFETY: the record holds the pairs' bytes, planes and scales.
+                let (lv, ws) = unsafe {
+                    let lv = if BITS == 8 {
+                        let at = rec.add(64 * p + 16 * ri);
+                        _mm256_loadu2_m128i(at.add(32).cast(), at.cast())
+                    } else {
+                        let v = nibbles32(rec.add(16 * r));
+                        if BITS == 5 {
+                            let plane =
+                                rec.add(g.rec.planes + 8 * p).cast::<u64>().read_unaligned();
+                            let lo = (plane >> (16 * ri)) & 0xFFFF;
+                            let hi = (plane >> (32 + 16 * ri)) & 0xFFFF;
+                            add_plane(v, (lo | hi << 16) as u32, 0x10)
+                        } else {
+                            v
+                        }
+                    };
+                    (lv, read_f16(rec.add(g.rec.scales + 2 * r)))
+                };
+                for (c, acc_c) in acc_r.iter_mut().enumerate() {
+                    // SAFETY: token c's record b lies inside the activations.
+                    let (isum, dx) = unsafe {
+                        let xr = a.add(c * g.act_stride + b * g.act_rec);
+                        let x = _mm256_loadu_si256(xr.cast());
+                        let isum = if BITS == 8 {
+                            dot4_signed(lv, x)
+                        } else if SHIFT > 0 {
+                            let lane_sums = _mm256_loadu_si256(xr.add(AT_LANE_SUMS).cast());
+                            _mm256_sub_epi32(dot4(lv, x), _mm256_sll_epi32(lane_sums, shift))
+                        } else {
+                            dot4(lv, x)
+                        };
+                        (isum, read_f32(xr.add(AT_D)))
+                    };
+                    *acc_c =
+                        _mm256_fmadd_ps(_mm256_set1_ps(ws * dx), _mm256_cvtepi32_ps(isum), *acc_c);
+                }
+                if FMIN {
+                    // SAFETY: the record holds four f16 mins; the s array `m` per block.
+                    let mn = unsafe { read_f16(rec.add(g.rec.mins + 2 * r)) };
+                    for (c, sm) in summs[r].iter_mut().enumerate() {
+                        // SAFETY: as above.
+                        let sx = unsafe { *s.add(b * g.m + tok0 + c) };
+                        *sm = mn.mul_add(sx, *sm);
+                    }
+                }
+            }
+        }
+        for r in 0..4 {
+            for c in 0..C {
+                out[r][c] = hsum8(acc[r][c]) + summs[r][c];
+            }
+        }
     }
 
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -480,7 +296,123 @@ impl super::TileKernels for Avx2 {
         span: usize,
         out: &mut [[f32; C]; 8],
     ) {
-        // SAFETY: the trait's contract is this function's.
-        unsafe { tile_super::<BITS, KIND, P, C>(g, w, a, span, out) }
+        let sc_at = g.rec.scales;
+        // Per row (2p + ri) and token.
+        let mut acc = [[0f32; C]; 8];
+        let mut acc_min = [[0f32; C]; 8];
+        let mut lanes = [[_mm256_setzero_ps(); C]; 8];
+        debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
+        for b0 in (0..g.blocks).step_by(span) {
+            let sb = b0 / 8;
+            let mut iacc = [[_mm256_setzero_si256(); C]; 8];
+            let mut imin = [[0i32; C]; 8];
+            for b in b0..b0 + span {
+                for p in 0..P {
+                    // SAFETY: pair p's record b lies inside the packed matrix.
+                    let rec = unsafe { w.add(b * g.step + p * g.rec.total) };
+                    for ri in 0..2 {
+                        let row = 2 * p + ri;
+                        // SAFETY: the record holds both rows' nibbles, planes, scales.
+                        let (lv, scv, mn) = unsafe {
+                            let mut lv = nibbles32(rec.add(16 * ri));
+                            if BITS >= 5 {
+                                let plane = read_u32(rec.add(g.rec.planes + 4 * ri));
+                                lv = add_plane(lv, plane, 0x10);
+                            }
+                            if BITS >= 6 {
+                                let plane = read_u32(rec.add(g.rec.planes + 8 + 4 * ri));
+                                lv = add_plane(lv, plane, 0x20);
+                            }
+                            if KIND == 0 {
+                                (
+                                    lv,
+                                    _mm256_set1_epi32(i32::from(*rec.add(sc_at + ri))),
+                                    i32::from(*rec.add(sc_at + 2 + ri)),
+                                )
+                            } else {
+                                let sc = |h: usize| i32::from(*rec.add(sc_at + 2 * ri + h) as i8);
+                                let (s0, s1) = (sc(0), sc(1));
+                                (lv, _mm256_setr_epi32(s0, s0, s0, s0, s1, s1, s1, s1), 0)
+                            }
+                        };
+                        for c in 0..C {
+                            // SAFETY: token c's record b lies inside the activations.
+                            let (x, bsum) = unsafe {
+                                let xr = a.add(c * g.act_stride + b * g.act_rec);
+                                (_mm256_loadu_si256(xr.cast()), read_i32(xr.add(AT_SUM)))
+                            };
+                            let v = _mm256_mullo_epi32(dot4(lv, x), scv);
+                            iacc[row][c] = _mm256_add_epi32(iacc[row][c], v);
+                            if KIND == 0 {
+                                imin[row][c] += mn * bsum;
+                            }
+                        }
+                    }
+                }
+            }
+            // One float step per super-block (per `span` blocks).
+            let last = 8 * sb + 7;
+            for c in 0..C {
+                let xc = |blk: usize, at: usize| {
+                    // SAFETY: token c's records of this super-block.
+                    unsafe { read_i32(a.add(c * g.act_stride + blk * g.act_rec + at)) }
+                };
+                // SAFETY: as above.
+                let dx = unsafe { read_f32(a.add(c * g.act_stride + last * g.act_rec + AT_D)) };
+                for p in 0..P {
+                    // SAFETY: pair p's last record of the super-block.
+                    let rec = unsafe { w.add(last * g.step + p * g.rec.total) };
+                    for ri in 0..2 {
+                        let row = 2 * p + ri;
+                        if KIND == 0 {
+                            // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
+                            let (d, dmin) = unsafe {
+                                (
+                                    read_f32(rec.add(sc_at + 4 + 4 * ri)),
+                                    read_f32(rec.add(sc_at + 12 + 4 * ri)),
+                                )
+                            };
+                            let i_sum = hsum_i32(iacc[row][c]);
+                            acc[row][c] = (i_sum as f32).mul_add(d * dx, acc[row][c]);
+                            acc_min[row][c] =
+                                (imin[row][c] as f32).mul_add(dmin * dx, acc_min[row][c]);
+                        } else {
+                            // The offset correction of block l, all in lane l.
+                            let corr: [i32; 8] = std::array::from_fn(|l| {
+                                // SAFETY: the record holds the row's 16 scales.
+                                let sc = |h: usize| unsafe {
+                                    i32::from(*rec.add(sc_at + 4 + 16 * ri + 2 * l + h) as i8)
+                                };
+                                (sc(0) * xc(8 * sb + l, AT_SUM_LO)
+                                    + sc(1) * xc(8 * sb + l, AT_SUM_HI))
+                                    << 5
+                            });
+                            // SAFETY: the record holds d A, d B (f32); 8 i32s.
+                            let (d, corr) = unsafe {
+                                (
+                                    read_f32(rec.add(sc_at + 36 + 4 * ri)),
+                                    _mm256_loadu_si256(corr.as_ptr().cast()),
+                                )
+                            };
+                            let sv = _mm256_sub_epi32(iacc[row][c], corr);
+                            lanes[row][c] = _mm256_fmadd_ps(
+                                _mm256_set1_ps(dx * d),
+                                _mm256_cvtepi32_ps(sv),
+                                lanes[row][c],
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for row in 0..2 * P {
+            for c in 0..C {
+                out[row][c] = if KIND == 0 {
+                    acc[row][c] - acc_min[row][c]
+                } else {
+                    hsum8(lanes[row][c])
+                };
+            }
+        }
     }
 }

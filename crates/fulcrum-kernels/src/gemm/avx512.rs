@@ -1,7 +1,7 @@
 //! The AVX-512 VNNI kernels over packed weights: the arithmetic of
 //! `portable.rs`, bit for bit.
 //!
-//! Q4_0…Q8_0 ([`tile16`]): a register holds one 4-weight slice of a group's
+//! Q4_0…Q8_0 (`tile16`): a register holds one 4-weight slice of a group's
 //! 16 rows. Per 32-weight block the 8 slices are unpacked once (nibble mask
 //! and shift, bit planes added with masked byte adds) and used for all `C`
 //! tokens of the tile; per token, 8 `vpdpbusd` against the token's 4
@@ -10,7 +10,7 @@
 //! multiply-adds finish the block for all 16 outputs. The outputs of a token
 //! are 16 consecutive floats of `y`: stored directly.
 //!
-//! Q4_0…Q8_0 in llama.cpp's order ([`tile_lanes8`]): a register holds the 8
+//! Q4_0…Q8_0 in llama.cpp's order (`tile_lanes8`): a register holds the 8
 //! lanes of two outputs (rows A and B of a pair, same token). Per block, the
 //! pair's levels are unpacked once and used for all `C` tokens; each token's
 //! 32 activation bytes are loaded once, broadcast to both halves, and used for
@@ -18,7 +18,7 @@
 //! offset correction), one conversion, one scale product and one fused
 //! multiply-add — llama.cpp's order, so results match its.
 //!
-//! K-quants ([`tile_super`]): a register holds the 8 lanes of two outputs
+//! K-quants (`tile_super`): a register holds the 8 lanes of two outputs
 //! (rows A and B of a pair), integer sums per 256-weight super-block.
 
 #![allow(clippy::too_many_arguments)]
@@ -26,6 +26,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::{AT_D, AT_SUM, AT_SUM_LO, DUP_Q, DUP_QB};
+use super::avx2::hsum8;
 use super::Geometry;
 
 /// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
@@ -84,275 +85,6 @@ unsafe fn unpack<const BITS: u32>(rec: *const u8, planes_at: usize) -> __m512i {
     }
 }
 
-/// `llama.cpp`'s `hsum_float_8` of one 256-bit half.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-fn hsum8(x: __m256) -> f32 {
-    let r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
-    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
-}
-
-/// `y[(tok0 + c)·n + i]` = row i · token (tok0 + c) for the group of 16 rows
-/// whose records start at `w` (`y` points at the group's first row), `C`
-/// tokens starting at `a`; rows whose bit in `valid` is clear are not written.
-///
-/// # Safety
-/// `w` must point at a group's records (geometry `g`), `a` at `C` token
-/// records, `s` at the activations' `s` array, `y` at an output with room for
-/// the written elements, for a format matching the const parameters, and the
-/// CPU must support the enabled features.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-pub unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
-    g: &Geometry,
-    w: *const u8,
-    a: *const u8,
-    s: *const f32,
-    tok0: usize,
-    y: *mut f32,
-    n: usize,
-    valid: __mmask16,
-) {
-    let mut acc = [_mm512_setzero_ps(); C];
-    let nib = _mm512_set1_epi8(0x0F);
-    for b in 0..g.blocks {
-        // SAFETY: record b of the group lies inside the packed matrix; the
-        // prefetch addresses may run past it, which prefetches tolerate.
-        let (wv, ws, mins) = unsafe {
-            let rec = w.add(b * g.rec.total);
-            let mut line = 0;
-            while line < g.rec.total {
-                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
-                line += 64;
-            }
-            let mut wv = [_mm512_setzero_si512(); 8];
-            if BITS == 8 {
-                for (j, v) in wv.iter_mut().enumerate() {
-                    *v = _mm512_loadu_si512(rec.add(64 * j).cast());
-                }
-            } else {
-                for j in 0..4 {
-                    let v = _mm512_loadu_si512(rec.add(64 * j).cast());
-                    wv[j] = _mm512_and_si512(v, nib);
-                    wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
-                }
-                if BITS == 5 {
-                    for (j, v) in wv.iter_mut().enumerate() {
-                        let k = rec.add(g.rec.planes + 8 * j).cast::<u64>().read_unaligned();
-                        *v = _mm512_mask_add_epi8(*v, k, *v, _mm512_set1_epi8(0x10));
-                    }
-                }
-            }
-            let ws = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.scales).cast()));
-            let mins = if FMIN {
-                _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.mins).cast()))
-            } else {
-                _mm512_setzero_ps()
-            };
-            (wv, ws, mins)
-        };
-        for (c, acc_c) in acc.iter_mut().enumerate() {
-            // SAFETY: token c's record b lies inside the activations, and its
-            // `s` inside the `s` array.
-            let (isum, dx, sx) = unsafe {
-                let xr = a.add(c * g.act_stride + b * g.act_rec);
-                let x = |j: usize| _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned());
-                let init = if SHIFT > 0 {
-                    _mm512_set1_epi32(
-                        (xr.add(AT_SUM).cast::<i32>().read_unaligned() << SHIFT).wrapping_neg(),
-                    )
-                } else {
-                    _mm512_setzero_si512()
-                };
-                // Few tokens: two dependency chains keep the multiplier busy.
-                let isum = if C < 4 {
-                    let mut i0 = init;
-                    let mut i1 = _mm512_setzero_si512();
-                    for j in 0..4 {
-                        i0 = _mm512_dpbusd_epi32(i0, wv[j], x(j));
-                        i1 = _mm512_dpbusd_epi32(i1, wv[j + 4], x(j + 4));
-                    }
-                    _mm512_add_epi32(i0, i1)
-                } else {
-                    let mut i0 = init;
-                    for (j, &wj) in wv.iter().enumerate() {
-                        i0 = _mm512_dpbusd_epi32(i0, wj, x(j));
-                    }
-                    i0
-                };
-                let dx = _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned());
-                let sx = if FMIN {
-                    _mm512_set1_ps(*s.add(b * g.m + tok0 + c))
-                } else {
-                    _mm512_setzero_ps()
-                };
-                (isum, dx, sx)
-            };
-            *acc_c = _mm512_fmadd_ps(_mm512_mul_ps(ws, dx), _mm512_cvtepi32_ps(isum), *acc_c);
-            if FMIN {
-                *acc_c = _mm512_fmadd_ps(mins, sx, *acc_c);
-            }
-        }
-    }
-    for (c, acc_c) in acc.iter().enumerate() {
-        // SAFETY: the caller guarantees room for the valid rows of C tokens.
-        unsafe { _mm512_mask_storeu_ps(y.add((tok0 + c) * n), valid, *acc_c) };
-    }
-}
-
-/// `out[i][c]` = row (first + i) · token (tok0 + c), for the group of four
-/// rows whose records start at `w` and `C` tokens starting at `a`.
-///
-/// # Safety
-/// `w` must point at a group's records (geometry `g`), `a` at `C` token
-/// records, `s` at the activations' `s` array, for a format matching the const
-/// parameters, and the CPU must support the enabled features.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-pub unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
-    g: &Geometry,
-    w: *const u8,
-    a: *const u8,
-    s: *const f32,
-    tok0: usize,
-    out: &mut [[f32; C]; 8],
-) {
-    debug_assert!(
-        C <= 8,
-        "tiles are one group of four rows by up to eight tokens"
-    );
-    let mut acc = [[_mm512_setzero_ps(); C]; 2];
-    // Min terms: register h holds tokens 4h..4h+4, lane 4·row + token % 4.
-    let mut summs = [_mm512_setzero_ps(); 2];
-    let row_idx = _mm512_loadu_si512(ROW_OF_LANE[4].as_ptr().cast());
-    let tok_idx = _mm512_loadu_si512(TOKEN_OF_LANE[4].as_ptr().cast());
-    // Register lanes [A 0-3 | B 0-3 | A 4-7 | B 4-7]: scale index per lane.
-    let pair0 = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
-    let pair1 = _mm512_add_epi32(pair0, _mm512_set1_epi32(2));
-    let nib = _mm512_set1_epi8(0x0F);
-    for b in 0..g.blocks {
-        // SAFETY: record b of the group lies inside the packed matrix; the
-        // prefetch address may run past it, which prefetches tolerate.
-        let (mut w0, mut w1, ws0, ws1, rec) = unsafe {
-            let rec = w.add(b * g.rec.total);
-            _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
-            let (w0, w1) = if BITS == 8 {
-                (
-                    _mm512_loadu_si512(rec.cast()),
-                    _mm512_loadu_si512(rec.add(64).cast()),
-                )
-            } else {
-                // 128-bit lanes [A0, B0, A1, B1] of nibbles → both pairs' registers.
-                let v = _mm512_loadu_si512(rec.cast());
-                let lo = _mm512_and_si512(v, nib);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
-                let mut w0 = _mm512_shuffle_i64x2::<0b0100_0100>(lo, hi);
-                let mut w1 = _mm512_shuffle_i64x2::<0b1110_1110>(lo, hi);
-                if BITS == 5 {
-                    let k0 = rec.add(g.rec.planes).cast::<u64>().read_unaligned();
-                    let k1 = rec.add(g.rec.planes + 8).cast::<u64>().read_unaligned();
-                    w0 = _mm512_mask_add_epi8(w0, k0, w0, _mm512_set1_epi8(0x10));
-                    w1 = _mm512_mask_add_epi8(w1, k1, w1, _mm512_set1_epi8(0x10));
-                }
-                (w0, w1)
-            };
-            let sc =
-                _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.scales).cast())));
-            (
-                w0,
-                w1,
-                _mm512_permutexvar_ps(pair0, sc),
-                _mm512_permutexvar_ps(pair1, sc),
-                rec,
-            )
-        };
-        // Formats with an integer offset: signed weights (level − offset, 8-bit
-        // ones are stored signed) times activations offset by 128 as unsigned
-        // bytes; Σ(x+128)·w = Σx·w + 128·Σw, so the integer sum starts at
-        // −128·Σw per lane — computed once per block, not per token.
-        let (mut init0, mut init1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-        if SHIFT > 0 {
-            if BITS != 8 {
-                let off = _mm512_set1_epi8(1 << SHIFT);
-                w0 = _mm512_sub_epi8(w0, off);
-                w1 = _mm512_sub_epi8(w1, off);
-            }
-            let ones = _mm512_set1_epi8(1);
-            let neg128 = |w: __m512i| {
-                _mm512_sub_epi32(
-                    _mm512_setzero_si512(),
-                    _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w)),
-                )
-            };
-            init0 = neg128(w0);
-            init1 = neg128(w1);
-        }
-        for c in 0..C {
-            // SAFETY: token c's record b lies inside the activations.
-            let (x, dx) = unsafe {
-                let xr = a.add(c * g.act_stride + b * g.act_rec);
-                let x = _mm512_loadu_si512(xr.add(if SHIFT > 0 { DUP_QB } else { DUP_Q }).cast());
-                (
-                    x,
-                    _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned()),
-                )
-            };
-            let (i0, i1) = if SHIFT > 0 {
-                (
-                    _mm512_dpbusd_epi32(init0, x, w0),
-                    _mm512_dpbusd_epi32(init1, x, w1),
-                )
-            } else {
-                (
-                    _mm512_dpbusd_epi32(init0, w0, x),
-                    _mm512_dpbusd_epi32(init1, w1, x),
-                )
-            };
-            acc[0][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws0, dx), _mm512_cvtepi32_ps(i0), acc[0][c]);
-            acc[1][c] = _mm512_fmadd_ps(_mm512_mul_ps(ws1, dx), _mm512_cvtepi32_ps(i1), acc[1][c]);
-        }
-        if FMIN {
-            // The min terms of all (row, token) pairs of the tile in one register,
-            // lane i·C + c for row i and token c.
-            // SAFETY: the record holds four f16 mins; the s array holds `m`
-            // values per block and lanes past C are masked off.
-            unsafe {
-                let mins = _mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.mins).cast()));
-                let mrow = _mm512_permutexvar_ps(row_idx, _mm512_castps128_ps512(mins));
-                for (h, sm) in summs.iter_mut().enumerate().take(C.div_ceil(4)) {
-                    let n = (C - 4 * h).min(4);
-                    let sv = _mm_maskz_loadu_ps((1u8 << n) - 1, s.add(b * g.m + tok0 + 4 * h));
-                    let stok = _mm512_permutexvar_ps(tok_idx, _mm512_castps128_ps512(sv));
-                    *sm = _mm512_fmadd_ps(mrow, stok, *sm);
-                }
-            }
-        }
-    }
-    let mut sm = [[0f32; 16]; 2];
-    if FMIN {
-        for (h, v) in summs.iter().enumerate() {
-            // SAFETY: 16 floats.
-            unsafe { _mm512_storeu_ps(sm[h].as_mut_ptr(), *v) };
-        }
-    }
-    for p in 0..2 {
-        for c in 0..C {
-            // Lanes i and i+8 are one row's partial sums i and i+4.
-            let v = acc[p][c];
-            let s8 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(v), _mm512_castps512_ps256(v));
-            for ri in 0..2 {
-                let r4 = if ri == 0 {
-                    _mm256_castps256_ps128(s8)
-                } else {
-                    _mm256_extractf128_ps::<1>(s8)
-                };
-                let r = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
-                let h = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
-                out[2 * p + ri][c] = h + sm[c / 4][4 * (2 * p + ri) + c % 4];
-            }
-        }
-    }
-}
-
 /// Lanes 0 and 8 = the sums of lanes 0..8 and 8..16 (integers, exact).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
@@ -374,161 +106,13 @@ fn lane8(v: __m512) -> f32 {
     _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(v))
 }
 
-/// The K-quant kernel (`KIND` 0: Q4_K/Q5_K, 1: Q6_K); see `portable.rs` for
-/// the arithmetic it reproduces. Same contract as [`tile`].
-///
-/// # Safety
-/// As for [`tile`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
-pub unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
-    g: &Geometry,
-    w: *const u8,
-    a: *const u8,
-    span: usize,
-    out: &mut [[f32; C]; 8],
-) {
-    let sc_at = g.rec.scales;
-    let mut acc = [[_mm512_setzero_ps(); C]; P];
-    let mut acc_min = [[_mm512_setzero_ps(); C]; P];
-    let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    let quarters = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
-    for b0 in (0..g.blocks).step_by(span) {
-        let sb = b0 / 8;
-        let mut iacc = [[_mm512_setzero_si512(); C]; P];
-        let mut imin = [[_mm512_setzero_si512(); C]; P];
-        for b in b0..b0 + span {
-            let mut wv = [_mm512_setzero_si512(); P];
-            let mut scv = [_mm512_setzero_si512(); P];
-            let mut mnv = [_mm512_setzero_si512(); P];
-            for p in 0..P {
-                // SAFETY: pair p's record b lies inside the packed matrix.
-                unsafe {
-                    let rec = w.add(b * g.step + p * g.rec.total);
-                    wv[p] = unpack::<BITS>(rec, g.rec.planes);
-                    if KIND == 0 {
-                        let sm = _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
-                        scv[p] = _mm512_permutexvar_epi32(halves, _mm512_cvtepu8_epi32(sm));
-                        mnv[p] = _mm512_permutexvar_epi32(
-                            halves,
-                            _mm512_cvtepu8_epi32(_mm_srli_si128::<2>(sm)),
-                        );
-                    } else {
-                        let sm = _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
-                        scv[p] = _mm512_permutexvar_epi32(quarters, _mm512_cvtepi8_epi32(sm));
-                    }
-                }
-            }
-            for c in 0..C {
-                // SAFETY: token c's record b lies inside the activations.
-                let (x, bsum) = unsafe {
-                    let rec = a.add(c * g.act_stride + b * g.act_rec);
-                    let bs = rec.add(AT_SUM).cast::<i32>().read_unaligned();
-                    (_mm512_broadcast_i64x4(_mm256_loadu_si256(rec.cast())), bs)
-                };
-                for p in 0..P {
-                    let isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[p], x);
-                    iacc[p][c] = _mm512_add_epi32(iacc[p][c], _mm512_mullo_epi32(isum, scv[p]));
-                    if KIND == 0 {
-                        imin[p][c] = _mm512_add_epi32(
-                            imin[p][c],
-                            _mm512_mullo_epi32(mnv[p], _mm512_set1_epi32(bsum)),
-                        );
-                    }
-                }
-            }
-        }
-        // One float step per super-block (per `span` blocks).
-        let last = 8 * sb + 7;
-        for c in 0..C {
-            // SAFETY: token c's records of this super-block.
-            let (dx, halfsums) = unsafe {
-                let dx = _mm512_set1_ps(
-                    a.add(c * g.act_stride + last * g.act_rec + AT_D)
-                        .cast::<f32>()
-                        .read_unaligned(),
-                );
-                // [Σ block0 low, Σ block0 high, Σ block1 low, …]: 16 lanes.
-                let mut hs = [0i64; 8];
-                for (l, h) in hs.iter_mut().enumerate() {
-                    *h = a
-                        .add(c * g.act_stride + (8 * sb + l) * g.act_rec + AT_SUM_LO)
-                        .cast::<i64>()
-                        .read_unaligned();
-                }
-                (dx, _mm512_loadu_si512(hs.as_ptr().cast()))
-            };
-            for p in 0..P {
-                // SAFETY: pair p's last record of the super-block.
-                let rec = unsafe { w.add(last * g.step + p * g.rec.total) };
-                if KIND == 0 {
-                    // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
-                    let (dv, dminv) = unsafe {
-                        let f = _mm512_castps128_ps512(_mm_loadu_ps(rec.add(sc_at + 4).cast()));
-                        (
-                            _mm512_permutexvar_ps(halves, f),
-                            _mm512_permutexvar_ps(
-                                _mm512_add_epi32(halves, _mm512_set1_epi32(2)),
-                                f,
-                            ),
-                        )
-                    };
-                    let red = sum_halves(iacc[p][c]);
-                    acc[p][c] =
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(red), _mm512_mul_ps(dv, dx), acc[p][c]);
-                    acc_min[p][c] = _mm512_fmadd_ps(
-                        _mm512_cvtepi32_ps(imin[p][c]),
-                        _mm512_mul_ps(dminv, dx),
-                        acc_min[p][c],
-                    );
-                } else {
-                    // SAFETY: the record holds A's and B's 16 scales, then d A, d B.
-                    let (sca, scb, dv) = unsafe {
-                        (
-                            _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 4).cast())),
-                            _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 20).cast())),
-                            _mm512_permutexvar_ps(
-                                halves,
-                                _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(
-                                    rec.add(sc_at + 36).cast(),
-                                ))),
-                            ),
-                        )
-                    };
-                    // Lane 2l (+1): block l's halves; pair sums in even lanes, then compacted.
-                    let pa = _mm512_mullo_epi32(sca, halfsums);
-                    let pb = _mm512_mullo_epi32(scb, halfsums);
-                    let pa = _mm512_add_epi32(pa, _mm512_shuffle_epi32::<0xB1>(pa));
-                    let pb = _mm512_add_epi32(pb, _mm512_shuffle_epi32::<0xB1>(pb));
-                    let idx =
-                        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-                    let corr = _mm512_slli_epi32::<5>(_mm512_permutex2var_epi32(pa, idx, pb));
-                    let s = _mm512_sub_epi32(iacc[p][c], corr);
-                    acc[p][c] =
-                        _mm512_fmadd_ps(_mm512_mul_ps(dx, dv), _mm512_cvtepi32_ps(s), acc[p][c]);
-                }
-            }
-        }
-    }
-    for p in 0..P {
-        for c in 0..C {
-            if KIND == 0 {
-                out[2 * p][c] = lane0(acc[p][c]) - lane0(acc_min[p][c]);
-                out[2 * p + 1][c] = lane8(acc[p][c]) - lane8(acc_min[p][c]);
-            } else {
-                out[2 * p][c] = hsum8(_mm512_castps512_ps256(acc[p][c]));
-                out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(acc[p][c]));
-            }
-        }
-    }
-}
-
 /// The AVX-512 VNNI kernel set.
 pub struct Avx512;
 
 impl super::TileKernels for Avx512 {
     const MAX_TOKENS: usize = 8;
 
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
     unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -537,12 +121,97 @@ impl super::TileKernels for Avx512 {
         tok0: usize,
         y: *mut f32,
         n: usize,
-        valid: u16,
+        valid: __mmask16,
     ) {
-        // SAFETY: the trait's contract is this function's.
-        unsafe { tile16::<BITS, SHIFT, FMIN, C>(g, w, a, s, tok0, y, n, valid) }
+        let mut acc = [_mm512_setzero_ps(); C];
+        let nib = _mm512_set1_epi8(0x0F);
+        for b in 0..g.blocks {
+            // SAFETY: record b of the group lies inside the packed matrix; the
+            // prefetch addresses may run past it, which prefetches tolerate.
+            let (wv, ws, mins) = unsafe {
+                let rec = w.add(b * g.rec.total);
+                let mut line = 0;
+                while line < g.rec.total {
+                    _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
+                    line += 64;
+                }
+                let mut wv = [_mm512_setzero_si512(); 8];
+                if BITS == 8 {
+                    for (j, v) in wv.iter_mut().enumerate() {
+                        *v = _mm512_loadu_si512(rec.add(64 * j).cast());
+                    }
+                } else {
+                    for j in 0..4 {
+                        let v = _mm512_loadu_si512(rec.add(64 * j).cast());
+                        wv[j] = _mm512_and_si512(v, nib);
+                        wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                    }
+                    if BITS == 5 {
+                        for (j, v) in wv.iter_mut().enumerate() {
+                            let k = rec.add(g.rec.planes + 8 * j).cast::<u64>().read_unaligned();
+                            *v = _mm512_mask_add_epi8(*v, k, *v, _mm512_set1_epi8(0x10));
+                        }
+                    }
+                }
+                let ws = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.scales).cast()));
+                let mins = if FMIN {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.mins).cast()))
+                } else {
+                    _mm512_setzero_ps()
+                };
+                (wv, ws, mins)
+            };
+            for (c, acc_c) in acc.iter_mut().enumerate() {
+                // SAFETY: token c's record b lies inside the activations, and its
+                // `s` inside the `s` array.
+                let (isum, dx, sx) = unsafe {
+                    let xr = a.add(c * g.act_stride + b * g.act_rec);
+                    let x =
+                        |j: usize| _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned());
+                    let init = if SHIFT > 0 {
+                        _mm512_set1_epi32(
+                            (xr.add(AT_SUM).cast::<i32>().read_unaligned() << SHIFT).wrapping_neg(),
+                        )
+                    } else {
+                        _mm512_setzero_si512()
+                    };
+                    // Few tokens: two dependency chains keep the multiplier busy.
+                    let isum = if C < 4 {
+                        let mut i0 = init;
+                        let mut i1 = _mm512_setzero_si512();
+                        for j in 0..4 {
+                            i0 = _mm512_dpbusd_epi32(i0, wv[j], x(j));
+                            i1 = _mm512_dpbusd_epi32(i1, wv[j + 4], x(j + 4));
+                        }
+                        _mm512_add_epi32(i0, i1)
+                    } else {
+                        let mut i0 = init;
+                        for (j, &wj) in wv.iter().enumerate() {
+                            i0 = _mm512_dpbusd_epi32(i0, wj, x(j));
+                        }
+                        i0
+                    };
+                    let dx = _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned());
+                    let sx = if FMIN {
+                        _mm512_set1_ps(*s.add(b * g.m + tok0 + c))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    (isum, dx, sx)
+                };
+                *acc_c = _mm512_fmadd_ps(_mm512_mul_ps(ws, dx), _mm512_cvtepi32_ps(isum), *acc_c);
+                if FMIN {
+                    *acc_c = _mm512_fmadd_ps(mins, sx, *acc_c);
+                }
+            }
+        }
+        for (c, acc_c) in acc.iter().enumerate() {
+            // SAFETY: the caller guarantees room for the valid rows of C tokens.
+            unsafe { _mm512_mask_storeu_ps(y.add((tok0 + c) * n), valid, *acc_c) };
+        }
     }
 
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
     unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -551,10 +220,152 @@ impl super::TileKernels for Avx512 {
         tok0: usize,
         out: &mut [[f32; C]; 8],
     ) {
-        // SAFETY: the trait's contract is this function's.
-        unsafe { tile_lanes8::<BITS, SHIFT, FMIN, C>(g, w, a, s, tok0, out) }
+        debug_assert!(
+            C <= 8,
+            "tiles are one group of four rows by up to eight tokens"
+        );
+        let mut acc = [[_mm512_setzero_ps(); C]; 2];
+        // Min terms: register h holds tokens 4h..4h+4, lane 4·row + token % 4.
+        let mut summs = [_mm512_setzero_ps(); 2];
+        let row_idx = _mm512_loadu_si512(ROW_OF_LANE[4].as_ptr().cast());
+        let tok_idx = _mm512_loadu_si512(TOKEN_OF_LANE[4].as_ptr().cast());
+        // Register lanes [A 0-3 | B 0-3 | A 4-7 | B 4-7]: scale index per lane.
+        let pair0 = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+        let pair1 = _mm512_add_epi32(pair0, _mm512_set1_epi32(2));
+        let nib = _mm512_set1_epi8(0x0F);
+        for b in 0..g.blocks {
+            // SAFETY: record b of the group lies inside the packed matrix; the
+            // prefetch address may run past it, which prefetches tolerate.
+            let (mut w0, mut w1, ws0, ws1, rec) = unsafe {
+                let rec = w.add(b * g.rec.total);
+                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
+                let (w0, w1) = if BITS == 8 {
+                    (
+                        _mm512_loadu_si512(rec.cast()),
+                        _mm512_loadu_si512(rec.add(64).cast()),
+                    )
+                } else {
+                    // 128-bit lanes [A0, B0, A1, B1] of nibbles → both pairs' registers.
+                    let v = _mm512_loadu_si512(rec.cast());
+                    let lo = _mm512_and_si512(v, nib);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                    let mut w0 = _mm512_shuffle_i64x2::<0b0100_0100>(lo, hi);
+                    let mut w1 = _mm512_shuffle_i64x2::<0b1110_1110>(lo, hi);
+                    if BITS == 5 {
+                        let k0 = rec.add(g.rec.planes).cast::<u64>().read_unaligned();
+                        let k1 = rec.add(g.rec.planes + 8).cast::<u64>().read_unaligned();
+                        w0 = _mm512_mask_add_epi8(w0, k0, w0, _mm512_set1_epi8(0x10));
+                        w1 = _mm512_mask_add_epi8(w1, k1, w1, _mm512_set1_epi8(0x10));
+                    }
+                    (w0, w1)
+                };
+                let sc = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(
+                    rec.add(g.rec.scales).cast(),
+                )));
+                (
+                    w0,
+                    w1,
+                    _mm512_permutexvar_ps(pair0, sc),
+                    _mm512_permutexvar_ps(pair1, sc),
+                    rec,
+                )
+            };
+            // Formats with an integer offset: signed weights (level − offset, 8-bit
+            // ones are stored signed) times activations offset by 128 as unsigned
+            // bytes; Σ(x+128)·w = Σx·w + 128·Σw, so the integer sum starts at
+            // −128·Σw per lane — computed once per block, not per token.
+            let (mut init0, mut init1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            if SHIFT > 0 {
+                if BITS != 8 {
+                    let off = _mm512_set1_epi8(1 << SHIFT);
+                    w0 = _mm512_sub_epi8(w0, off);
+                    w1 = _mm512_sub_epi8(w1, off);
+                }
+                let ones = _mm512_set1_epi8(1);
+                let neg128 = |w: __m512i| {
+                    _mm512_sub_epi32(
+                        _mm512_setzero_si512(),
+                        _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(
+                            _mm512_setzero_si512(),
+                            ones,
+                            w,
+                        )),
+                    )
+                };
+                init0 = neg128(w0);
+                init1 = neg128(w1);
+            }
+            for c in 0..C {
+                // SAFETY: token c's record b lies inside the activations.
+                let (x, dx) = unsafe {
+                    let xr = a.add(c * g.act_stride + b * g.act_rec);
+                    let x =
+                        _mm512_loadu_si512(xr.add(if SHIFT > 0 { DUP_QB } else { DUP_Q }).cast());
+                    (
+                        x,
+                        _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned()),
+                    )
+                };
+                let (i0, i1) = if SHIFT > 0 {
+                    (
+                        _mm512_dpbusd_epi32(init0, x, w0),
+                        _mm512_dpbusd_epi32(init1, x, w1),
+                    )
+                } else {
+                    (
+                        _mm512_dpbusd_epi32(init0, w0, x),
+                        _mm512_dpbusd_epi32(init1, w1, x),
+                    )
+                };
+                acc[0][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(ws0, dx), _mm512_cvtepi32_ps(i0), acc[0][c]);
+                acc[1][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(ws1, dx), _mm512_cvtepi32_ps(i1), acc[1][c]);
+            }
+            if FMIN {
+                // The min terms of all (row, token) pairs of the tile in one register,
+                // lane i·C + c for row i and token c.
+                // SAFETY: the record holds four f16 mins; the s array holds `m`
+                // values per block and lanes past C are masked off.
+                unsafe {
+                    let mins = _mm_cvtph_ps(_mm_loadl_epi64(rec.add(g.rec.mins).cast()));
+                    let mrow = _mm512_permutexvar_ps(row_idx, _mm512_castps128_ps512(mins));
+                    for (h, sm) in summs.iter_mut().enumerate().take(C.div_ceil(4)) {
+                        let n = (C - 4 * h).min(4);
+                        let sv = _mm_maskz_loadu_ps((1u8 << n) - 1, s.add(b * g.m + tok0 + 4 * h));
+                        let stok = _mm512_permutexvar_ps(tok_idx, _mm512_castps128_ps512(sv));
+                        *sm = _mm512_fmadd_ps(mrow, stok, *sm);
+                    }
+                }
+            }
+        }
+        let mut sm = [[0f32; 16]; 2];
+        if FMIN {
+            for (h, v) in summs.iter().enumerate() {
+                // SAFETY: 16 floats.
+                unsafe { _mm512_storeu_ps(sm[h].as_mut_ptr(), *v) };
+            }
+        }
+        for p in 0..2 {
+            for c in 0..C {
+                // Lanes i and i+8 are one row's partial sums i and i+4.
+                let v = acc[p][c];
+                let s8 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(v), _mm512_castps512_ps256(v));
+                for ri in 0..2 {
+                    let r4 = if ri == 0 {
+                        _mm256_castps256_ps128(s8)
+                    } else {
+                        _mm256_extractf128_ps::<1>(s8)
+                    };
+                    let r = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
+                    let h = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+                    out[2 * p + ri][c] = h + sm[c / 4][4 * (2 * p + ri) + c % 4];
+                }
+            }
+        }
     }
 
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
     unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -562,7 +373,148 @@ impl super::TileKernels for Avx512 {
         span: usize,
         out: &mut [[f32; C]; 8],
     ) {
-        // SAFETY: the trait's contract is this function's.
-        unsafe { tile_super::<BITS, KIND, P, C>(g, w, a, span, out) }
+        let sc_at = g.rec.scales;
+        let mut acc = [[_mm512_setzero_ps(); C]; P];
+        let mut acc_min = [[_mm512_setzero_ps(); C]; P];
+        let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        let quarters = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+        debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
+        for b0 in (0..g.blocks).step_by(span) {
+            let sb = b0 / 8;
+            let mut iacc = [[_mm512_setzero_si512(); C]; P];
+            let mut imin = [[_mm512_setzero_si512(); C]; P];
+            for b in b0..b0 + span {
+                let mut wv = [_mm512_setzero_si512(); P];
+                let mut scv = [_mm512_setzero_si512(); P];
+                let mut mnv = [_mm512_setzero_si512(); P];
+                for p in 0..P {
+                    // SAFETY: pair p's record b lies inside the packed matrix.
+                    unsafe {
+                        let rec = w.add(b * g.step + p * g.rec.total);
+                        wv[p] = unpack::<BITS>(rec, g.rec.planes);
+                        if KIND == 0 {
+                            let sm =
+                                _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
+                            scv[p] = _mm512_permutexvar_epi32(halves, _mm512_cvtepu8_epi32(sm));
+                            mnv[p] = _mm512_permutexvar_epi32(
+                                halves,
+                                _mm512_cvtepu8_epi32(_mm_srli_si128::<2>(sm)),
+                            );
+                        } else {
+                            let sm =
+                                _mm_cvtsi32_si128(rec.add(sc_at).cast::<i32>().read_unaligned());
+                            scv[p] = _mm512_permutexvar_epi32(quarters, _mm512_cvtepi8_epi32(sm));
+                        }
+                    }
+                }
+                for c in 0..C {
+                    // SAFETY: token c's record b lies inside the activations.
+                    let (x, bsum) = unsafe {
+                        let rec = a.add(c * g.act_stride + b * g.act_rec);
+                        let bs = rec.add(AT_SUM).cast::<i32>().read_unaligned();
+                        (_mm512_broadcast_i64x4(_mm256_loadu_si256(rec.cast())), bs)
+                    };
+                    for p in 0..P {
+                        let isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[p], x);
+                        iacc[p][c] = _mm512_add_epi32(iacc[p][c], _mm512_mullo_epi32(isum, scv[p]));
+                        if KIND == 0 {
+                            imin[p][c] = _mm512_add_epi32(
+                                imin[p][c],
+                                _mm512_mullo_epi32(mnv[p], _mm512_set1_epi32(bsum)),
+                            );
+                        }
+                    }
+                }
+            }
+            // One float step per super-block (per `span` blocks).
+            let last = 8 * sb + 7;
+            for c in 0..C {
+                // SAFETY: token c's records of this super-block.
+                let (dx, halfsums) = unsafe {
+                    let dx = _mm512_set1_ps(
+                        a.add(c * g.act_stride + last * g.act_rec + AT_D)
+                            .cast::<f32>()
+                            .read_unaligned(),
+                    );
+                    // [Σ block0 low, Σ block0 high, Σ block1 low, …]: 16 lanes.
+                    let mut hs = [0i64; 8];
+                    for (l, h) in hs.iter_mut().enumerate() {
+                        *h = a
+                            .add(c * g.act_stride + (8 * sb + l) * g.act_rec + AT_SUM_LO)
+                            .cast::<i64>()
+                            .read_unaligned();
+                    }
+                    (dx, _mm512_loadu_si512(hs.as_ptr().cast()))
+                };
+                for p in 0..P {
+                    // SAFETY: pair p's last record of the super-block.
+                    let rec = unsafe { w.add(last * g.step + p * g.rec.total) };
+                    if KIND == 0 {
+                        // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
+                        let (dv, dminv) = unsafe {
+                            let f = _mm512_castps128_ps512(_mm_loadu_ps(rec.add(sc_at + 4).cast()));
+                            (
+                                _mm512_permutexvar_ps(halves, f),
+                                _mm512_permutexvar_ps(
+                                    _mm512_add_epi32(halves, _mm512_set1_epi32(2)),
+                                    f,
+                                ),
+                            )
+                        };
+                        let red = sum_halves(iacc[p][c]);
+                        acc[p][c] = _mm512_fmadd_ps(
+                            _mm512_cvtepi32_ps(red),
+                            _mm512_mul_ps(dv, dx),
+                            acc[p][c],
+                        );
+                        acc_min[p][c] = _mm512_fmadd_ps(
+                            _mm512_cvtepi32_ps(imin[p][c]),
+                            _mm512_mul_ps(dminv, dx),
+                            acc_min[p][c],
+                        );
+                    } else {
+                        // SAFETY: the record holds A's and B's 16 scales, then d A, d B.
+                        let (sca, scb, dv) = unsafe {
+                            (
+                                _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 4).cast())),
+                                _mm512_cvtepi8_epi32(_mm_loadu_si128(rec.add(sc_at + 20).cast())),
+                                _mm512_permutexvar_ps(
+                                    halves,
+                                    _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(
+                                        rec.add(sc_at + 36).cast(),
+                                    ))),
+                                ),
+                            )
+                        };
+                        // Lane 2l (+1): block l's halves; pair sums in even lanes, then compacted.
+                        let pa = _mm512_mullo_epi32(sca, halfsums);
+                        let pb = _mm512_mullo_epi32(scb, halfsums);
+                        let pa = _mm512_add_epi32(pa, _mm512_shuffle_epi32::<0xB1>(pa));
+                        let pb = _mm512_add_epi32(pb, _mm512_shuffle_epi32::<0xB1>(pb));
+                        let idx = _mm512_set_epi32(
+                            30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0,
+                        );
+                        let corr = _mm512_slli_epi32::<5>(_mm512_permutex2var_epi32(pa, idx, pb));
+                        let s = _mm512_sub_epi32(iacc[p][c], corr);
+                        acc[p][c] = _mm512_fmadd_ps(
+                            _mm512_mul_ps(dx, dv),
+                            _mm512_cvtepi32_ps(s),
+                            acc[p][c],
+                        );
+                    }
+                }
+            }
+        }
+        for p in 0..P {
+            for c in 0..C {
+                if KIND == 0 {
+                    out[2 * p][c] = lane0(acc[p][c]) - lane0(acc_min[p][c]);
+                    out[2 * p + 1][c] = lane8(acc[p][c]) - lane8(acc_min[p][c]);
+                } else {
+                    out[2 * p][c] = hsum8(_mm512_castps512_ps256(acc[p][c]));
+                    out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(acc[p][c]));
+                }
+            }
+        }
     }
 }

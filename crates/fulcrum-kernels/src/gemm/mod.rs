@@ -31,6 +31,7 @@ mod avx512;
 mod neon;
 mod packed;
 mod portable;
+mod raw;
 
 pub use activations::{ActScheme, QuantizedActivations};
 pub use packed::{
@@ -44,11 +45,6 @@ use crate::pool::{SendPtr, WorkerPool};
 #[derive(Default)]
 pub struct MatmulScratch {
     pub acts: QuantizedActivations,
-}
-
-/// Which kernel runs the quantized products on this machine.
-pub fn kernel_isa() -> Isa {
-    Isa::active()
 }
 
 /// Geometry of one packed matrix for the SIMD kernels.
@@ -70,14 +66,19 @@ pub(crate) struct Geometry {
 /// portable kernel's arithmetic bit for bit (see `portable.rs`).
 ///
 /// # Safety
-/// Every method requires a CPU with the implementing instruction set and
-/// pointers as `avx512.rs` documents for its functions of the same name.
+/// Every method requires a CPU with the implementing instruction set, a
+/// packed format matching the const parameters, `w` pointing at a group's
+/// (or pair's) records of geometry `g`, `a` at `C` token records, `s` at the
+/// activations' `s` array, and room in `y` / `out` for what is written.
 #[allow(clippy::too_many_arguments)]
 pub(crate) trait TileKernels {
     /// Most tokens one call handles (register pressure).
     const MAX_TOKENS: usize;
 
-    /// Q4_0…Q8_0, fast order: a 16-row group × `C` tokens, stored into `y`.
+    /// Q4_0…Q8_0, fast order: `y[(tok0 + c)·n + i]` = row i · token
+    /// (tok0 + c) for the 16-row group whose records start at `w` (`y`
+    /// points at the group's first row); rows whose bit in `valid` is clear
+    /// are not written.
     unsafe fn tile16<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -89,7 +90,8 @@ pub(crate) trait TileKernels {
         valid: u16,
     );
 
-    /// Q4_0…Q8_0, llama.cpp's order: a four-row group × `C` tokens.
+    /// Q4_0…Q8_0, llama.cpp's order: `out[i][c]` = row (first + i) · token
+    /// (tok0 + c) for the four-row group whose records start at `w`.
     unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -99,8 +101,9 @@ pub(crate) trait TileKernels {
         out: &mut [[f32; C]; 8],
     );
 
-    /// K-quants: `P` pairs of rows × `C` tokens, one float step per `span`
-    /// blocks (8, or 2 for llama.cpp's Q4_K GEMM order).
+    /// K-quants (`KIND` 0: Q4_K/Q5_K, 1: Q6_K): `out[2p + ri][c]` for `P`
+    /// pairs of rows and `C` tokens, one float step per `span` blocks (8, or
+    /// 2 for llama.cpp's Q4_K GEMM order).
     unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
         g: &Geometry,
         w: *const u8,
@@ -119,7 +122,7 @@ pub fn matmul(
     y: &mut [f32],
     scratch: &mut MatmulScratch,
 ) {
-    matmul_on(kernel_isa(), pool, x, m, w, y, scratch);
+    matmul_with(Isa::active(), pool, x, m, w, y, scratch);
 }
 
 /// [`matmul`] with the quantized kernels of `isa`, which this CPU must
@@ -134,6 +137,18 @@ pub fn matmul_on(
     scratch: &mut MatmulScratch,
 ) {
     assert!(isa.is_supported(), "{isa} kernels on a CPU without {isa}");
+    matmul_with(isa, pool, x, m, w, y, scratch);
+}
+
+fn matmul_with(
+    isa: Isa,
+    pool: &WorkerPool,
+    x: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
     assert_eq!(x.len(), m * w.cols, "x must be [m, k]");
     assert_eq!(y.len(), m * w.rows, "y must be [m, n]");
     match &w.data {
@@ -165,7 +180,7 @@ pub fn matmul_quantized_many(
     acts: &QuantizedActivations,
     outs: &mut [(&PackedMatrix, &mut [f32])],
 ) {
-    matmul_quantized_many_on(kernel_isa(), pool, acts, outs);
+    matmul_quantized_many_on(Isa::active(), pool, acts, outs);
 }
 
 fn matmul_quantized_many_on(
@@ -290,7 +305,11 @@ fn simd_block<K: TileKernels>(
     // Token tiles of up to K::MAX_TOKENS (at most 8), the last one shorter;
     // a tile never straddles the end of the 4-token groups that
     // `LlamaCppBatch` computes in another order (`gemm_order`).
-    let grouped_end = acts.m / 4 * 4;
+    let grouped_end = if layout.gemm_order(0, acts.m) {
+        acts.m / 4 * 4
+    } else {
+        0
+    };
     let tiles = |f: &mut dyn FnMut(usize, usize)| {
         let mut t = toks.start;
         while t < toks.end {

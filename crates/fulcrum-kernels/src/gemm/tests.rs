@@ -60,7 +60,7 @@ fn compare_with(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64, numerics:
     let mut want = vec![0f32; m * n];
     matmul_reference(&x, m, &w, &mut want);
     let pool = WorkerPool::new(2);
-    for isa in kernel_isas() {
+    for isa in Isa::all_supported() {
         let mut got = vec![0f32; m * n];
         let mut scratch = MatmulScratch::default();
         matmul_on(isa, &pool, &x, m, &packed, &mut got, &mut scratch);
@@ -82,11 +82,6 @@ fn compare_with(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64, numerics:
             "{ty} {numerics} m{m} n{n} k{k}: the {isa} kernel differs from portable"
         );
     }
-}
-
-/// Every instruction set whose kernels this CPU can run (scalar included).
-fn kernel_isas() -> Vec<Isa> {
-    Isa::all_supported()
 }
 
 /// llama.cpp's 4-token GEMM order for Q4_K (`LlamaCppBatch`) changes the
@@ -268,7 +263,7 @@ proptest! {
         let mut want = vec![0f32; m * n];
         matmul_reference(&x, m, &w, &mut want);
         let scale: f32 = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1e-3);
-        for isa in kernel_isas() {
+        for isa in Isa::all_supported() {
             let mut s = MatmulScratch::default();
             let mut got = vec![0f32; m * n];
             matmul_on(isa, &WorkerPool::new(2), &x, m, &packed, &mut got, &mut s);
