@@ -1,12 +1,17 @@
 //! Long prompts (600–1500 tokens) against llama.cpp (`tests/data/long_context.jsonl`,
 //! made by `tools/make_long_context.py`): past 512 tokens, Gemma's sliding
-//! window and both models' rope at large angles come into play. Same bar as
-//! `reference_logits.rs`: SmolLM2 in llama.cpp's order bit-identical; the
-//! rest within llama.cpp's own spread at these lengths (its flash-attention
-//! path moves these top-10 log-probabilities by up to 0.47, 0.26 on average —
-//! measured with tools/dump_tensors; fulcrum: at most 0.51 and 0.21), and the
-//! same top-1 unless the reference itself is a near-tie. A sliding-window or
-//! rope bug moves them by whole units.
+//! window and both models' rope at large angles come into play. SmolLM2 in
+//! llama.cpp's order is bit-identical; the rest must stay within llama.cpp's
+//! own spread at these lengths, measured with tools/dump_tensors on the same
+//! prompts in 512-token batches as llama-server ran them: switching its
+//! flash-attention path moves these top-10 log-probabilities by up to 0.47
+//! (0.26 on average), switching its tiled K-quant matmul off (the Q6_K
+//! product's order) by up to 0.81 (0.24 on average) on the Gemma "code"
+//! prompt. Bar: at most 0.85, 0.3 on average, and the same top-1 unless the
+//! reference itself is a near-tie. A sliding-window or rope bug moves them by
+//! whole units. (Measured, `--nocapture`: Gemma `llama-cpp` up to 0.63,
+//! `llama-cpp-batch` up to 0.49 — not exact at these lengths: llama.cpp's
+//! sliding-window cache reuses cells, so its attention sums in another order.)
 
 mod common;
 
@@ -19,6 +24,7 @@ fn long_prompts_match_llama_cpp() {
     for numerics in NUMERICS {
         check(numerics);
     }
+    check(Numerics::LlamaCppBatch);
 }
 
 fn check(numerics: Numerics) {
@@ -50,7 +56,7 @@ fn check(numerics: Numerics) {
             v["kind"],
             ids.len()
         );
-        let exact = v["model"] == "smollm2" && numerics == Numerics::LlamaCpp;
+        let exact = v["model"] == "smollm2" && numerics.llama_order();
         let best = lp
             .iter()
             .enumerate()
@@ -67,7 +73,7 @@ fn check(numerics: Numerics) {
             let id = e["id"].as_u64().unwrap() as usize;
             let want = e["logprob"].as_f64().unwrap() as f32;
             let diff = (lp[id] - want).abs();
-            let bound = if exact { 1e-4 } else { 0.6 };
+            let bound = if exact { 1e-4 } else { 0.85 };
             assert!(
                 diff < bound,
                 "{what}: token {id} logprob {} vs llama.cpp {want}",
@@ -76,6 +82,11 @@ fn check(numerics: Numerics) {
             total += diff;
         }
         let mean_bound = if exact { 1e-4 } else { 0.3 };
+        // Shown with `--nocapture`: the deviations quoted above.
+        eprintln!(
+            "{what}: top-10 log-probability deviation mean {:.3}",
+            total / 10.0
+        );
         assert!(
             total / 10.0 < mean_bound,
             "{what}: mean top-10 deviation {}",

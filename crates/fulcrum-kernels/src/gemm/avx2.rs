@@ -27,7 +27,7 @@ use std::arch::x86_64::*;
 
 use super::activations::{AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
 use super::raw::{read_f16, read_f32, read_i32, read_u32};
-use super::Geometry;
+use super::{Geometry, SuperOrder};
 
 /// Bytes ahead of the current record to prefetch (see `avx512.rs`).
 const PREFETCH_AHEAD: usize = 4096;
@@ -293,15 +293,21 @@ impl super::TileKernels for Avx2 {
         g: &Geometry,
         w: *const u8,
         a: *const u8,
-        span: usize,
+        order: SuperOrder,
         out: &mut [[f32; C]; 8],
     ) {
+        let span = if order == SuperOrder::Gemm4 { 2 } else { 8 };
+        let tiled = order == SuperOrder::Tiled;
         let sc_at = g.rec.scales;
         // Per row (2p + ri) and token.
         let mut acc = [[0f32; C]; 8];
         let mut acc_min = [[0f32; C]; 8];
         let mut lanes = [[_mm256_setzero_ps(); C]; 8];
         debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
+        debug_assert!(
+            !tiled || KIND == 1,
+            "the tiled order is reproduced for Q6_K"
+        );
         for b0 in (0..g.blocks).step_by(span) {
             let sb = b0 / 8;
             let mut iacc = [[_mm256_setzero_si256(); C]; 8];
@@ -395,11 +401,15 @@ impl super::TileKernels for Avx2 {
                                 )
                             };
                             let sv = _mm256_sub_epi32(iacc[row][c], corr);
-                            lanes[row][c] = _mm256_fmadd_ps(
-                                _mm256_set1_ps(dx * d),
-                                _mm256_cvtepi32_ps(sv),
-                                lanes[row][c],
-                            );
+                            if tiled {
+                                acc[row][c] = (hsum_i32(sv) as f32 * d).mul_add(dx, acc[row][c]);
+                            } else {
+                                lanes[row][c] = _mm256_fmadd_ps(
+                                    _mm256_set1_ps(dx * d),
+                                    _mm256_cvtepi32_ps(sv),
+                                    lanes[row][c],
+                                );
+                            }
                         }
                     }
                 }
@@ -409,6 +419,8 @@ impl super::TileKernels for Avx2 {
             for c in 0..C {
                 out[row][c] = if KIND == 0 {
                     acc[row][c] - acc_min[row][c]
+                } else if tiled {
+                    acc[row][c]
                 } else {
                     hsum8(lanes[row][c])
                 };

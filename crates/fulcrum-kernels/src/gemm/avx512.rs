@@ -27,7 +27,7 @@ use std::arch::x86_64::*;
 
 use super::activations::{AT_D, AT_SUM, AT_SUM_LO, DUP_Q, DUP_QB};
 use super::avx2::hsum8;
-use super::Geometry;
+use super::{Geometry, SuperOrder};
 
 /// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
 /// row `i`, token `c`.
@@ -370,15 +370,21 @@ impl super::TileKernels for Avx512 {
         g: &Geometry,
         w: *const u8,
         a: *const u8,
-        span: usize,
+        order: SuperOrder,
         out: &mut [[f32; C]; 8],
     ) {
+        let span = if order == SuperOrder::Gemm4 { 2 } else { 8 };
+        let tiled = order == SuperOrder::Tiled;
         let sc_at = g.rec.scales;
         let mut acc = [[_mm512_setzero_ps(); C]; P];
         let mut acc_min = [[_mm512_setzero_ps(); C]; P];
         let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
         let quarters = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
         debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
+        debug_assert!(
+            !tiled || KIND == 1,
+            "the tiled order is reproduced for Q6_K"
+        );
         for b0 in (0..g.blocks).step_by(span) {
             let sb = b0 / 8;
             let mut iacc = [[_mm512_setzero_si512(); C]; P];
@@ -496,11 +502,13 @@ impl super::TileKernels for Avx512 {
                         );
                         let corr = _mm512_slli_epi32::<5>(_mm512_permutex2var_epi32(pa, idx, pb));
                         let s = _mm512_sub_epi32(iacc[p][c], corr);
-                        acc[p][c] = _mm512_fmadd_ps(
-                            _mm512_mul_ps(dx, dv),
-                            _mm512_cvtepi32_ps(s),
-                            acc[p][c],
-                        );
+                        acc[p][c] = if tiled {
+                            // Lanes 0 and 8: the rows' whole sums, fma(S·d, dx, acc).
+                            let f = _mm512_cvtepi32_ps(sum_halves(s));
+                            _mm512_fmadd_ps(_mm512_mul_ps(f, dv), dx, acc[p][c])
+                        } else {
+                            _mm512_fmadd_ps(_mm512_mul_ps(dx, dv), _mm512_cvtepi32_ps(s), acc[p][c])
+                        };
                     }
                 }
             }
@@ -510,6 +518,9 @@ impl super::TileKernels for Avx512 {
                 if KIND == 0 {
                     out[2 * p][c] = lane0(acc[p][c]) - lane0(acc_min[p][c]);
                     out[2 * p + 1][c] = lane8(acc[p][c]) - lane8(acc_min[p][c]);
+                } else if tiled {
+                    out[2 * p][c] = lane0(acc[p][c]);
+                    out[2 * p + 1][c] = lane8(acc[p][c]);
                 } else {
                     out[2 * p][c] = hsum8(_mm512_castps512_ps256(acc[p][c]));
                     out[2 * p + 1][c] = hsum8(_mm512_extractf32x8_ps::<1>(acc[p][c]));

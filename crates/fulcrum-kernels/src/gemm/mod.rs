@@ -36,6 +36,7 @@ mod raw;
 pub use activations::{ActScheme, QuantizedActivations};
 pub use packed::{
     AlignedBytes, Bits, Numerics, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK,
+    SuperOrder,
 };
 
 use crate::isa::Isa;
@@ -102,13 +103,13 @@ pub(crate) trait TileKernels {
     );
 
     /// K-quants (`KIND` 0: Q4_K/Q5_K, 1: Q6_K): `out[2p + ri][c]` for `P`
-    /// pairs of rows and `C` tokens, one float step per `span` blocks (8, or
-    /// 2 for llama.cpp's Q4_K GEMM order).
+    /// pairs of rows and `C` tokens, in the float order `order` (`Gemm4`
+    /// only for `KIND` 0, `Tiled` only for `KIND` 1).
     unsafe fn tile_super<const BITS: u32, const KIND: u32, const P: usize, const C: usize>(
         g: &Geometry,
         w: *const u8,
         a: *const u8,
-        span: usize,
+        order: SuperOrder,
         out: &mut [[f32; C]; 8],
     );
 }
@@ -304,8 +305,8 @@ fn simd_block<K: TileKernels>(
     assert!(y.len() >= acts.m * n);
     // Token tiles of up to K::MAX_TOKENS (at most 8), the last one shorter;
     // a tile never straddles the end of the 4-token groups that
-    // `LlamaCppBatch` computes in another order (`gemm_order`).
-    let grouped_end = if layout.gemm_order(0, acts.m) {
+    // `LlamaCppBatch` computes in another order (`SuperOrder::Gemm4`).
+    let grouped_end = if layout.super_order(0, acts.m) == SuperOrder::Gemm4 {
         acts.m / 4 * 4
     } else {
         0
@@ -388,24 +389,20 @@ fn simd_block<K: TileKernels>(
             let wp = bytes[w.record_offset(layout, $row, 0)..].as_ptr();
             let ap = acts.token($tok).as_ptr();
             let sp = acts.sums.as_ptr();
-            let span = if layout.gemm_order($tok, acts.m) {
-                2
-            } else {
-                8
-            };
+            let order = layout.super_order($tok, acts.m);
             // SAFETY: the caller checked the CPU has K's instruction set;
             // the pairs and tokens of the tile exist (checked by the loops
             // below); the layout matches the const parameters (dispatch below).
             unsafe {
                 match (layout.super_k, layout.bits) {
                     (Some(SuperK::Mins), Bits::B4) => {
-                        K::tile_super::<4, 0, 2, $c>(&g, wp, ap, span, &mut out)
+                        K::tile_super::<4, 0, 2, $c>(&g, wp, ap, order, &mut out)
                     }
                     (Some(SuperK::Mins), Bits::B5) => {
-                        K::tile_super::<5, 0, 2, $c>(&g, wp, ap, span, &mut out)
+                        K::tile_super::<5, 0, 2, $c>(&g, wp, ap, order, &mut out)
                     }
                     (Some(SuperK::Signed16), Bits::B6) => {
-                        K::tile_super::<6, 1, 2, $c>(&g, wp, ap, span, &mut out)
+                        K::tile_super::<6, 1, 2, $c>(&g, wp, ap, order, &mut out)
                     }
                     (Some(k), b) => unreachable!("no kernel for {k:?} with {b:?}"),
                     (None, _) => match (layout.bits, layout.offset_shift, layout.float_min) {

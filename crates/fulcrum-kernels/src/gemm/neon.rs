@@ -21,7 +21,7 @@ use std::arch::aarch64::*;
 
 use super::activations::{AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
 use super::raw::{read_f16, read_f32, read_i32, read_u16};
-use super::Geometry;
+use super::{Geometry, SuperOrder};
 
 /// `acc + Σ of each 4 consecutive a·b` (signed bytes).
 #[inline]
@@ -269,14 +269,20 @@ impl super::TileKernels for Neon {
         g: &Geometry,
         w: *const u8,
         a: *const u8,
-        span: usize,
+        order: SuperOrder,
         out: &mut [[f32; C]; 8],
     ) {
+        let span = if order == SuperOrder::Gemm4 { 2 } else { 8 };
+        let tiled = order == SuperOrder::Tiled;
         let sc_at = g.rec.scales;
         let mut acc = [[0f32; C]; 8];
         let mut acc_min = [[0f32; C]; 8];
         let mut lanes = [[[vdupq_n_f32(0.0); 2]; C]; 8];
         debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
+        debug_assert!(
+            !tiled || KIND == 1,
+            "the tiled order is reproduced for Q6_K"
+        );
         for b0 in (0..g.blocks).step_by(span) {
             let sb = b0 / 8;
             let mut iacc = [[[vdupq_n_s32(0); 2]; C]; 8];
@@ -364,12 +370,17 @@ impl super::TileKernels for Neon {
                             // SAFETY: the record holds d A, d B (f32).
                             let d = unsafe { read_f32(rec.add(sc_at + 36 + 4 * ri)) };
                             let scale = vdupq_n_f32(dx * d);
+                            let mut total = 0;
                             for h in 0..2 {
                                 // SAFETY: 4 of the 8 i32s.
                                 let ch = unsafe { vld1q_s32(corr.as_ptr().add(4 * h)) };
                                 let sv = vsubq_s32(iacc[row][c][h], ch);
+                                total += vaddvq_s32(sv);
                                 lanes[row][c][h] =
                                     vfmaq_f32(lanes[row][c][h], scale, vcvtq_f32_s32(sv));
+                            }
+                            if tiled {
+                                acc[row][c] = (total as f32 * d).mul_add(dx, acc[row][c]);
                             }
                         }
                     }
@@ -380,6 +391,8 @@ impl super::TileKernels for Neon {
             for c in 0..C {
                 out[row][c] = if KIND == 0 {
                     acc[row][c] - acc_min[row][c]
+                } else if tiled {
+                    acc[row][c]
                 } else {
                     hsum8(lanes[row][c][0], lanes[row][c][1])
                 };

@@ -87,9 +87,8 @@ pub enum Numerics {
     /// output, a fixed final tree): logits bit-identical to llama.cpp's for
     /// Q4_0…Q8_0 models, for testing against it.
     LlamaCpp,
-    /// `LlamaCpp`, and Q4_K products of a step's first 4⌊m/4⌋ tokens in
-    /// the order of llama.cpp's 4-token GEMM (`ggml_gemm_q4_K_8x8_q8_K`: one
-    /// float step per 64 weights instead of per 256), as llama.cpp computes
+    /// `LlamaCpp`, and K-quant products in the orders of llama.cpp's
+    /// batched kernels ([`QuantLayout::super_order`]), as llama.cpp computes
     /// a prompt: bit-identical to its prompt logits on Q4_K models too, at
     /// the price llama.cpp pays — a token's result then depends on its place
     /// in the step's batch (not batch-invariant).
@@ -143,6 +142,20 @@ pub struct QuantLayout {
     pub float_min: bool,
     /// The summation order (and so the group layout) of Q4_0…Q8_0.
     pub numerics: Numerics,
+}
+
+/// The float steps of a K-quant product; every order first sums exactly in
+/// integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuperOrder {
+    /// llama.cpp's `vec_dot` and Q4_K GEMV: one step per 256-weight
+    /// super-block (Q6_K: per lane, 8 lanes, then `hsum_float_8`).
+    VecDot,
+    /// llama.cpp's Q4_K 4-token GEMM: one step per 64 weights.
+    Gemm4,
+    /// llama.cpp's tiled K-quant matmul (Q6_K): per super-block the whole
+    /// integer sum `S`, then `acc = fma(S·d, d_x, acc)` (its AVX2 kernel).
+    Tiled,
 }
 
 /// Byte offsets inside a pair record.
@@ -217,14 +230,21 @@ impl QuantLayout {
         }
     }
 
-    /// Whether token `t` of an `m`-token product takes llama.cpp's 4-token
-    /// GEMM order ([`Numerics::LlamaCppBatch`], Q4_K only: llama.cpp
-    /// repacks no other K-quant on x86).
-    pub fn gemm_order(&self, t: usize, m: usize) -> bool {
-        self.numerics == Numerics::LlamaCppBatch
-            && self.super_k == Some(SuperK::Mins)
-            && self.bits == Bits::B4
-            && t < m / 4 * 4
+    /// How the K-quant outputs of token `t` of an `m`-token product round:
+    /// llama.cpp's single-token order, except with
+    /// [`Numerics::LlamaCppBatch`], where llama.cpp's batched kernels are
+    /// followed — the 4-token GEMM for Q4_K (the only K-quant it repacks on
+    /// x86) and the tiled matmul it takes for other K-quants in products of
+    /// 8 or more tokens (here Q6_K; Q5_K's tiled order is not reproduced).
+    pub fn super_order(&self, t: usize, m: usize) -> SuperOrder {
+        if self.numerics != Numerics::LlamaCppBatch {
+            return SuperOrder::VecDot;
+        }
+        match (self.super_k, self.bits) {
+            (Some(SuperK::Mins), Bits::B4) if t < m / 4 * 4 => SuperOrder::Gemm4,
+            (Some(SuperK::Signed16), _) if m >= 8 => SuperOrder::Tiled,
+            _ => SuperOrder::VecDot,
+        }
     }
 
     /// The 16-row layout of the fast order.

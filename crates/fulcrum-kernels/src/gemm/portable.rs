@@ -20,8 +20,8 @@
 //! `hsum8(acc) + summs` with a fixed pairing tree.
 //!
 //! K-quants sum in integers per 256-weight super-block, then take one float
-//! step (with [`Numerics::LlamaCppBatch`](super::Numerics::LlamaCppBatch), Q4_K tokens of a 4-token group
-//! per 64 weights, as llama.cpp's GEMM does), as llama.cpp's kernels for them do: Q4_K/Q5_K (its repacked path)
+//! step (with [`Numerics::LlamaCppBatch`](super::Numerics::LlamaCppBatch), in the orders of llama.cpp's
+//! batched kernels: [`SuperOrder`]), as llama.cpp's kernels for them do: Q4_K/Q5_K (its repacked path)
 //! per output `acc += I·(d·dx)`, `acc_min += M·(dmin·dx)`, result
 //! `acc − acc_min`, with `I = Σ sc·Σq·x` and `M = Σ mn·Σx`; Q6_K (its
 //! `vec_dot`) per lane `l`: `S_l = Σ_b sc·Σ_(lane l of block b) q·x −
@@ -30,7 +30,9 @@
 use half::f16;
 
 use super::activations::{QuantizedActivations, AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
-use super::packed::{group_position, register_position, Bits, PackedMatrix, QuantLayout, SuperK};
+use super::packed::{
+    group_position, register_position, Bits, PackedMatrix, QuantLayout, SuperK, SuperOrder,
+};
 
 /// `((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3))`: llama.cpp's `hsum_float_8`.
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
@@ -128,11 +130,10 @@ fn f32_at(b: &[u8], at: usize) -> f32 {
     f32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// One output of a K-quant matrix, with one float step per `span` blocks
-/// (8: a super-block; 2: llama.cpp's Q4_K GEMM, `Mins` only).
+/// One output of a K-quant matrix, rounded in `order`.
 fn dot_super(
     kind: SuperK,
-    span: usize,
+    order: SuperOrder,
     layout: &QuantLayout,
     bytes: &[u8],
     w: &PackedMatrix,
@@ -146,7 +147,9 @@ fn dot_super(
     let a = acts.token(tok);
     let (mut acc, mut acc_min) = (0f32, 0f32);
     let mut lanes = [0f32; 8];
+    let span = if order == SuperOrder::Gemm4 { 2 } else { 8 };
     debug_assert!(span == 8 || kind == SuperK::Mins);
+    let tiled = order == SuperOrder::Tiled;
     for b0 in (0..w.blocks).step_by(span) {
         let sb = b0 / 8;
         let (mut i_sum, mut m_sum) = (0i32, 0i32);
@@ -190,18 +193,24 @@ fn dot_super(
             }
             SuperK::Signed16 => {
                 let d = f32_at(last, rl.scales + 36 + 4 * ri);
+                let mut total = 0;
                 for (l, s) in s_l.iter().enumerate() {
                     // The offset correction of block l, all in lane l.
                     let x = &a[(8 * sb + l) * acts.record..(8 * sb + l + 1) * acts.record];
                     let sc = |h: usize| i32::from(last[rl.scales + 4 + 16 * ri + 2 * l + h] as i8);
                     let corr = (sc(0) * i32_at(x, AT_SUM_LO) + sc(1) * i32_at(x, AT_SUM_HI)) << 5;
+                    total += s - corr;
                     lanes[l] = (dx * d).mul_add((s - corr) as f32, lanes[l]);
+                }
+                if tiled {
+                    acc = (total as f32 * d).mul_add(dx, acc);
                 }
             }
         }
     }
     match kind {
         SuperK::Mins => acc - acc_min,
+        SuperK::Signed16 if tiled => acc,
         SuperK::Signed16 => hsum8(&lanes),
     }
 }
@@ -216,8 +225,16 @@ pub(crate) fn dot(
     tok: usize,
 ) -> f32 {
     if let Some(kind) = layout.super_k {
-        let span = if layout.gemm_order(tok, acts.m) { 2 } else { 8 };
-        return dot_super(kind, span, layout, bytes, w, acts, r, tok);
+        return dot_super(
+            kind,
+            layout.super_order(tok, acts.m),
+            layout,
+            bytes,
+            w,
+            acts,
+            r,
+            tok,
+        );
     }
     if layout.numerics.llama_order() {
         return dot_lanes8(layout, bytes, w, acts, r, tok);

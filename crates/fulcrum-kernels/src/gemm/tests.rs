@@ -84,47 +84,58 @@ fn compare_with(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64, numerics:
     }
 }
 
-/// llama.cpp's 4-token GEMM order for Q4_K (`LlamaCppBatch`) changes the
-/// first 4⌊m/4⌋ tokens of a product by rounding only and leaves the rest
-/// (and every other format) exactly as `LlamaCpp` computes them.
+/// `LlamaCppBatch` follows llama.cpp's batched K-quant kernels: Q4_K's
+/// 4-token GEMM changes the first 4⌊m/4⌋ tokens of a product, the tiled
+/// Q6_K matmul every token once m ≥ 8 — by rounding only; every other
+/// output is exactly what `LlamaCpp` computes.
 #[test]
-fn llama_cpp_batch_order_changes_only_grouped_q4_k_tokens() {
+fn llama_cpp_batch_orders_change_only_their_tokens() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     for ty in QUANT_TYPES {
-        let (m, n, k) = (7, 24, 1024);
-        let data = random_matrix(ty, n, k, &mut rng);
-        let w = WeightMatrix::new(ty, n, k, &data).unwrap();
-        // Large activations make the per-64-weight rounding show.
-        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-50.0..50.0)).collect();
-        let pool = WorkerPool::new(2);
-        let run = |numerics| {
-            let mut y = vec![0f32; m * n];
-            let mut s = MatmulScratch::default();
-            matmul(
-                &pool,
-                &x,
-                m,
-                &PackedMatrix::pack_with(&w, numerics),
-                &mut y,
-                &mut s,
-            );
-            y
-        };
-        let (single, batch) = (run(Numerics::LlamaCpp), run(Numerics::LlamaCppBatch));
-        let same =
-            |t: usize| (0..n).all(|r| single[t * n + r].to_bits() == batch[t * n + r].to_bits());
-        for t in 4..m {
-            assert!(same(t), "{ty}: token {t} (a remainder token) changed");
-        }
-        let grouped_changed = (0..4).any(|t| !same(t));
-        assert_eq!(
-            grouped_changed,
-            ty == GgmlType::Q4_K,
-            "{ty}: grouped tokens"
-        );
-        let scale = single.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
-        for (a, b) in single.iter().zip(&batch) {
-            assert!((a - b).abs() <= 1e-5 * scale, "{ty}: {a} vs {b}");
+        for m in [7, 9] {
+            let (n, k) = (24, 1024);
+            let data = random_matrix(ty, n, k, &mut rng);
+            let w = WeightMatrix::new(ty, n, k, &data).unwrap();
+            // Large activations make the different roundings show.
+            let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-50.0..50.0)).collect();
+            let pool = WorkerPool::new(2);
+            let run = |numerics| {
+                let mut y = vec![0f32; m * n];
+                let mut s = MatmulScratch::default();
+                matmul(
+                    &pool,
+                    &x,
+                    m,
+                    &PackedMatrix::pack_with(&w, numerics),
+                    &mut y,
+                    &mut s,
+                );
+                y
+            };
+            let (single, batch) = (run(Numerics::LlamaCpp), run(Numerics::LlamaCppBatch));
+            let same = |t: usize| {
+                (0..n).all(|r| single[t * n + r].to_bits() == batch[t * n + r].to_bits())
+            };
+            let reordered = |t: usize| match ty {
+                GgmlType::Q4_K => t < m / 4 * 4,
+                GgmlType::Q6_K => m >= 8,
+                _ => false,
+            };
+            for t in 0..m {
+                if !reordered(t) {
+                    assert!(same(t), "{ty} m{m}: token {t} changed");
+                }
+            }
+            if (0..m).any(reordered) {
+                assert!(
+                    (0..m).any(|t| !same(t)),
+                    "{ty} m{m}: the batch order changed nothing"
+                );
+            }
+            let scale = single.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
+            for (a, b) in single.iter().zip(&batch) {
+                assert!((a - b).abs() <= 1e-5 * scale, "{ty} m{m}: {a} vs {b}");
+            }
         }
     }
 }

@@ -43,8 +43,8 @@ pub struct EngineArgs {
     pub threads: Option<usize>,
     /// Summation order of the quantized matrix products: `fast`, or `llama-cpp` to reproduce
     /// llama.cpp's CPU results bit for bit (about two thirds of the batched throughput), or
-    /// `llama-cpp-batch`: also llama.cpp's Q4_K order for 4-token groups of a step, as it
-    /// computes prompts (closest to its prompt logits; results then depend on the batch).
+    /// `llama-cpp-batch`: also the orders of llama.cpp's batched K-quant kernels, as it
+    /// computes prompts (its prompt logits exactly; results then depend on the batch).
     #[arg(
         long,
         env = "FULCRUM_NUMERICS",
