@@ -1,6 +1,7 @@
 //! Aggregate decode throughput with B sequences decoding together (each after
 //! a P-token prompt): `batch_speed MODEL.gguf [B] [P] [STEPS] [THREADS]`.
-//! `FULCRUM_NUMERICS=llama-cpp` selects llama.cpp's summation order.
+//! `FULCRUM_NUMERICS=llama-cpp` selects llama.cpp's summation order;
+//! `FULCRUM_SCATTER=1` interleaves the sequences' KV blocks.
 use fulcrum_kernels::WorkerPool;
 use fulcrum_model::{ForwardScratch, Model, SeqInput};
 use std::time::Instant;
@@ -16,8 +17,16 @@ fn main() {
     let bs = 16;
     let per = (p + steps).div_ceil(bs) + 1;
     let mut kv = model.new_kv_cache(per * b, bs);
+    // FULCRUM_SCATTER=1: block i of every sequence side by side (the engine's
+    // decode blocks, allocated as sequences grow, land this way); otherwise
+    // each sequence's blocks are contiguous.
+    let scatter = std::env::var("FULCRUM_SCATTER").is_ok_and(|v| v == "1");
     let tables: Vec<Vec<u32>> = (0..b)
-        .map(|s| (0..per).map(|i| (s * per + i) as u32).collect())
+        .map(|s| {
+            (0..per)
+                .map(|i| if scatter { i * b + s } else { s * per + i } as u32)
+                .collect()
+        })
         .collect();
     let prompts: Vec<Vec<u32>> = (0..b)
         .map(|s| {

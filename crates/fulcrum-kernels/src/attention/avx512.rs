@@ -136,15 +136,16 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let (base, span) = (t.base(), t.span());
     let first_pos = t.lo_of(t.rows.start);
     let last_pos = t.pos_of(t.rows.end - 1);
-    // [nq*span] scores | [span*hd] keys (f32, by position) | [hd*span] values (f32, by dim) | [hd] q
-    let need = nq * span + 2 * span * hd + hd;
+    // [nq*span] scores | [span*hd] keys (f32, by position) | [hd*span] values (f32, by dim) | [group*hd] q
+    let group = p.n_heads / p.n_kv_heads;
+    let need = nq * span + 2 * span * hd + group * hd;
     if buf.len() < need {
         buf.resize(need, 0.0);
     }
     let (scores, rest) = buf.split_at_mut(nq * span);
     let (keys, rest) = rest.split_at_mut(span * hd);
     let (vals, rest) = rest.split_at_mut(hd * span);
-    let qv = &mut rest[..hd];
+    let qv = &mut rest[..group * hd];
     // Widen the task's keys and values once; positions outside the range stay
     // zero (their weights are zero and their scores are never read).
     vals.fill(0.0);
@@ -183,6 +184,37 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             }
         }
     }
+    // The query heads of the group share every key and value load.
+    // SAFETY (all arms): the buffers were sized above; same contract.
+    let grouped = RowPass {
+        t,
+        keys,
+        vals,
+        scores,
+        qv,
+        span,
+        base,
+    };
+    unsafe {
+        match p.n_heads / p.n_kv_heads {
+            1 => return grouped.run::<1, 16, 16>(out),
+            2 => return grouped.run::<2, 8, 8>(out),
+            3 => return grouped.run::<3, 8, 8>(out),
+            4 => return grouped.run::<4, 4, 4>(out),
+            5 => return grouped.run::<5, 4, 4>(out),
+            6 => return grouped.run::<6, 2, 2>(out),
+            7 => return grouped.run::<7, 2, 2>(out),
+            8 => return grouped.run::<8, 2, 2>(out),
+            _ => {}
+        }
+    }
+    let RowPass {
+        keys,
+        vals,
+        scores,
+        qv,
+        ..
+    } = grouped;
     let scale = p.scale;
     for qi in 0..nq {
         let (r, h) = t.query(qi);
@@ -249,6 +281,128 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             }
             // SAFETY: 16 output dimensions.
             unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(d0), tree16x16(&acc)) };
+        }
+    }
+}
+
+/// The general path's queries one row at a time, the `NQ` query heads of
+/// the row's group together: each widened key and value is loaded once for
+/// all of them (`SL` keys, `DG` output dimensions at a time). Every
+/// accumulator runs the same chain as [`attend`]'s one-query loop, so the
+/// results are identical.
+struct RowPass<'a> {
+    t: &'a Task<'a>,
+    keys: &'a mut [f32],
+    vals: &'a mut [f32],
+    scores: &'a mut [f32],
+    qv: &'a mut [f32],
+    span: usize,
+    base: usize,
+}
+
+impl RowPass<'_> {
+    /// # Safety
+    /// As [`attend`]; the group has `NQ` heads; `scores` holds `NQ` rows of
+    /// `span` and `qv` `NQ · head_dim` floats; `SL` and `DG` divide 16.
+    #[allow(clippy::needless_range_loop)] // k indexes accumulators of several queries
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    unsafe fn run<const NQ: usize, const SL: usize, const DG: usize>(self, out: &mut [f32]) {
+        let t = self.t;
+        let (p, span, base) = (t.p, self.span, self.base);
+        let hd = p.head_dim;
+        let stride = p.n_heads * hd;
+        let scale_v = _mm512_set1_ps(p.scale);
+        let (keys, vals) = (&*self.keys, &*self.vals);
+        for r in t.rows.clone() {
+            let qi0 = (r - t.rows.start) * NQ;
+            for gi in 0..NQ {
+                let (_, h) = t.query(qi0 + gi);
+                let src = &t.q[(t.s.first_row + r) * stride + h * hd..][..hd];
+                let dst = &mut self.qv[gi * hd..(gi + 1) * hd];
+                for (d, chunk) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+                    // SAFETY: 16 floats each; q rounded to f16 as the keys are.
+                    unsafe {
+                        let h16 = _mm512_cvtps_ph::<
+                            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                        >(_mm512_loadu_ps(chunk.as_ptr()));
+                        _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h16));
+                    }
+                }
+            }
+            let qv = &*self.qv;
+            let (lo, hi) = (t.lo_of(r), t.pos_of(r));
+            let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
+            let rows = &mut self.scores[..NQ * span];
+            rows.fill(f32::NEG_INFINITY);
+            let mut max = [f32::NEG_INFINITY; NQ];
+            for chunk in c0..c1 {
+                let mut dots = [[_mm512_setzero_ps(); 16]; NQ];
+                for s0 in (0..16).step_by(SL) {
+                    let mut acc = [[_mm512_setzero_ps(); SL]; NQ];
+                    for cc in (0..hd).step_by(16) {
+                        // SAFETY: the chunk's 16 keys and the group's queries hold `hd` floats each.
+                        unsafe {
+                            let q: [__m512; NQ] = std::array::from_fn(|gi| {
+                                _mm512_loadu_ps(qv.as_ptr().add(gi * hd + cc))
+                            });
+                            for k in 0..SL {
+                                let kv = _mm512_loadu_ps(
+                                    keys.as_ptr().add((16 * chunk + s0 + k) * hd + cc),
+                                );
+                                for gi in 0..NQ {
+                                    acc[gi][k] = _mm512_fmadd_ps(kv, q[gi], acc[gi][k]);
+                                }
+                            }
+                        }
+                    }
+                    for gi in 0..NQ {
+                        dots[gi][s0..s0 + SL].copy_from_slice(&acc[gi]);
+                    }
+                }
+                let first = base + 16 * chunk;
+                let a = lo.saturating_sub(first).min(16);
+                let b = (hi + 1 - first).min(16);
+                let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
+                for gi in 0..NQ {
+                    let sc = _mm512_mul_ps(tree16x16(&dots[gi]), scale_v);
+                    // SAFETY: the chunk lies inside the row.
+                    unsafe {
+                        _mm512_mask_storeu_ps(
+                            rows.as_mut_ptr().add(gi * span + 16 * chunk),
+                            vis,
+                            sc,
+                        )
+                    };
+                    max[gi] = max[gi].max(_mm512_mask_reduce_max_ps(vis, sc));
+                }
+            }
+            for gi in 0..NQ {
+                softmax_to_f16(&mut rows[gi * span..(gi + 1) * span], max[gi]);
+            }
+            for d0 in (0..hd).step_by(DG) {
+                let mut acc = [[_mm512_setzero_ps(); DG]; NQ];
+                for c in c0..c1 {
+                    // SAFETY: chunks lie inside the rows; dimension rows hold `span` floats.
+                    unsafe {
+                        let w: [__m512; NQ] = std::array::from_fn(|gi| {
+                            _mm512_loadu_ps(rows.as_ptr().add(gi * span + 16 * c))
+                        });
+                        for k in 0..DG {
+                            let v = _mm512_loadu_ps(vals.as_ptr().add((d0 + k) * span + 16 * c));
+                            for gi in 0..NQ {
+                                acc[gi][k] = _mm512_fmadd_ps(v, w[gi], acc[gi][k]);
+                            }
+                        }
+                    }
+                }
+                for (gi, acc_g) in acc.iter().enumerate() {
+                    let (_, h) = t.query(qi0 + gi);
+                    let dst = &mut out[(t.s.first_row + r) * stride + h * hd + d0..][..DG];
+                    for (o, a) in dst.iter_mut().zip(acc_g) {
+                        *o = tree16(*a);
+                    }
+                }
+            }
         }
     }
 }

@@ -1,0 +1,91 @@
+//! Quick paged-attention probe with SmolLM2's shape (9 query heads, 3 KV
+//! heads, 64 dims): `attn_speed SEQS CONTEXT NEW THREADS`. Each of SEQS
+//! sequences has CONTEXT tokens cached and NEW query rows (1 = a decode
+//! step, more = a prefill chunk ending at CONTEXT + NEW); prints the time per
+//! call (one layer) and the KV bytes it reads.
+use fulcrum_kernels::attention::{
+    paged_attention, write_kv, AttentionParams, AttentionSeq, KvShape,
+};
+use fulcrum_kernels::WorkerPool;
+use half::f16;
+use std::time::Instant;
+
+fn main() {
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|s| s.parse().expect("numbers"))
+        .collect();
+    let (seqs, ctx, new, threads) = (a[0], a[1], a[2], a[3]);
+    let p = AttentionParams {
+        n_heads: 9,
+        n_kv_heads: 3,
+        head_dim: 64,
+        scale: 0.125,
+        window: None,
+    };
+    let bs = 16;
+    let total = ctx + new;
+    let per = total.div_ceil(bs);
+    let shape = KvShape {
+        num_blocks: per * seqs,
+        block_size: bs,
+        n_kv_heads: p.n_kv_heads,
+        head_dim: p.head_dim,
+    };
+    // Block i of every sequence side by side, as decode allocation leaves them.
+    let tables: Vec<Vec<u32>> = (0..seqs)
+        .map(|s| (0..per).map(|i| (i * seqs + s) as u32).collect())
+        .collect();
+    let mut k = vec![f16::ZERO; shape.layer_len()];
+    let mut v = vec![f16::ZERO; shape.layer_len()];
+    let kvw = p.n_kv_heads * p.head_dim;
+    let row = |i: usize| -> Vec<f32> {
+        (0..kvw)
+            .map(|j| (((i * 131 + j * 17) % 199) as f32 - 99.0) / 50.0)
+            .collect()
+    };
+    for (s, t) in tables.iter().enumerate() {
+        for pos in 0..total {
+            write_kv(
+                &shape,
+                &mut k,
+                &mut v,
+                t,
+                pos,
+                &row(s + pos),
+                &row(s + 2 * pos),
+            );
+        }
+    }
+    let stride = p.n_heads * p.head_dim;
+    let q: Vec<f32> = (0..seqs * new * stride)
+        .map(|i| ((i % 37) as f32 - 18.0) / 20.0)
+        .collect();
+    let batch: Vec<AttentionSeq> = tables
+        .iter()
+        .enumerate()
+        .map(|(s, t)| AttentionSeq {
+            first_row: s * new,
+            num_rows: new,
+            first_pos: ctx,
+            block_table: t,
+        })
+        .collect();
+    let mut out = vec![0f32; seqs * new * stride];
+    let pool = WorkerPool::new(threads);
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        paged_attention(&pool, &p, &shape, &q, &k, &v, &batch, &mut out);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let bytes = (seqs * total * kvw * 2 * 2) as f64;
+    println!(
+        "seqs {seqs} ctx {ctx} new {new}: {:.3} ms per layer call, {:.1} GB/s of K/V, {:.2} µs per query row",
+        med * 1e3,
+        bytes / med / 1e9,
+        med * 1e6 / (seqs * new) as f64
+    );
+}
