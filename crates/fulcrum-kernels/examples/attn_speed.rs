@@ -32,9 +32,16 @@ fn main() {
         n_kv_heads: p.n_kv_heads,
         head_dim: p.head_dim,
     };
-    // Block i of every sequence side by side, as decode allocation leaves them.
+    // FULCRUM_SCATTER=1: block i of every sequence side by side, as decode
+    // allocation leaves them; otherwise each sequence's blocks are contiguous,
+    // as a prompt's are.
+    let scatter = std::env::var("FULCRUM_SCATTER").is_ok_and(|v| v == "1");
     let tables: Vec<Vec<u32>> = (0..seqs)
-        .map(|s| (0..per).map(|i| (i * seqs + s) as u32).collect())
+        .map(|s| {
+            (0..per)
+                .map(|i| if scatter { i * seqs + s } else { s * per + i } as u32)
+                .collect()
+        })
         .collect();
     let mut k = vec![f16::ZERO; shape.layer_len()];
     let mut v = vec![f16::ZERO; shape.layer_len()];
@@ -74,9 +81,13 @@ fn main() {
     let mut out = vec![0f32; seqs * new * stride];
     let pool = WorkerPool::new(threads);
     let mut times = Vec::new();
-    for _ in 0..20 {
+    // Several layers' caches, so the data comes from memory as in a model.
+    let layers = (400 << 20) / (2 * 2 * shape.layer_len()) + 1;
+    let caches: Vec<(Vec<f16>, Vec<f16>)> = (0..layers).map(|_| (k.clone(), v.clone())).collect();
+    for i in 0..20 * layers {
+        let (k, v) = &caches[i % layers];
         let t = Instant::now();
-        paged_attention(&pool, &p, &shape, &q, &k, &v, &batch, &mut out);
+        paged_attention(&pool, &p, &shape, &q, k, v, &batch, &mut out);
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

@@ -43,10 +43,17 @@ mod avx512;
 pub(crate) use avx512::exp16;
 mod portable;
 
-/// Layout of one layer's K or V cache, f16: per block and KV head, K is
-/// `[slot][dim]` (a key vector is contiguous) and V is *transposed*,
-/// `[dim][slot]` (one dimension of consecutive positions is contiguous), the
-/// shapes llama.cpp's non-flash attention multiplies, so sums run in its order.
+/// Layout of one layer's K or V cache, f16: `[kv head][block]`, and per
+/// (head, block) K is `[slot][dim]` (a key vector is contiguous) and V is
+/// *transposed*, `[dim][slot]` (one dimension of consecutive positions is
+/// contiguous), the shapes llama.cpp's non-flash attention multiplies, so
+/// sums run in its order.
+///
+/// Head-major, not block-major: a task reads one head of a sequence, so
+/// blocks a sequence got in a run (a prompt's) are one contiguous stretch of
+/// memory the hardware prefetcher follows; with all heads of a block side by
+/// side, a task read 2 KB of every 6 KB (measured with `attn_speed`, 64
+/// sequences of 232 tokens: 10.5 → 14.3 GB/s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvShape {
     pub num_blocks: usize,
@@ -68,7 +75,7 @@ impl KvShape {
 
     /// Offset of `(block, head)`'s `block_size × head_dim` elements.
     pub(crate) fn head_offset(&self, block: usize, head: usize) -> usize {
-        (block * self.n_kv_heads + head) * self.block_size * self.head_dim
+        (head * self.num_blocks + block) * self.block_size * self.head_dim
     }
 }
 
