@@ -282,7 +282,27 @@ mod avx512 {
         let abs = |v: __m512| _mm512_abs_ps(v);
         let mut iscale_super = 0f32;
         let mut d_super = 0f32;
-        for (b, xb) in x.chunks_exact(32).enumerate() {
+        // Block32: 16 blocks at a time, every reduction vertical.
+        let mut first = 0;
+        if scheme == ActScheme::Block32 {
+            let size = scheme.record_bytes();
+            while first + 16 <= x.len() / 32 {
+                let mut s16 = [0f32; 16];
+                // SAFETY: 512 values from block `first`; 16 records from its record.
+                unsafe {
+                    sixteen_blocks(
+                        x.as_ptr().add(32 * first),
+                        out[first * size..(first + 16) * size].as_mut_ptr(),
+                        &mut s16,
+                    )
+                };
+                for (i, &s) in s16.iter().enumerate() {
+                    put_sum(first + i, s);
+                }
+                first += 16;
+            }
+        }
+        for (b, xb) in x.chunks_exact(32).enumerate().skip(first) {
             // SAFETY: 32 floats per block.
             let (v0, v1) = unsafe {
                 (
@@ -361,6 +381,127 @@ mod avx512 {
             put_sum(b, s);
         }
     }
+    /// Lane `i` = `op` over all 16 lanes of `v[i]`, by a transposing network
+    /// (pairs of vectors, then quads, …): 2.9 instructions per vector instead
+    /// of a reduction each. Exact for `max` and for integer sums.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    fn reduce16(v: &[__m512; 16], op: impl Fn(__m512, __m512) -> __m512) -> __m512 {
+        let b: [__m512; 8] = std::array::from_fn(|j| {
+            let (x, y) = (v[2 * j], v[2 * j + 1]);
+            op(
+                _mm512_shuffle_f32x4::<0b0100_0100>(x, y),
+                _mm512_shuffle_f32x4::<0b1110_1110>(x, y),
+            )
+        });
+        let c: [__m512; 4] = std::array::from_fn(|m| {
+            let (x, y) = (b[2 * m], b[2 * m + 1]);
+            op(
+                _mm512_shuffle_f32x4::<0b1000_1000>(x, y),
+                _mm512_shuffle_f32x4::<0b1101_1101>(x, y),
+            )
+        });
+        let d: [__m512; 2] = std::array::from_fn(|n| {
+            let (x, y) = (c[2 * n], c[2 * n + 1]);
+            op(
+                _mm512_shuffle_ps::<0x44>(x, y),
+                _mm512_shuffle_ps::<0xEE>(x, y),
+            )
+        });
+        let e = op(
+            _mm512_shuffle_ps::<0x88>(d[0], d[1]),
+            _mm512_shuffle_ps::<0xDD>(d[0], d[1]),
+        );
+        let idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+        _mm512_permutexvar_ps(idx, e)
+    }
+
+    /// Block32 quantization of 16 consecutive blocks (`x`: 512 values;
+    /// `out`: 16 records of 64 bytes), value for value what the per-block
+    /// loop computes: maxima, scales and sums are found for all 16 blocks
+    /// at once in vector lanes instead of one horizontal reduction each.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/DQ and F16C; `x` holds 512 floats, `out` 1024 bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+    pub(super) unsafe fn sixteen_blocks(x: *const f32, out: *mut u8, s16: &mut [f32; 16]) {
+        let as_f = _mm512_castsi512_ps;
+        let as_i = _mm512_castps_si512;
+        // SAFETY (block): 32 values per block inside `x`.
+        let halves: [[__m512; 2]; 16] = std::array::from_fn(|i| unsafe {
+            [
+                _mm512_loadu_ps(x.add(32 * i)),
+                _mm512_loadu_ps(x.add(32 * i + 16)),
+            ]
+        });
+        let peaks: [__m512; 16] = std::array::from_fn(|i| {
+            _mm512_max_ps(_mm512_abs_ps(halves[i][0]), _mm512_abs_ps(halves[i][1]))
+        });
+        let amax = reduce16(&peaks, |a, b| _mm512_max_ps(a, b));
+        // Blocks of zeros or with a non-finite value get d = 0 and zero levels.
+        let ok = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(amax, _mm512_setzero_ps())
+            & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(amax, _mm512_set1_ps(f32::INFINITY));
+        let c127 = _mm512_set1_ps(127.0);
+        let scale = _mm512_maskz_div_ps(ok, c127, amax);
+        let d = _mm512_maskz_div_ps(ok, amax, c127);
+        let (lim_hi, lim_lo) = (_mm512_set1_epi32(127), _mm512_set1_epi32(-127));
+        let mut lo = [_mm512_setzero_ps(); 16];
+        let mut hi = [_mm512_setzero_ps(); 16];
+        for i in 0..16 {
+            if ok & (1 << i) == 0 {
+                // SAFETY: record i holds 32 level bytes.
+                unsafe { _mm256_storeu_si256(out.add(64 * i).cast(), _mm256_setzero_si256()) };
+                continue;
+            }
+            let sv = _mm512_permutexvar_ps(_mm512_set1_epi32(i as i32), scale);
+            let level = |v: __m512| {
+                _mm512_max_epi32(
+                    _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, sv)), lim_hi),
+                    lim_lo,
+                )
+            };
+            let (q0, q1) = (level(halves[i][0]), level(halves[i][1]));
+            let qb = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+            // SAFETY: record i holds 32 level bytes.
+            unsafe { _mm256_storeu_si256(out.add(64 * i).cast(), qb) };
+            (lo[i], hi[i]) = (as_f(q0), as_f(q1));
+        }
+        let add = |a: __m512, b: __m512| as_f(_mm512_add_epi32(as_i(a), as_i(b)));
+        let (sum_lo, sum_hi) = (as_i(reduce16(&lo, add)), as_i(reduce16(&hi, add)));
+        let sum = _mm512_add_epi32(sum_lo, sum_hi);
+        let round16 = |v: __m512| {
+            _mm512_cvtph_ps(_mm512_cvtps_ph::<
+                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+            >(v))
+        };
+        let d_stored = as_i(round16(d));
+        _mm512_storeu_ps(
+            s16.as_mut_ptr(),
+            round16(_mm512_mul_ps(d, _mm512_cvtepi32_ps(sum))),
+        );
+        // Records' fields [d, Σ lo, Σ hi, Σ] (16 bytes at AT_D): 128-bit lane
+        // L of r[j] is block 4L + j's.
+        let t0 = _mm512_unpacklo_epi32(d_stored, sum_lo);
+        let t1 = _mm512_unpacklo_epi32(sum_hi, sum);
+        let t2 = _mm512_unpackhi_epi32(d_stored, sum_lo);
+        let t3 = _mm512_unpackhi_epi32(sum_hi, sum);
+        let r = [
+            _mm512_unpacklo_epi64(t0, t1),
+            _mm512_unpackhi_epi64(t0, t1),
+            _mm512_unpacklo_epi64(t2, t3),
+            _mm512_unpackhi_epi64(t2, t3),
+        ];
+        // SAFETY (block): record 4L + j has its fields at AT_D.
+        unsafe {
+            let field = |blk: usize| out.add(64 * blk + super::AT_D).cast::<__m128i>();
+            for (j, rj) in r.iter().enumerate() {
+                _mm_storeu_si128(field(j), _mm512_extracti32x4_epi32::<0>(*rj));
+                _mm_storeu_si128(field(4 + j), _mm512_extracti32x4_epi32::<1>(*rj));
+                _mm_storeu_si128(field(8 + j), _mm512_extracti32x4_epi32::<2>(*rj));
+                _mm_storeu_si128(field(12 + j), _mm512_extracti32x4_epi32::<3>(*rj));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -422,21 +563,36 @@ mod tests {
             ActScheme::Block32Lanes,
             ActScheme::Super256,
         ] {
-            for case in 0..4 {
-                let mut x: Vec<f32> = (0..512).map(|_| next()).collect();
+            // 16 blocks, 16 + a tail (the vector path's groups), 32 + 4.
+            for (case, len) in (0..5).flat_map(|c| [(c, 512), (c, 576), (c, 1152)]) {
+                // (Infinite values are left out for K-quants, whose two
+                // quantizers round an infinite block differently.)
+                if scheme == ActScheme::Super256 && (len % 256 != 0 || case == 4) {
+                    continue;
+                }
+                let mut x: Vec<f32> = (0..len).map(|_| next()).collect();
                 match case {
                     1 => x[..64].fill(0.0),
                     2 => x.iter_mut().step_by(3).for_each(|v| *v *= 1000.0),
                     3 => x.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0), // ties
+                    4 => {
+                        // A non-finite value zeroes its block only.
+                        x[40] = f32::INFINITY;
+                        x[len - 3] = f32::NEG_INFINITY;
+                    }
                     _ => {}
                 }
-                let (mut a, mut b) = (vec![0u8; 16 * RECORD_LANES], vec![0u8; 16 * RECORD_LANES]);
-                let (mut sa, mut sb) = (vec![0f32; 16], vec![0f32; 16]);
+                let blocks = len / 32;
+                let (mut a, mut b) = (
+                    vec![0u8; blocks * RECORD_LANES],
+                    vec![0u8; blocks * RECORD_LANES],
+                );
+                let (mut sa, mut sb) = (vec![0f32; blocks], vec![0f32; blocks]);
                 quantize_token(&x, scheme, &mut a, |i, s| sa[i] = s);
                 // SAFETY: checked above.
                 unsafe { avx512::quantize_token(&x, scheme, &mut b, |i, s| sb[i] = s) };
-                assert_eq!(a, b, "{scheme:?} case {case}");
-                assert_eq!(sa, sb);
+                assert_eq!(a, b, "{scheme:?} case {case} len {len}");
+                assert_eq!(sa, sb, "{scheme:?} case {case} len {len}");
             }
         }
     }
