@@ -8,7 +8,7 @@
 //! step ends at their last known token).
 
 use fulcrum_gguf::GgufFile;
-use fulcrum_kernels::attention::{paged_attention, write_kv, AttentionParams, AttentionSeq};
+use fulcrum_kernels::attention::{paged_attention, write_kv_batch, AttentionParams, AttentionSeq};
 use fulcrum_kernels::gemm::{matmul, matmul_quantized_many, ActScheme, MatmulScratch, PackedData};
 use fulcrum_kernels::ops::{self, RopeTable};
 use fulcrum_kernels::quant::dequantize_row;
@@ -288,20 +288,7 @@ pub fn forward<'s>(
         }
         let shape = kv.shape;
         let (kc, vc) = kv.layer_mut(li);
-        for a in &attn_seqs {
-            for r in 0..a.num_rows {
-                let t = a.first_row + r;
-                write_kv(
-                    &shape,
-                    kc,
-                    vc,
-                    a.block_table,
-                    a.first_pos + r,
-                    &k[t * kvd..(t + 1) * kvd],
-                    &v[t * kvd..(t + 1) * kvd],
-                );
-            }
-        }
+        write_kv_batch(pool, &shape, kc, vc, &attn_seqs, k, v);
         let params = AttentionParams {
             n_heads: cfg.num_heads,
             n_kv_heads: cfg.num_kv_heads,

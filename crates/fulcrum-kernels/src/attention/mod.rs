@@ -103,6 +103,56 @@ pub fn write_kv(
     }
 }
 
+/// Stores the new K and V rows of every sequence of a step (`k`, `v`:
+/// `[rows, n_kv_heads * head_dim]`, row `first_row + r` at position
+/// `first_pos + r`), what [`write_kv`] does row by row, in parallel: one task
+/// per (head, K or V), each owning that head's region of the layout, so no
+/// two tasks touch the same memory. (The scattered V stores miss the cache;
+/// on the engine thread alone they took ~6 ms of a 64-sequence decode step.)
+pub fn write_kv_batch(
+    pool: &WorkerPool,
+    shape: &KvShape,
+    k_layer: &mut [f16],
+    v_layer: &mut [f16],
+    seqs: &[AttentionSeq],
+    k: &[f32],
+    v: &[f32],
+) {
+    let (hd, bs) = (shape.head_dim, shape.block_size);
+    let kvd = shape.n_kv_heads * hd;
+    let region = shape.num_blocks * bs * hd;
+    let mut parts: Vec<(usize, bool, &mut [f16])> = k_layer
+        .chunks_mut(region)
+        .enumerate()
+        .map(|(h, c)| (h, false, c))
+        .chain(
+            v_layer
+                .chunks_mut(region)
+                .enumerate()
+                .map(|(h, c)| (h, true, c)),
+        )
+        .collect();
+    pool.for_each_chunk_mut(&mut parts, 1, |_, part| {
+        let (h, is_v, cells) = &mut part[0];
+        let src = if *is_v { v } else { k };
+        for s in seqs {
+            for r in 0..s.num_rows {
+                let pos = s.first_pos + r;
+                let base = s.block_table[pos / bs] as usize * bs * hd;
+                let slot = pos % bs;
+                let row = &src[(s.first_row + r) * kvd + *h * hd..][..hd];
+                if *is_v {
+                    for (d, &x) in row.iter().enumerate() {
+                        cells[base + d * bs + slot] = f16::from_f32(x);
+                    }
+                } else {
+                    cells[base + slot * hd..base + (slot + 1) * hd].convert_from_f32_slice(row);
+                }
+            }
+        }
+    });
+}
+
 /// One sequence's share of a step.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionSeq<'a> {
@@ -561,6 +611,57 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn batched_kv_writes_equal_row_by_row() {
+        let shape = KvShape {
+            num_blocks: 9,
+            block_size: 4,
+            n_kv_heads: 3,
+            head_dim: 8,
+        };
+        let kvd = shape.n_kv_heads * shape.head_dim;
+        let tables: [Vec<u32>; 3] = [vec![7, 2, 5], vec![0, 8], vec![4, 1, 3, 6]];
+        // (first_pos, rows): a prefill chunk, a decode row, a chunk across blocks.
+        let spans = [(0usize, 9usize), (5, 1), (3, 10)];
+        let mut seqs = Vec::new();
+        let mut first_row = 0;
+        for (table, &(first_pos, num_rows)) in tables.iter().zip(&spans) {
+            seqs.push(AttentionSeq {
+                first_row,
+                num_rows,
+                first_pos,
+                block_table: table,
+            });
+            first_row += num_rows;
+        }
+        let k: Vec<f32> = (0..first_row * kvd).map(|i| i as f32 * 0.25).collect();
+        let v: Vec<f32> = (0..first_row * kvd).map(|i| -(i as f32) * 0.5).collect();
+        let (mut k1, mut v1) = (
+            vec![f16::NAN; shape.layer_len()],
+            vec![f16::NAN; shape.layer_len()],
+        );
+        let (mut k2, mut v2) = (k1.clone(), v1.clone());
+        for s in &seqs {
+            for r in 0..s.num_rows {
+                let t = s.first_row + r;
+                write_kv(
+                    &shape,
+                    &mut k1,
+                    &mut v1,
+                    s.block_table,
+                    s.first_pos + r,
+                    &k[t * kvd..(t + 1) * kvd],
+                    &v[t * kvd..(t + 1) * kvd],
+                );
+            }
+        }
+        write_kv_batch(&WorkerPool::new(2), &shape, &mut k2, &mut v2, &seqs, &k, &v);
+        let bits = |x: &[f16]| x.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&k1), bits(&k2));
+        assert_eq!(bits(&v1), bits(&v2));
+        assert!(k2.iter().filter(|h| !h.is_nan()).count() == first_row * kvd);
     }
 
     #[test]
