@@ -416,7 +416,7 @@ mod tests {
     }
 
     /// A synthetic machine: goodput peaks for chunked at 24 sequences with a
-    /// 1024-token budget; every probe takes `probe_s` of the fake clock.
+    /// budget of half the default; every probe takes `probe_s` of the fake clock.
     fn fake_probe(
         slo: Slo,
         probe_s: f64,
@@ -426,7 +426,10 @@ mod tests {
             assert!(left.as_secs_f64() > 0.0);
             clock.set(clock.get() + probe_s);
             let distance = ((c.max_num_seqs as f64).ln() - 24f64.ln()).abs()
-                + ((c.max_batched_tokens.unwrap_or(2048) as f64).ln() - 1024f64.ln()).abs() * 0.5;
+                + ((c.max_batched_tokens.unwrap_or(DEFAULT_MAX_BATCHED_TOKENS) as f64).ln()
+                    - (DEFAULT_MAX_BATCHED_TOKENS as f64 / 2.0).ln())
+                .abs()
+                    * 0.5;
             let met = if c.policy == Policy::Chunked {
                 (10.0 - 4.0 * distance).clamp(0.0, 10.0)
             } else {
@@ -472,7 +475,7 @@ mod tests {
         );
         assert_eq!(
             best.candidate.max_batched_tokens,
-            Some(1024),
+            Some(DEFAULT_MAX_BATCHED_TOKENS / 2),
             "{}",
             outcome.to_table()
         );
@@ -567,9 +570,9 @@ mod tests {
         assert_eq!(
             n.iter().map(Candidate::label).collect::<Vec<_>>(),
             [
-                "chunked seqs=2",
-                "chunked seqs=1 mbt=1024",
-                "chunked seqs=1 mbt=4096"
+                "chunked seqs=2".to_string(),
+                format!("chunked seqs=1 mbt={}", DEFAULT_MAX_BATCHED_TOKENS / 2),
+                format!("chunked seqs=1 mbt={}", DEFAULT_MAX_BATCHED_TOKENS * 2),
             ]
         );
         let s = Candidate {

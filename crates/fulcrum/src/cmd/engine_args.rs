@@ -22,7 +22,7 @@ pub struct EngineArgs {
     /// Most sequences in a batch.
     #[arg(long, env = "FULCRUM_MAX_NUM_SEQS", default_value_t = DEFAULT_MAX_NUM_SEQS, help_heading = "Engine")]
     pub max_num_seqs: usize,
-    /// Most tokens computed in one step [default: 2048 for chunked, max-model-len otherwise].
+    /// Most tokens computed in one step [default: 1024 for chunked, max-model-len otherwise].
     #[arg(long, env = "FULCRUM_MAX_BATCHED_TOKENS", help_heading = "Engine")]
     pub max_batched_tokens: Option<usize>,
     /// Most tokens (prompt + output) per sequence [default: the model's context, at most 8192].
