@@ -182,7 +182,8 @@ fn in_process_sweep_writes_the_frontier_plot_and_consistent_summaries() {
         (Policy::Static, Policy::Chunked)
     );
     assert_eq!(
-        outcomes[1].max_batched_tokens, 2048,
+        outcomes[1].max_batched_tokens,
+        fulcrum_engine::engine::DEFAULT_MAX_BATCHED_TOKENS,
         "the engine's default budget, as resolved"
     );
 
