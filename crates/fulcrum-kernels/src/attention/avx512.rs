@@ -47,47 +47,68 @@ pub(crate) fn tree16(v: __m512) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
 }
 
-/// The [`tree16`] sums of 16 vectors at once, lane `k` = `tree16(v[k])`, by a
-/// transposing network that performs exactly the same additions (each pair
-/// `i, i+8`, then `i, i+4`, `i, i+2`, `0, 1` of every vector) in 2.9
-/// instructions per vector instead of 8.
+/// Lane `k` of the result = `op` over all 16 lanes of `v[k]`, by a
+/// transposing network: pairs `i, i+8`, then `i, i+4`, `i, i+2`, `0, 1` of
+/// every vector, in 2.9 instructions per vector instead of 8. With `add`
+/// these are exactly [`tree16`]'s additions ([`tree16x16`]); the activation
+/// quantizer uses it for maxima and integer sums.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-pub(crate) fn tree16x16(v: &[__m512; 16]) -> __m512 {
-    // Pairs (2j, 2j+1): [lanes 0-7 + 8-15 of 2j | same of 2j+1].
-    let mut b = [_mm512_setzero_ps(); 8];
-    for (j, bj) in b.iter_mut().enumerate() {
+pub(crate) fn reduce16x16(v: &[__m512; 16], op: impl Fn(__m512, __m512) -> __m512) -> __m512 {
+    // Pairs (2j, 2j+1): [lanes 0-7 op 8-15 of 2j | same of 2j+1].
+    let b: [__m512; 8] = std::array::from_fn(|j| {
         let (x, y) = (v[2 * j], v[2 * j + 1]);
-        *bj = _mm512_add_ps(
+        op(
             _mm512_shuffle_f32x4::<0b0100_0100>(x, y),
             _mm512_shuffle_f32x4::<0b1110_1110>(x, y),
-        );
-    }
-    // Quads: 128-bit lane t holds key 4m+t's four partial sums.
-    let mut c = [_mm512_setzero_ps(); 4];
-    for (m, cm) in c.iter_mut().enumerate() {
+        )
+    });
+    // Quads: 128-bit lane t holds vector 4m+t's four partial results.
+    let c: [__m512; 4] = std::array::from_fn(|m| {
         let (x, y) = (b[2 * m], b[2 * m + 1]);
-        *cm = _mm512_add_ps(
+        op(
             _mm512_shuffle_f32x4::<0b1000_1000>(x, y),
             _mm512_shuffle_f32x4::<0b1101_1101>(x, y),
-        );
-    }
-    // Lane j: [key 4(2n)+j: two sums, key 4(2n+1)+j: two sums].
-    let mut d = [_mm512_setzero_ps(); 2];
-    for (n, dn) in d.iter_mut().enumerate() {
+        )
+    });
+    // Lane j: [vector 4(2n)+j: two partials, vector 4(2n+1)+j: two partials].
+    let d: [__m512; 2] = std::array::from_fn(|n| {
         let (x, y) = (c[2 * n], c[2 * n + 1]);
-        *dn = _mm512_add_ps(
+        op(
             _mm512_shuffle_ps::<0x44>(x, y),
             _mm512_shuffle_ps::<0xEE>(x, y),
-        );
-    }
-    // Element 4j + t is key j + 4t.
-    let e = _mm512_add_ps(
+        )
+    });
+    // Element 4j + t is vector j + 4t.
+    let e = op(
         _mm512_shuffle_ps::<0x88>(d[0], d[1]),
         _mm512_shuffle_ps::<0xDD>(d[0], d[1]),
     );
     let idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
     _mm512_permutexvar_ps(idx, e)
+}
+
+/// The [`tree16`] sums of 16 vectors at once, lane `k` = `tree16(v[k])`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(crate) fn tree16x16(v: &[__m512; 16]) -> __m512 {
+    reduce16x16(v, |a, b| _mm512_add_ps(a, b))
+}
+
+/// `dst = f32(f16(src))`, as llama.cpp rounds q to the keys' precision;
+/// `hd`-long slices (a multiple of 16).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn round_to_f16(dst: &mut [f32], src: &[f32]) {
+    for (d, chunk) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+        // SAFETY: 16 floats each.
+        unsafe {
+            let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_loadu_ps(chunk.as_ptr()),
+            );
+            _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h16));
+        }
+    }
 }
 
 /// Turns a row of scores (a multiple of 16 long; invisible positions -inf)
@@ -131,7 +152,6 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     }
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
-    let stride = p.n_heads * hd;
     let nq = t.num_queries();
     let (base, span) = (t.base(), t.span());
     let first_pos = t.lo_of(t.rows.start);
@@ -184,9 +204,9 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             }
         }
     }
-    // The query heads of the group share every key and value load.
-    // SAFETY (all arms): the buffers were sized above; same contract.
-    let grouped = RowPass {
+    // The query heads of the group share every key and value load, up to 8
+    // at a time (the accumulators must fit the registers).
+    let mut pass = RowPass {
         t,
         keys,
         vals,
@@ -195,101 +215,32 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         span,
         base,
     };
-    unsafe {
-        match p.n_heads / p.n_kv_heads {
-            1 => return grouped.run::<1, 16, 16>(out),
-            2 => return grouped.run::<2, 8, 8>(out),
-            3 => return grouped.run::<3, 8, 8>(out),
-            4 => return grouped.run::<4, 4, 4>(out),
-            5 => return grouped.run::<5, 4, 4>(out),
-            6 => return grouped.run::<6, 2, 2>(out),
-            7 => return grouped.run::<7, 2, 2>(out),
-            8 => return grouped.run::<8, 2, 2>(out),
-            _ => {}
-        }
-    }
-    let RowPass {
-        keys,
-        vals,
-        scores,
-        qv,
-        ..
-    } = grouped;
-    let scale = p.scale;
-    for qi in 0..nq {
-        let (r, h) = t.query(qi);
-        let src = &t.q[(t.s.first_row + r) * stride + h * hd..][..hd];
-        for (dst, chunk) in qv.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
-            // SAFETY: 16 floats each; f32 → f16 → f32 rounds q as the keys are rounded.
-            unsafe {
-                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                    _mm512_loadu_ps(chunk.as_ptr()),
-                );
-                _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(h));
+    let mut g0 = 0;
+    while g0 < group {
+        let n = (group - g0).min(8);
+        // SAFETY (all arms): the buffers were sized above; same contract.
+        unsafe {
+            match n {
+                1 => pass.run::<1, 16, 16>(g0, out),
+                2 => pass.run::<2, 8, 8>(g0, out),
+                3 => pass.run::<3, 8, 8>(g0, out),
+                4 => pass.run::<4, 4, 4>(g0, out),
+                5 => pass.run::<5, 4, 4>(g0, out),
+                6 => pass.run::<6, 2, 2>(g0, out),
+                7 => pass.run::<7, 2, 2>(g0, out),
+                _ => pass.run::<8, 2, 2>(g0, out),
             }
         }
-        let (lo, hi) = (t.lo_of(r), t.pos_of(r));
-        let row = &mut scores[qi * span..(qi + 1) * span];
-        row.fill(f32::NEG_INFINITY);
-        let mut max = f32::NEG_INFINITY;
-        // 16 keys at a time (positions base + 16·chunk + k), reduced together.
-        let scale_v = _mm512_set1_ps(scale);
-        for chunk in (lo - base) / 16..=(hi - base) / 16 {
-            let mut acc = [_mm512_setzero_ps(); 16];
-            for (k, a) in acc.iter_mut().enumerate() {
-                let kr = &keys[(16 * chunk + k) * hd..(16 * chunk + k + 1) * hd];
-                for c in (0..hd).step_by(16) {
-                    // SAFETY: `kr` and `qv` hold `hd` (a multiple of 16) floats.
-                    unsafe {
-                        *a = _mm512_fmadd_ps(
-                            _mm512_loadu_ps(kr.as_ptr().add(c)),
-                            _mm512_loadu_ps(qv.as_ptr().add(c)),
-                            *a,
-                        )
-                    };
-                }
-            }
-            let sc = _mm512_mul_ps(tree16x16(&acc), scale_v);
-            // Lanes outside [lo, hi] stay -inf.
-            let first = base + 16 * chunk;
-            let a = lo.saturating_sub(first).min(16);
-            let b = (hi + 1 - first).min(16);
-            let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
-            // SAFETY: the chunk lies inside the row.
-            unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * chunk), vis, sc) };
-            max = max.max(_mm512_mask_reduce_max_ps(vis, sc));
-        }
-        softmax_to_f16(row, max);
-        // Visible positions lie in chunks c0..c1 of the row; weights outside
-        // [lo, hi] are exactly zero, adding nothing.
-        let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
-        let dst = &mut out[(t.s.first_row + r) * stride + h * hd..][..hd];
-        for d0 in (0..hd).step_by(16) {
-            let mut acc = [_mm512_setzero_ps(); 16];
-            for c in c0..c1 {
-                // SAFETY: chunks lie inside the rows (`span` is a multiple of 16).
-                unsafe {
-                    let w = _mm512_loadu_ps(row.as_ptr().add(16 * c));
-                    for (k, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(
-                            _mm512_loadu_ps(vals.as_ptr().add((d0 + k) * span + 16 * c)),
-                            w,
-                            *a,
-                        );
-                    }
-                }
-            }
-            // SAFETY: 16 output dimensions.
-            unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(d0), tree16x16(&acc)) };
-        }
+        g0 += n;
     }
 }
 
-/// The general path's queries one row at a time, the `NQ` query heads of
-/// the row's group together: each widened key and value is loaded once for
-/// all of them (`SL` keys, `DG` output dimensions at a time). Every
-/// accumulator runs the same chain as [`attend`]'s one-query loop, so the
-/// results are identical.
+/// The general path's queries one row at a time, `NQ` query heads of the
+/// row's group together: each widened key and value is loaded once for all
+/// of them (`SL` keys, `DG` output dimensions at a time). A score is the
+/// 16-lane chain of fused multiply-adds over the dimensions, reduced by
+/// [`tree16x16`]; an output dimension the chain over the visible chunks of
+/// positions, reduced by [`tree16`] — the arithmetic `portable.rs` states.
 struct RowPass<'a> {
     t: &'a Task<'a>,
     keys: &'a mut [f32],
@@ -301,33 +252,31 @@ struct RowPass<'a> {
 }
 
 impl RowPass<'_> {
+    /// Heads `g0..g0 + NQ` of the group.
+    ///
     /// # Safety
-    /// As [`attend`]; the group has `NQ` heads; `scores` holds `NQ` rows of
-    /// `span` and `qv` `NQ · head_dim` floats; `SL` and `DG` divide 16.
+    /// As [`attend`]; the group has at least `g0 + NQ` heads; `scores` holds
+    /// `NQ` rows of `span` and `qv` `NQ · head_dim` floats; `SL` and `DG`
+    /// divide 16.
     #[allow(clippy::needless_range_loop)] // k indexes accumulators of several queries
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-    unsafe fn run<const NQ: usize, const SL: usize, const DG: usize>(self, out: &mut [f32]) {
+    unsafe fn run<const NQ: usize, const SL: usize, const DG: usize>(
+        &mut self,
+        g0: usize,
+        out: &mut [f32],
+    ) {
         let t = self.t;
         let (p, span, base) = (t.p, self.span, self.base);
         let hd = p.head_dim;
         let stride = p.n_heads * hd;
         let scale_v = _mm512_set1_ps(p.scale);
         let (keys, vals) = (&*self.keys, &*self.vals);
+        let group = p.n_heads / p.n_kv_heads;
+        let head = |gi: usize| t.kv_head * group + g0 + gi;
         for r in t.rows.clone() {
-            let qi0 = (r - t.rows.start) * NQ;
             for gi in 0..NQ {
-                let (_, h) = t.query(qi0 + gi);
-                let src = &t.q[(t.s.first_row + r) * stride + h * hd..][..hd];
-                let dst = &mut self.qv[gi * hd..(gi + 1) * hd];
-                for (d, chunk) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
-                    // SAFETY: 16 floats each; q rounded to f16 as the keys are.
-                    unsafe {
-                        let h16 = _mm512_cvtps_ph::<
-                            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
-                        >(_mm512_loadu_ps(chunk.as_ptr()));
-                        _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h16));
-                    }
-                }
+                let src = &t.q[(t.s.first_row + r) * stride + head(gi) * hd..][..hd];
+                round_to_f16(&mut self.qv[gi * hd..(gi + 1) * hd], src);
             }
             let qv = &*self.qv;
             let (lo, hi) = (t.lo_of(r), t.pos_of(r));
@@ -396,8 +345,7 @@ impl RowPass<'_> {
                     }
                 }
                 for (gi, acc_g) in acc.iter().enumerate() {
-                    let (_, h) = t.query(qi0 + gi);
-                    let dst = &mut out[(t.s.first_row + r) * stride + h * hd + d0..][..DG];
+                    let dst = &mut out[(t.s.first_row + r) * stride + head(gi) * hd + d0..][..DG];
                     for (o, a) in dst.iter_mut().zip(acc_g) {
                         *o = tree16(*a);
                     }
@@ -432,18 +380,7 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     for qi in 0..nq {
         let (_, h) = t.query(qi);
         let src = &t.q[(t.s.first_row + r) * stride + h * hd..][..hd];
-        for (dst, chunk) in qs[qi * hd..(qi + 1) * hd]
-            .chunks_exact_mut(16)
-            .zip(src.chunks_exact(16))
-        {
-            // SAFETY: 16 floats each.
-            unsafe {
-                let h16 = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                    _mm512_loadu_ps(chunk.as_ptr()),
-                );
-                _mm512_storeu_ps(dst.as_mut_ptr(), _mm512_cvtph_ps(h16));
-            }
-        }
+        round_to_f16(&mut qs[qi * hd..(qi + 1) * hd], src);
     }
     scores.fill(f32::NEG_INFINITY);
     let mut max = [f32::NEG_INFINITY; MAX_DIRECT];

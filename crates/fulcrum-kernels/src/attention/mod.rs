@@ -40,7 +40,7 @@ use crate::pool::{SendPtr, WorkerPool};
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::exp16;
+pub(crate) use avx512::{exp16, reduce16x16};
 mod portable;
 
 /// Layout of one layer's K or V cache, f16: `[kv head][block]`, and per
@@ -92,14 +92,30 @@ pub fn write_kv(
 ) {
     let block = block_table[pos / shape.block_size] as usize;
     let slot = pos % shape.block_size;
-    let (hd, bs) = (shape.head_dim, shape.block_size);
+    let hd = shape.head_dim;
     for h in 0..shape.n_kv_heads {
-        let base = shape.head_offset(block, h);
-        k_layer[base + slot * hd..base + (slot + 1) * hd]
-            .convert_from_f32_slice(&k_row[h * hd..(h + 1) * hd]);
-        for (d, &x) in v_row[h * hd..(h + 1) * hd].iter().enumerate() {
-            v_layer[base + d * bs + slot] = f16::from_f32(x);
-        }
+        let at = shape.head_offset(block, h);
+        put_key(k_layer, at, slot, &k_row[h * hd..(h + 1) * hd]);
+        put_value(
+            v_layer,
+            at,
+            slot,
+            shape.block_size,
+            &v_row[h * hd..(h + 1) * hd],
+        );
+    }
+}
+
+/// Key `row` into slot `slot` of the `[slot][dim]` block at `at`.
+fn put_key(cells: &mut [f16], at: usize, slot: usize, row: &[f32]) {
+    let hd = row.len();
+    cells[at + slot * hd..at + (slot + 1) * hd].convert_from_f32_slice(row);
+}
+
+/// Value `row` into slot `slot` of the transposed `[dim][slot]` block at `at`.
+fn put_value(cells: &mut [f16], at: usize, slot: usize, block_size: usize, row: &[f32]) {
+    for (d, &x) in row.iter().enumerate() {
+        cells[at + d * block_size + slot] = f16::from_f32(x);
     }
 }
 
@@ -142,11 +158,9 @@ pub fn write_kv_batch(
                 let slot = pos % bs;
                 let row = &src[(s.first_row + r) * kvd + *h * hd..][..hd];
                 if *is_v {
-                    for (d, &x) in row.iter().enumerate() {
-                        cells[base + d * bs + slot] = f16::from_f32(x);
-                    }
+                    put_value(cells, base, slot, bs, row);
                 } else {
-                    cells[base + slot * hd..base + (slot + 1) * hd].convert_from_f32_slice(row);
+                    put_key(cells, base, slot, row);
                 }
             }
         }
@@ -519,6 +533,9 @@ mod tests {
             (16, None, 6, 1, 32, 18, 17),
             (16, None, 7, 1, 32, 50, 49),
             (16, None, 8, 1, 32, 40, 39),
+            // Groups past 8 heads: the general path takes them 8 at a time.
+            (16, None, 10, 1, 16, 40, 3),
+            (16, Some(9), 12, 2, 32, 37, 0),
         ] {
             let p = AttentionParams {
                 n_heads,

@@ -269,6 +269,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{put_record_fields, ActScheme, AT_LANE_SUMS, DUP_Q, DUP_QB};
+    use crate::attention::reduce16x16;
 
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI and F16C.
@@ -381,41 +382,6 @@ mod avx512 {
             put_sum(b, s);
         }
     }
-    /// Lane `i` = `op` over all 16 lanes of `v[i]`, by a transposing network
-    /// (pairs of vectors, then quads, …): 2.9 instructions per vector instead
-    /// of a reduction each. Exact for `max` and for integer sums.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-    fn reduce16(v: &[__m512; 16], op: impl Fn(__m512, __m512) -> __m512) -> __m512 {
-        let b: [__m512; 8] = std::array::from_fn(|j| {
-            let (x, y) = (v[2 * j], v[2 * j + 1]);
-            op(
-                _mm512_shuffle_f32x4::<0b0100_0100>(x, y),
-                _mm512_shuffle_f32x4::<0b1110_1110>(x, y),
-            )
-        });
-        let c: [__m512; 4] = std::array::from_fn(|m| {
-            let (x, y) = (b[2 * m], b[2 * m + 1]);
-            op(
-                _mm512_shuffle_f32x4::<0b1000_1000>(x, y),
-                _mm512_shuffle_f32x4::<0b1101_1101>(x, y),
-            )
-        });
-        let d: [__m512; 2] = std::array::from_fn(|n| {
-            let (x, y) = (c[2 * n], c[2 * n + 1]);
-            op(
-                _mm512_shuffle_ps::<0x44>(x, y),
-                _mm512_shuffle_ps::<0xEE>(x, y),
-            )
-        });
-        let e = op(
-            _mm512_shuffle_ps::<0x88>(d[0], d[1]),
-            _mm512_shuffle_ps::<0xDD>(d[0], d[1]),
-        );
-        let idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-        _mm512_permutexvar_ps(idx, e)
-    }
-
     /// Block32 quantization of 16 consecutive blocks (`x`: 512 values;
     /// `out`: 16 records of 64 bytes), value for value what the per-block
     /// loop computes: maxima, scales and sums are found for all 16 blocks
@@ -437,7 +403,7 @@ mod avx512 {
         let peaks: [__m512; 16] = std::array::from_fn(|i| {
             _mm512_max_ps(_mm512_abs_ps(halves[i][0]), _mm512_abs_ps(halves[i][1]))
         });
-        let amax = reduce16(&peaks, |a, b| _mm512_max_ps(a, b));
+        let amax = reduce16x16(&peaks, |a, b| _mm512_max_ps(a, b));
         // Blocks of zeros or with a non-finite value get d = 0 and zero levels.
         let ok = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(amax, _mm512_setzero_ps())
             & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(amax, _mm512_set1_ps(f32::INFINITY));
@@ -467,7 +433,7 @@ mod avx512 {
             (lo[i], hi[i]) = (as_f(q0), as_f(q1));
         }
         let add = |a: __m512, b: __m512| as_f(_mm512_add_epi32(as_i(a), as_i(b)));
-        let (sum_lo, sum_hi) = (as_i(reduce16(&lo, add)), as_i(reduce16(&hi, add)));
+        let (sum_lo, sum_hi) = (as_i(reduce16x16(&lo, add)), as_i(reduce16x16(&hi, add)));
         let sum = _mm512_add_epi32(sum_lo, sum_hi);
         let round16 = |v: __m512| {
             _mm512_cvtph_ps(_mm512_cvtps_ph::<
