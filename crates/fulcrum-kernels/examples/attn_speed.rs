@@ -2,9 +2,11 @@
 //! heads, 64 dims): `attn_speed SEQS CONTEXT NEW THREADS`. Each of SEQS
 //! sequences has CONTEXT tokens cached and NEW query rows (1 = a decode
 //! step, more = a prefill chunk ending at CONTEXT + NEW); prints the time per
-//! call (one layer) and the KV bytes it reads.
+//! call (one layer) and the KV bytes it reads. `FULCRUM_KV=q8` measures the
+//! 8-bit cache.
 use fulcrum_kernels::attention::{
-    paged_attention, write_kv, AttentionParams, AttentionSeq, KvShape,
+    paged_attention, paged_attention_q8, q8_scales_len, write_kv, write_kv_q8_batch,
+    AttentionParams, AttentionSeq, KvShape, Q8Layer, Q8LayerMut,
 };
 use fulcrum_kernels::WorkerPool;
 use half::f16;
@@ -81,18 +83,74 @@ fn main() {
     let mut out = vec![0f32; seqs * new * stride];
     let pool = WorkerPool::new(threads);
     let mut times = Vec::new();
+    let q8 = std::env::var("FULCRUM_KV").is_ok_and(|v| v == "q8");
     // Several layers' caches, so the data comes from memory as in a model.
-    let layers = (400 << 20) / (2 * 2 * shape.layer_len()) + 1;
-    let caches: Vec<(Vec<f16>, Vec<f16>)> = (0..layers).map(|_| (k.clone(), v.clone())).collect();
-    for i in 0..20 * layers {
-        let (k, v) = &caches[i % layers];
-        let t = Instant::now();
-        paged_attention(&pool, &p, &shape, &q, k, v, &batch, &mut out);
-        times.push(t.elapsed().as_secs_f64());
+    let layer_bytes = if q8 {
+        shape.layer_len() + 4 * q8_scales_len(&shape)
+    } else {
+        2 * shape.layer_len()
+    };
+    let layers = (400 << 20) / (2 * layer_bytes) + 1;
+    if q8 {
+        let kvd = kvw;
+        let all: Vec<AttentionSeq> = tables
+            .iter()
+            .map(|t| AttentionSeq {
+                first_row: 0,
+                num_rows: total,
+                first_pos: 0,
+                block_table: t,
+            })
+            .collect();
+        let mut caches = Vec::new();
+        for _ in 0..layers {
+            let (mut k8, mut ks) = (
+                vec![0u8; shape.layer_len()],
+                vec![0f32; q8_scales_len(&shape)],
+            );
+            let (mut v8, mut vs) = (
+                vec![0i8; shape.layer_len()],
+                vec![0f32; q8_scales_len(&shape)],
+            );
+            for (s, seq) in all.iter().enumerate() {
+                let kr: Vec<f32> = (0..total).flat_map(|pos| row(s + pos)).collect();
+                let vr: Vec<f32> = (0..total).flat_map(|pos| row(s + 2 * pos)).collect();
+                debug_assert_eq!(kr.len(), total * kvd);
+                let layer = Q8LayerMut {
+                    k: &mut k8,
+                    k_scales: &mut ks,
+                    v: &mut v8,
+                    v_scales: &mut vs,
+                };
+                write_kv_q8_batch(&pool, &shape, layer, std::slice::from_ref(seq), &kr, &vr);
+            }
+            caches.push((k8, ks, v8, vs));
+        }
+        for i in 0..20 * layers {
+            let (k, ks, v, vs) = &caches[i % layers];
+            let layer = Q8Layer {
+                k,
+                k_scales: ks,
+                v,
+                v_scales: vs,
+            };
+            let t = Instant::now();
+            paged_attention_q8(&pool, &p, &shape, &q, layer, &batch, &mut out);
+            times.push(t.elapsed().as_secs_f64());
+        }
+    } else {
+        let caches: Vec<(Vec<f16>, Vec<f16>)> =
+            (0..layers).map(|_| (k.clone(), v.clone())).collect();
+        for i in 0..20 * layers {
+            let (k, v) = &caches[i % layers];
+            let t = Instant::now();
+            paged_attention(&pool, &p, &shape, &q, k, v, &batch, &mut out);
+            times.push(t.elapsed().as_secs_f64());
+        }
     }
     times.sort_by(f64::total_cmp);
     let med = times[times.len() / 2];
-    let bytes = (seqs * total * kvw * 2 * 2) as f64;
+    let bytes = (seqs * total * kvw * 2 * if q8 { 1 } else { 2 }) as f64;
     println!(
         "seqs {seqs} ctx {ctx} new {new}: {:.3} ms per layer call, {:.1} GB/s of K/V, {:.2} µs per query row",
         med * 1e3,

@@ -42,6 +42,11 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::{exp16, reduce16x16};
 mod portable;
+mod q8;
+#[cfg(target_arch = "x86_64")]
+mod q8_avx512;
+
+pub use q8::{paged_attention_q8, q8_scales_len, write_kv_q8_batch, Q8Layer, Q8LayerMut};
 
 /// Layout of one layer's K or V cache, f16: `[kv head][block]`, and per
 /// (head, block) K is `[slot][dim]` (a key vector is contiguous) and V is
@@ -210,10 +215,42 @@ pub fn paged_attention(
     seqs: &[AttentionSeq],
     out: &mut [f32],
 ) {
+    let kv = F16Kv {
+        k: k_layer,
+        v: v_layer,
+    };
+    run_tasks(pool, p, shape, q, kv, seqs, out, |task, out| {
+        SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            match crate::isa::Isa::active() {
+                #[cfg(target_arch = "x86_64")]
+                crate::isa::Isa::Avx512 if p.head_dim % 16 == 0 => {
+                    // SAFETY: the active ISA is only Avx512 when the CPU supports it.
+                    unsafe { avx512::attend(task, &mut buf, out) }
+                }
+                _ => portable::attend(task, &mut buf, out),
+            }
+        })
+    });
+}
+
+/// Splits a step's attention into tasks — (sequence, kv head, chunk of up to
+/// [`ROWS_PER_TASK`] rows), enumerated without allocating — and runs
+/// `attend` on each in the pool; whatever the cache's storage (`kv`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_tasks<C: Copy + Sync>(
+    pool: &WorkerPool,
+    p: &AttentionParams,
+    shape: &KvShape,
+    q: &[f32],
+    kv: C,
+    seqs: &[AttentionSeq],
+    out: &mut [f32],
+    attend: impl Fn(&Task<C>, &mut [f32]) + Sync,
+) {
     debug_assert_eq!(p.head_dim, shape.head_dim);
     debug_assert_eq!(p.n_kv_heads, shape.n_kv_heads);
     debug_assert_eq!(p.n_heads % p.n_kv_heads, 0);
-    // Tasks: (sequence, kv head, chunk of rows), enumerated without allocating.
     let chunks_of = |s: &AttentionSeq| s.num_rows.div_ceil(ROWS_PER_TASK);
     let per_head: usize = seqs.iter().map(chunks_of).sum();
     let num_tasks = per_head * p.n_kv_heads;
@@ -234,23 +271,39 @@ pub fn paged_attention(
         // group `kv_head`; no two tasks share a (row, head) pair, and `out` is
         // exclusively borrowed for the whole `run`.
         let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get(), out_len) };
-        attend_chunk(p, shape, q, k_layer, v_layer, s, kv_head, r0..r1, out);
+        let t = Task {
+            p,
+            shape,
+            q,
+            kv,
+            s,
+            kv_head,
+            rows: r0..r1,
+        };
+        attend(&t, out);
     });
 }
 
-/// The rows one task handles: `rows` of sequence `s`, query heads of `kv_head`.
-pub(crate) struct Task<'a> {
+/// One layer's f16 cache.
+#[derive(Clone, Copy)]
+pub(crate) struct F16Kv<'a> {
+    pub k: &'a [f16],
+    pub v: &'a [f16],
+}
+
+/// The rows one task handles: `rows` of sequence `s`, query heads of
+/// `kv_head`, over one layer's cache `kv` (its storage type).
+pub(crate) struct Task<'a, C = F16Kv<'a>> {
     pub p: &'a AttentionParams,
     pub shape: &'a KvShape,
     pub q: &'a [f32],
-    pub k_layer: &'a [f16],
-    pub v_layer: &'a [f16],
+    pub kv: C,
     pub s: &'a AttentionSeq<'a>,
     pub kv_head: usize,
     pub rows: std::ops::Range<usize>,
 }
 
-impl Task<'_> {
+impl<C> Task<'_, C> {
     pub fn pos_of(&self, r: usize) -> usize {
         self.s.first_pos + r
     }
@@ -286,41 +339,6 @@ impl Task<'_> {
             self.kv_head * group + qi % group,
         )
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn attend_chunk(
-    p: &AttentionParams,
-    shape: &KvShape,
-    q: &[f32],
-    k_layer: &[f16],
-    v_layer: &[f16],
-    s: &AttentionSeq,
-    kv_head: usize,
-    rows: std::ops::Range<usize>,
-    out: &mut [f32],
-) {
-    let task = Task {
-        p,
-        shape,
-        q,
-        k_layer,
-        v_layer,
-        s,
-        kv_head,
-        rows,
-    };
-    SCRATCH.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        match crate::isa::Isa::active() {
-            #[cfg(target_arch = "x86_64")]
-            crate::isa::Isa::Avx512 if p.head_dim % 16 == 0 => {
-                // SAFETY: the active ISA is only Avx512 when the CPU supports it.
-                unsafe { avx512::attend(&task, &mut buf, out) }
-            }
-            _ => portable::attend(&task, &mut buf, out),
-        }
-    });
 }
 
 #[cfg(test)]
@@ -578,8 +596,7 @@ mod tests {
                         p: &p,
                         shape: &shape,
                         q: &q,
-                        k_layer: &kc,
-                        v_layer: &vc,
+                        kv: F16Kv { k: &kc, v: &vc },
                         s: &seq,
                         kv_head,
                         rows: r0..r1,

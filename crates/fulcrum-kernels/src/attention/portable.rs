@@ -34,11 +34,11 @@ pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     };
     let k_at = |pos: usize, d: usize| {
         let (at, slot) = head_at(pos);
-        t.k_layer[at + slot * hd + d].to_f32()
+        t.kv.k[at + slot * hd + d].to_f32()
     };
     let v_at = |pos: usize, d: usize| {
         let (at, slot) = head_at(pos);
-        t.v_layer[at + d * bs + slot].to_f32()
+        t.kv.v[at + d * bs + slot].to_f32()
     };
     for qi in 0..nq {
         let (r, h) = t.query(qi);

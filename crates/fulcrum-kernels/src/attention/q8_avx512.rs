@@ -1,0 +1,223 @@
+//! AVX-512 attention over the 8-bit cache: `q8.rs`'s arithmetic, 16 slots
+//! at a time. Rows are taken one by one (a prefill task's rows find its
+//! blocks in cache after the first); up to 8 query heads of a group share
+//! every load. A chunk of 16 keys against one query is `head_dim / 4`
+//! `vpdpbusd` (keys are stored in its operand layout) plus three float
+//! operations; values are widened from bytes once per load for all heads.
+
+use std::arch::x86_64::*;
+
+use super::avx512::{softmax_to_f16, tree16};
+use super::q8::{Q8Layer, Q8Scratch};
+use super::Task;
+
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/DQ/VNNI, FMA and F16C; `head_dim`
+/// and `block_size` must be multiples of 16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f32]) {
+    let group = t.p.n_heads / t.p.n_kv_heads;
+    for r in t.rows.clone() {
+        let mut g0 = 0;
+        while g0 < group {
+            let n = (group - g0).min(8);
+            // SAFETY (all arms): same contract; NQ·DG ≤ 24 accumulators.
+            unsafe {
+                match n {
+                    1 => row::<1, 16>(t, r, g0, buf, out),
+                    2 => row::<2, 8>(t, r, g0, buf, out),
+                    3 => row::<3, 8>(t, r, g0, buf, out),
+                    4 => row::<4, 4>(t, r, g0, buf, out),
+                    5 => row::<5, 4>(t, r, g0, buf, out),
+                    6 => row::<6, 2>(t, r, g0, buf, out),
+                    7 => row::<7, 2>(t, r, g0, buf, out),
+                    _ => row::<8, 2>(t, r, g0, buf, out),
+                }
+            }
+            g0 += n;
+        }
+    }
+}
+
+/// Row `r`, query heads `g0..g0 + NQ` of the task's group; `DG` output
+/// dimensions at a time.
+///
+/// # Safety
+/// As [`attend`]; `DG` divides 16.
+#[allow(clippy::needless_range_loop)] // gi indexes several queries' arrays
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+unsafe fn row<const NQ: usize, const DG: usize>(
+    t: &Task<Q8Layer>,
+    r: usize,
+    g0: usize,
+    buf: &mut Q8Scratch,
+    out: &mut [f32],
+) {
+    let (p, shape) = (t.p, t.shape);
+    let (hd, bs) = (p.head_dim, shape.block_size);
+    let stride = p.n_heads * hd;
+    let group = p.n_heads / p.n_kv_heads;
+    let head = |gi: usize| t.kv_head * group + g0 + gi;
+    let (lo, hi) = (t.lo_of(r), t.pos_of(r));
+    // Positions from a multiple of 16: lanes and softmax groups are absolute.
+    let base = lo / 16 * 16;
+    let span = (hi + 1 - base).div_ceil(16) * 16;
+    if buf.scores.len() < NQ * span {
+        buf.scores.resize(NQ * span, 0.0);
+    }
+    if buf.q8.len() < NQ * hd {
+        buf.q8.resize(NQ * hd, 0);
+    }
+    let (scores, q8) = (&mut buf.scores[..NQ * span], &mut buf.q8[..NQ * hd]);
+    let mut cq = [0f32; NQ];
+    let mut corr = [_mm512_setzero_si512(); NQ];
+    for gi in 0..NQ {
+        let src = &t.q[(t.s.first_row + r) * stride + head(gi) * hd..][..hd];
+        // SAFETY: same contract; `hd` is a multiple of 16.
+        let (qs, sum) = unsafe { quantize_query16(src, &mut q8[gi * hd..(gi + 1) * hd]) };
+        cq[gi] = qs * p.scale;
+        // Keys are stored plus 128: Σ(k+128)·q = Σk·q + 128·Σq.
+        corr[gi] = _mm512_set1_epi32(-128 * sum);
+    }
+    scores.fill(f32::NEG_INFINITY);
+    let mut max = [f32::NEG_INFINITY; NQ];
+    // (byte offset of the chunk's (head, block) region, first slot).
+    let region = |first: usize| {
+        let block = t.s.block_table[first / bs] as usize;
+        (shape.head_offset(block, t.kv_head), first % bs)
+    };
+    let visible = |first: usize| -> __mmask16 {
+        let a = lo.saturating_sub(first).min(16);
+        let b = (hi + 1 - first).min(16);
+        (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16
+    };
+    let (kp, vp) = (t.kv.k.as_ptr(), t.kv.v.as_ptr());
+    let chunks = span / 16;
+    for c in 0..chunks {
+        let first = base + 16 * c;
+        let (at, s0) = region(first);
+        let vis = visible(first);
+        debug_assert!(at + hd * bs <= t.kv.k.len() && (at + s0) / hd + 16 <= t.kv.k_scales.len());
+        // SAFETY: the region and its 16 slots' scales lie inside the layer
+        // (the block table names blocks of this shape); prefetches are hints.
+        unsafe {
+            // The blocks are scattered over the pool, out of the hardware
+            // prefetcher's sight: ask for the next chunk's keys and this
+            // chunk's values (read one dimension at a time in the second pass).
+            if c + 1 < chunks {
+                let (nat, ns0) = region(first + 16);
+                for j in 0..hd / 4 {
+                    _mm_prefetch::<_MM_HINT_T0>(kp.add(nat + (j * bs + ns0) * 4).cast());
+                }
+            }
+            for d in (0..hd).step_by((64 / bs).max(1)) {
+                _mm_prefetch::<_MM_HINT_T0>(vp.add(at + d * bs + s0).cast());
+            }
+            let ks = _mm512_loadu_ps(t.kv.k_scales.as_ptr().add(at / hd + s0));
+            let mut acc = [[_mm512_setzero_si512(); 2]; NQ];
+            for gi in 0..NQ {
+                acc[gi][0] = corr[gi];
+            }
+            let q8p = q8.as_ptr();
+            for j in (0..hd / 4).step_by(2) {
+                let k0 = _mm512_loadu_si512(kp.add(at + (j * bs + s0) * 4).cast());
+                let k1 = _mm512_loadu_si512(kp.add(at + ((j + 1) * bs + s0) * 4).cast());
+                for gi in 0..NQ {
+                    let qd = q8p.add(gi * hd + 4 * j).cast::<i32>();
+                    acc[gi][0] =
+                        _mm512_dpbusd_epi32(acc[gi][0], k0, _mm512_set1_epi32(qd.read_unaligned()));
+                    acc[gi][1] = _mm512_dpbusd_epi32(
+                        acc[gi][1],
+                        k1,
+                        _mm512_set1_epi32(qd.add(1).read_unaligned()),
+                    );
+                }
+            }
+            for gi in 0..NQ {
+                let raw = _mm512_add_epi32(acc[gi][0], acc[gi][1]);
+                let sc = _mm512_mul_ps(
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(raw), ks),
+                    _mm512_set1_ps(cq[gi]),
+                );
+                _mm512_mask_storeu_ps(scores.as_mut_ptr().add(gi * span + 16 * c), vis, sc);
+                max[gi] = max[gi].max(_mm512_mask_reduce_max_ps(vis, sc));
+            }
+        }
+    }
+    for gi in 0..NQ {
+        softmax_to_f16(&mut scores[gi * span..(gi + 1) * span], max[gi]);
+    }
+    // Weights times each slot's value scale (zero outside the visible
+    // positions, whose bytes may be another sequence's), once per chunk.
+    for c in 0..chunks {
+        let first = base + 16 * c;
+        let (at, s0) = region(first);
+        let vis = visible(first);
+        // SAFETY: as above.
+        unsafe {
+            let vsc = _mm512_maskz_loadu_ps(vis, t.kv.v_scales.as_ptr().add(at / hd + s0));
+            for gi in 0..NQ {
+                let w = scores.as_mut_ptr().add(gi * span + 16 * c);
+                _mm512_storeu_ps(w, _mm512_mul_ps(_mm512_loadu_ps(w), vsc));
+            }
+        }
+    }
+    for d0 in (0..hd).step_by(DG) {
+        let mut acc = [[_mm512_setzero_ps(); DG]; NQ];
+        for c in 0..chunks {
+            let first = base + 16 * c;
+            let (at, s0) = region(first);
+            let vis = visible(first);
+            // SAFETY: chunks lie inside the score rows; the region holds `hd`
+            // dimensions of `bs` slots.
+            unsafe {
+                let w: [__m512; NQ] = std::array::from_fn(|gi| {
+                    _mm512_loadu_ps(scores.as_ptr().add(gi * span + 16 * c))
+                });
+                for k in 0..DG {
+                    let bytes = _mm_maskz_loadu_epi8(vis, vp.add(at + (d0 + k) * bs + s0).cast());
+                    let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
+                    for gi in 0..NQ {
+                        acc[gi][k] = _mm512_fmadd_ps(v, w[gi], acc[gi][k]);
+                    }
+                }
+            }
+        }
+        for (gi, acc_g) in acc.iter().enumerate() {
+            let dst = &mut out[(t.s.first_row + r) * stride + head(gi) * hd + d0..][..DG];
+            for (o, a) in dst.iter_mut().zip(acc_g) {
+                *o = tree16(*a);
+            }
+        }
+    }
+}
+
+/// `q8.rs`'s `quantize_query`, 16 values at a time: the same maximum (exact
+/// in any order), the same scalar scale and reciprocal, the same rounding
+/// (to nearest even, the conversion's default) and clamp — for finite
+/// queries (NaN lanes convert differently, and then nothing is meaningful).
+///
+/// # Safety
+/// As [`attend`]; `x.len() == q8.len()`, a multiple of 16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+unsafe fn quantize_query16(x: &[f32], q8: &mut [i8]) -> (f32, i32) {
+    // SAFETY: 16-float chunks of `x`, 16-byte chunks of `q8`.
+    unsafe {
+        let mut m = _mm512_setzero_ps();
+        for c in x.chunks_exact(16) {
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())));
+        }
+        let amax = _mm512_reduce_max_ps(m);
+        let scale = amax / 127.0;
+        let inv = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+        let (lo, hi) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127));
+        let mut sum = _mm512_setzero_si512();
+        for (c, d) in x.chunks_exact(16).zip(q8.chunks_exact_mut(16)) {
+            let v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), inv));
+            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            sum = _mm512_add_epi32(sum, v);
+            _mm_storeu_si128(d.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v));
+        }
+        (scale, _mm512_reduce_add_epi32(sum))
+    }
+}
