@@ -54,6 +54,7 @@ pub use engine::{
     RequestFailure, RequestHandle, RequestId, RequestInput, RequestOutput, StartError, StepRunner,
     StopReason, TokenEvent, TokenLogprobs, Usage,
 };
+pub use fulcrum_model::KvDtype;
 pub use sampler::{sample, sampler_rng, SampledToken, SamplerRng, SamplingError, SamplingParams};
 pub use scheduler::{
     AddError, ScheduledSeq, Scheduler, SchedulerStats, StepError, StepOutput, StepPlan,

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 
 use common::{greedy, options, resolve, run_all, smollm2, text_request, GatedRunner};
 use fulcrum_engine::engine::ModelRunner;
-use fulcrum_engine::{Engine, EngineOptions, Policy, Prompt, RequestInput};
+use fulcrum_engine::{Engine, EngineOptions, KvDtype, Policy, Prompt, RequestInput};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -171,6 +171,58 @@ fn prompts_chunked_at_odd_sizes_give_the_same_outputs() {
     };
     let (outputs, _) = run_batch(&options);
     assert_matches_reference("chunks of at most 7 tokens", &outputs);
+}
+
+/// The 8-bit KV cache keeps the guarantees: each request alone (16-token
+/// blocks: the AVX-512 kernel where the CPU has it) equals all of them
+/// batched, and batched with prompts chunked at odd sizes in 5-token blocks
+/// (the portable kernel, bit-identical by contract); and it still answers.
+#[test]
+fn the_q8_cache_is_deterministic_and_still_answers_paris() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let model = smollm2();
+    let q8 = |o: EngineOptions| EngineOptions {
+        kv_cache_dtype: KvDtype::Q8,
+        ..o
+    };
+    let alone: Vec<Vec<u32>> = inputs()
+        .into_iter()
+        .map(|input| {
+            let engine =
+                Engine::start(model.clone(), resolve(&model, &q8(options(256, 64)))).unwrap();
+            let out = run_all(&engine, &[input]);
+            engine.shutdown(std::time::Duration::ZERO);
+            out[0].choices[0].token_ids.clone()
+        })
+        .collect();
+    // " Paris." as llama.cpp (f16 cache) says it.
+    assert_eq!(alone[0][..2], [7042, 30]);
+    for (what, options) in [
+        (
+            "batched",
+            q8(EngineOptions {
+                max_num_seqs: 8,
+                ..options(1024, 64)
+            }),
+        ),
+        (
+            "chunks of at most 7 tokens, blocks of 5",
+            q8(EngineOptions {
+                max_batched_tokens: Some(7),
+                max_num_seqs: 3,
+                block_size: 5,
+                ..options(1024, 64)
+            }),
+        ),
+    ] {
+        let (outputs, _) = run_batch(&options);
+        for (i, (got, expected)) in outputs.iter().zip(&alone).enumerate() {
+            assert_eq!(
+                got, expected,
+                "q8, {what}: prompt {i} differs from its run alone"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Aggregate decode throughput with B sequences decoding together (each after
 //! a P-token prompt): `batch_speed MODEL.gguf [B] [P] [STEPS] [THREADS]`.
 //! `FULCRUM_NUMERICS=llama-cpp` selects llama.cpp's summation order;
-//! `FULCRUM_SCATTER=1` interleaves the sequences' KV blocks.
+//! `FULCRUM_SCATTER=1` interleaves the sequences' KV blocks; `FULCRUM_KV=q8`
+//! uses the 8-bit KV cache.
 use fulcrum_kernels::WorkerPool;
 use fulcrum_model::{ForwardScratch, Model, SeqInput};
 use std::time::Instant;
@@ -16,7 +17,10 @@ fn main() {
     let pool = WorkerPool::new(threads);
     let bs = 16;
     let per = (p + steps).div_ceil(bs) + 1;
-    let mut kv = model.new_kv_cache(per * b, bs);
+    let dtype = std::env::var("FULCRUM_KV")
+        .map(|s| s.parse().expect("FULCRUM_KV: f16 or q8"))
+        .unwrap_or_default();
+    let mut kv = model.new_kv_cache_with(per * b, bs, dtype);
     // FULCRUM_SCATTER=1: block i of every sequence side by side (the engine's
     // decode blocks, allocated as sequences grow, land this way); otherwise
     // each sequence's blocks are contiguous.

@@ -5,6 +5,7 @@
 //! activation, rope style, sliding windows).
 
 use fulcrum_gguf::{GgufError, Metadata};
+use fulcrum_kernels::attention::KvDtype;
 use fulcrum_kernels::ops::RopeStyle;
 
 /// The architectures fulcrum can run.
@@ -225,8 +226,8 @@ impl ModelConfig {
         self.num_kv_heads * self.head_dim
     }
 
-    /// Bytes of KV cache one token takes across all layers (K and V, f16).
-    pub fn kv_bytes_per_token(&self) -> usize {
-        2 * self.num_layers * self.kv_dim() * 2
+    /// Bytes of KV cache one token takes across all layers (K and V).
+    pub fn kv_bytes_per_token(&self, dtype: KvDtype) -> usize {
+        2 * self.num_layers * self.num_kv_heads * dtype.row_bytes(self.head_dim)
     }
 }

@@ -8,14 +8,17 @@
 //! step ends at their last known token).
 
 use fulcrum_gguf::GgufFile;
-use fulcrum_kernels::attention::{paged_attention, write_kv_batch, AttentionParams, AttentionSeq};
+use fulcrum_kernels::attention::{
+    paged_attention, paged_attention_q8, write_kv_batch, write_kv_q8_batch, AttentionParams,
+    AttentionSeq,
+};
 use fulcrum_kernels::gemm::{matmul, matmul_quantized_many, ActScheme, MatmulScratch, PackedData};
 use fulcrum_kernels::ops::{self, RopeTable};
 use fulcrum_kernels::quant::dequantize_row;
 use fulcrum_kernels::WorkerPool;
 
 use crate::config::{Arch, ModelConfig};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvLayerMut};
 use crate::weights::{Linear, Weights};
 
 /// One sequence's part of a step.
@@ -287,8 +290,13 @@ pub fn forward<'s>(
             });
         }
         let shape = kv.shape;
-        let (kc, vc) = kv.layer_mut(li);
-        write_kv_batch(pool, &shape, kc, vc, &attn_seqs, k, v);
+        let mut layer = kv.layer_mut(li);
+        match &mut layer {
+            KvLayerMut::F16 { k: kc, v: vc } => {
+                write_kv_batch(pool, &shape, kc, vc, &attn_seqs, k, v)
+            }
+            KvLayerMut::Q8(l) => write_kv_q8_batch(pool, &shape, l.reborrow(), &attn_seqs, k, v),
+        }
         let params = AttentionParams {
             n_heads: cfg.num_heads,
             n_kv_heads: cfg.num_kv_heads,
@@ -297,7 +305,14 @@ pub fn forward<'s>(
             window: la.window,
         };
         let attn = sized(&mut s.attn, t_total * qd);
-        paged_attention(pool, &params, &shape, q, kc, vc, &attn_seqs, attn);
+        match &layer {
+            KvLayerMut::F16 { k: kc, v: vc } => {
+                paged_attention(pool, &params, &shape, q, kc, vc, &attn_seqs, attn)
+            }
+            KvLayerMut::Q8(l) => {
+                paged_attention_q8(pool, &params, &shape, q, l.as_ref(), &attn_seqs, attn)
+            }
+        }
         dbg("Qrope", q);
         dbg("Krope", k);
         dbg("kqv_out", attn);

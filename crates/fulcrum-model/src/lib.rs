@@ -20,6 +20,7 @@ pub mod weights;
 
 pub use config::{Arch, ModelConfig};
 pub use forward::{ForwardError, ForwardScratch, SeqInput};
+pub use fulcrum_kernels::attention::KvDtype;
 pub use fulcrum_kernels::gemm::Numerics;
 pub use kv_cache::KvCache;
 pub use model::{LoadError, Model};

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fulcrum_gguf::{GgufError, GgufFile};
+use fulcrum_kernels::attention::KvDtype;
 use fulcrum_kernels::gemm::Numerics;
 use fulcrum_kernels::WorkerPool;
 
@@ -90,6 +91,16 @@ impl Model {
     /// A KV cache for this model.
     pub fn new_kv_cache(&self, num_blocks: usize, block_size: usize) -> KvCache {
         KvCache::new(&self.config, num_blocks, block_size)
+    }
+
+    /// A KV cache storing keys and values as `dtype`.
+    pub fn new_kv_cache_with(
+        &self,
+        num_blocks: usize,
+        block_size: usize,
+        dtype: KvDtype,
+    ) -> KvCache {
+        KvCache::with_dtype(&self.config, num_blocks, block_size, dtype)
     }
 
     /// Runs one step over a ragged batch; see [`crate::forward`].

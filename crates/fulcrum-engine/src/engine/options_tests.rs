@@ -105,6 +105,43 @@ fn defaults_cap_the_context_and_the_kv_cache() {
 }
 
 #[test]
+fn the_q8_cache_holds_about_twice_the_tokens() {
+    let sized = |dtype| {
+        let options = EngineOptions {
+            kv_cache: Some(KvCacheSize::Bytes(GIB)),
+            kv_cache_dtype: dtype,
+            ..EngineOptions::default()
+        };
+        EngineConfig::resolve_with_available_memory(&options, &model_config(2048), || None).unwrap()
+    };
+    let (f16, q8) = (sized(KvDtype::F16), sized(KvDtype::Q8));
+    // Per token: 30 layers × 2 (K, V) × 3 heads × (64 bytes + a 4-byte scale).
+    assert_eq!(q8.kv_bytes_per_token, 12240);
+    assert_eq!(q8.scheduler.num_blocks, GIB as usize / (12240 * 16));
+    assert!(q8.num_kv_tokens() > f16.num_kv_tokens() * 18 / 10);
+    assert!(q8.to_string().contains("KV cache q8"), "{q8}");
+    // Rows the layout cannot hold are refused by name.
+    let mut odd = model_config(2048);
+    odd.head_dim = 6;
+    let options = EngineOptions {
+        kv_cache_dtype: KvDtype::Q8,
+        ..EngineOptions::default()
+    };
+    let err =
+        EngineConfig::resolve_with_available_memory(&options, &odd, || Some(GIB)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`kv_cache_dtype`: the q8 KV cache needs a head dimension divisible by 4"),
+        "{err}"
+    );
+    assert_eq!("Q8".parse::<KvDtype>(), Ok(KvDtype::Q8));
+    assert!("q4"
+        .parse::<KvDtype>()
+        .unwrap_err()
+        .contains("expected f16 or q8"));
+}
+
+#[test]
 fn whole_prompt_policies_get_a_budget_of_a_whole_context() {
     let options = EngineOptions {
         policy: Policy::Static,

@@ -31,7 +31,11 @@ pub struct ModelRunner {
 impl ModelRunner {
     /// Allocates the KV cache `config` asks for and starts the worker pool.
     pub fn new(model: Arc<Model>, config: &EngineConfig) -> ModelRunner {
-        let kv = model.new_kv_cache(config.scheduler.num_blocks, config.scheduler.block_size);
+        let kv = model.new_kv_cache_with(
+            config.scheduler.num_blocks,
+            config.scheduler.block_size,
+            config.kv_cache_dtype,
+        );
         ModelRunner {
             model,
             pool: WorkerPool::new(config.num_threads),

@@ -84,6 +84,57 @@ impl KvShape {
     }
 }
 
+/// How the KV cache stores keys and values (`--kv-cache-dtype`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvDtype {
+    /// Half precision, the arithmetic llama.cpp's CPU attention uses.
+    #[default]
+    F16,
+    /// 8-bit rows with one f32 scale each (see `q8.rs`): about half the
+    /// bytes, so twice the tokens and half the decode-attention traffic.
+    Q8,
+}
+
+impl KvDtype {
+    /// Bytes one head's key (or value) row of `head_dim` takes.
+    pub fn row_bytes(self, head_dim: usize) -> usize {
+        match self {
+            KvDtype::F16 => 2 * head_dim,
+            KvDtype::Q8 => head_dim + 4,
+        }
+    }
+
+    /// Why this storage cannot hold rows of `head_dim`, if it cannot.
+    pub fn check_head_dim(self, head_dim: usize) -> Result<(), String> {
+        match self {
+            KvDtype::Q8 if !head_dim.is_multiple_of(4) => Err(format!(
+                "the q8 KV cache needs a head dimension divisible by 4; this model's is {head_dim}: use f16"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::str::FromStr for KvDtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" | "fp16" | "auto" => Ok(KvDtype::F16),
+            "q8" | "int8" => Ok(KvDtype::Q8),
+            _ => Err(format!("unknown KV cache dtype `{s}`: expected f16 or q8")),
+        }
+    }
+}
+
+impl std::fmt::Display for KvDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KvDtype::F16 => "f16",
+            KvDtype::Q8 => "q8",
+        })
+    }
+}
+
 /// Stores one token's K and V rows (`[n_kv_heads * head_dim]` each) at
 /// position `pos` of the sequence owning `block_table`.
 pub fn write_kv(
@@ -205,6 +256,7 @@ thread_local! {
 /// `out[row, head] = softmax(q·Kᵀ·scale) V` for every query row of every
 /// sequence. `q`, `out`: `[n_rows, n_heads * head_dim]`; the K/V of every
 /// query position must already be in the cache.
+#[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     pool: &WorkerPool,
     p: &AttentionParams,
@@ -224,7 +276,7 @@ pub fn paged_attention(
             let mut buf = cell.borrow_mut();
             match crate::isa::Isa::active() {
                 #[cfg(target_arch = "x86_64")]
-                crate::isa::Isa::Avx512 if p.head_dim % 16 == 0 => {
+                crate::isa::Isa::Avx512 if p.head_dim.is_multiple_of(16) => {
                     // SAFETY: the active ISA is only Avx512 when the CPU supports it.
                     unsafe { avx512::attend(task, &mut buf, out) }
                 }

@@ -55,6 +55,16 @@ pub struct Q8LayerMut<'a> {
 }
 
 impl Q8LayerMut<'_> {
+    /// The same buffers, borrowed again (to write a step, then read it).
+    pub fn reborrow(&mut self) -> Q8LayerMut<'_> {
+        Q8LayerMut {
+            k: self.k,
+            k_scales: self.k_scales,
+            v: self.v,
+            v_scales: self.v_scales,
+        }
+    }
+
     pub fn as_ref(&self) -> Q8Layer<'_> {
         Q8Layer {
             k: self.k,
@@ -179,7 +189,9 @@ pub fn paged_attention_q8(
             let mut buf = cell.borrow_mut();
             match crate::isa::Isa::active() {
                 #[cfg(target_arch = "x86_64")]
-                crate::isa::Isa::Avx512 if p.head_dim % 16 == 0 && shape.block_size % 16 == 0 => {
+                crate::isa::Isa::Avx512
+                    if p.head_dim.is_multiple_of(16) && shape.block_size.is_multiple_of(16) =>
+                {
                     // SAFETY: the active ISA is only Avx512 when the CPU supports it.
                     unsafe { super::q8_avx512::attend(task, &mut buf, out) }
                 }

@@ -193,6 +193,9 @@ pub struct EngineBaseArgs {
     /// KV-cache size: `4GiB`, `512MB`, or `30%` of available memory [default: as `fulcrum serve`].
     #[arg(long, help_heading = "Engine")]
     pub kv_cache_memory: Option<KvCacheSize>,
+    /// KV-cache storage: `f16` or `q8` (half the bytes; see `fulcrum serve --help`).
+    #[arg(long, default_value = "f16", help_heading = "Engine")]
+    pub kv_cache_dtype: fulcrum_engine::KvDtype,
     /// Disable prefix caching.
     #[arg(long, help_heading = "Engine")]
     pub no_prefix_cache: bool,
@@ -213,6 +216,7 @@ impl EngineBaseArgs {
             max_model_len: self.max_model_len,
             block_size: self.block_size,
             kv_cache: self.kv_cache_memory,
+            kv_cache_dtype: self.kv_cache_dtype,
             enable_prefix_cache: !self.no_prefix_cache,
             threads: self.threads,
             ..EngineOptions::default()
@@ -235,6 +239,11 @@ impl EngineBaseArgs {
             (self.block_size != DEFAULT_BLOCK_SIZE).then(|| self.block_size.to_string()),
         );
         add("kv-cache-memory", self.kv_cache_memory.map(kv_cache_flag));
+        add(
+            "kv-cache-dtype",
+            (self.kv_cache_dtype != fulcrum_engine::KvDtype::default())
+                .then(|| self.kv_cache_dtype.to_string()),
+        );
         if self.no_prefix_cache {
             flags.push_str(" --no-prefix-cache");
         }
@@ -266,6 +275,7 @@ mod tests {
             max_model_len: None,
             block_size: DEFAULT_BLOCK_SIZE,
             kv_cache_memory: None,
+            kv_cache_dtype: fulcrum_engine::KvDtype::F16,
             no_prefix_cache: false,
             numerics: fulcrum_model::Numerics::Fast,
         };
