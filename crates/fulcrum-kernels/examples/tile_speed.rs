@@ -20,18 +20,21 @@ fn main() {
             .collect();
         bytes.extend(quantize_row(ty, &row));
     }
-    let w = PackedMatrix::pack(&WeightMatrix::new(ty, n, k, &bytes).expect("matrix"));
+    let w0 = PackedMatrix::pack(&WeightMatrix::new(ty, n, k, &bytes).expect("matrix"));
+    let copies: usize = std::env::var("COLD").map_or(1, |s| s.parse().unwrap());
+    let ws: Vec<PackedMatrix> = (0..copies).map(|_| w0.clone()).collect();
+    let w = &ws[0];
     let pool = WorkerPool::new(th);
     let x: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
     let mut acts = QuantizedActivations::default();
-    acts.quantize(&pool, &x, m, k, ActScheme::for_matrix(&w));
+    acts.quantize(&pool, &x, m, k, ActScheme::for_matrix(w));
     let mut y = vec![0f32; m * n];
-    let iters = (200_000_000 / (n * k * m)).max(3);
+    let iters = (200_000_000 / (n * k * m)).max(3) * copies.max(1);
     let mut times = Vec::new();
     for _ in 0..7 {
         let t = Instant::now();
-        for _ in 0..iters {
-            matmul_quantized(&pool, &acts, &w, &mut y);
+        for i in 0..iters {
+            matmul_quantized(&pool, &acts, &ws[i % copies], &mut y);
         }
         times.push(t.elapsed().as_secs_f64() / iters as f64);
     }
