@@ -116,7 +116,7 @@ fn round_to_f16(dst: &mut [f32], src: &[f32]) {
 /// normalized and rounded to f16 as llama.cpp rounds its weights.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-pub(crate) fn softmax_to_f16(row: &mut [f32], max: f32) {
+fn softmax_to_f16(row: &mut [f32], max: f32) {
     let m = _mm512_set1_ps(max);
     let mut total = 0f64;
     for chunk in row.chunks_exact_mut(16) {

@@ -3,12 +3,13 @@
 //! blocks in cache after the first); up to 8 query heads of a group share
 //! every load. A chunk of 16 keys against one query is `head_dim / 4`
 //! `vpdpbusd` (keys are stored in its operand layout) plus three float
-//! operations; values are widened from bytes once per load for all heads.
+//! operations; the weighted values are `vpdpwssd` over bytes widened to 16
+//! bits once per load for all heads, 32 multiply-adds an instruction.
 
 use std::arch::x86_64::*;
 
-use super::avx512::{softmax_to_f16, tree16};
-use super::q8::{Q8Layer, Q8Scratch};
+use super::avx512::{exp16, tree16};
+use super::q8::{weight_scales, Q8Layer, Q8Scratch, SEGMENT};
 use super::Task;
 
 /// # Safety
@@ -21,10 +22,10 @@ pub(crate) unsafe fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f
         let mut g0 = 0;
         while g0 < group {
             let n = (group - g0).min(8);
-            // SAFETY (all arms): same contract; NQ·DG ≤ 24 accumulators.
+            // SAFETY (all arms): same contract; NQ·G ≤ 24 accumulators.
             unsafe {
                 match n {
-                    1 => row::<1, 16>(t, r, g0, buf, out),
+                    1 => row::<1, 8>(t, r, g0, buf, out),
                     2 => row::<2, 8>(t, r, g0, buf, out),
                     3 => row::<3, 8>(t, r, g0, buf, out),
                     4 => row::<4, 4>(t, r, g0, buf, out),
@@ -39,14 +40,14 @@ pub(crate) unsafe fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f
     }
 }
 
-/// Row `r`, query heads `g0..g0 + NQ` of the task's group; `DG` output
+/// Row `r`, query heads `g0..g0 + NQ` of the task's group; `2·G` output
 /// dimensions at a time.
 ///
 /// # Safety
-/// As [`attend`]; `DG` divides 16.
+/// As [`attend`]; `2·G` divides 16.
 #[allow(clippy::needless_range_loop)] // gi indexes several queries' arrays
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-unsafe fn row<const NQ: usize, const DG: usize>(
+unsafe fn row<const NQ: usize, const G: usize>(
     t: &Task<Q8Layer>,
     r: usize,
     g0: usize,
@@ -68,7 +69,14 @@ unsafe fn row<const NQ: usize, const DG: usize>(
     if buf.q8.len() < NQ * hd {
         buf.q8.resize(NQ * hd, 0);
     }
-    let (scores, q8) = (&mut buf.scores[..NQ * span], &mut buf.q8[..NQ * hd]);
+    if buf.w16.len() < NQ * span {
+        buf.w16.resize(NQ * span, 0);
+    }
+    let (scores, q8, w16) = (
+        &mut buf.scores[..NQ * span],
+        &mut buf.q8[..NQ * hd],
+        &mut buf.w16[..NQ * span],
+    );
     let mut cq = [0f32; NQ];
     let mut corr = [_mm512_setzero_si512(); NQ];
     for gi in 0..NQ {
@@ -144,49 +152,104 @@ unsafe fn row<const NQ: usize, const DG: usize>(
             }
         }
     }
-    for gi in 0..NQ {
-        softmax_to_f16(&mut scores[gi * span..(gi + 1) * span], max[gi]);
-    }
-    // Weights times each slot's value scale (zero outside the visible
-    // positions, whose bytes may be another sequence's), once per chunk.
+    // Softmax numerators times each slot's value scale (zero outside the
+    // visible positions, whose bytes may be another sequence's), their
+    // totals, and the largest product.
+    let mut total = [0f64; NQ];
+    let mut umax = [_mm512_setzero_ps(); NQ];
     for c in 0..chunks {
         let first = base + 16 * c;
         let (at, s0) = region(first);
-        let vis = visible(first);
-        // SAFETY: as above.
+        // SAFETY: chunk c of every score row lies inside it; the slots'
+        // scales inside the layer.
         unsafe {
-            let vsc = _mm512_maskz_loadu_ps(vis, t.kv.v_scales.as_ptr().add(at / hd + s0));
+            let vsc =
+                _mm512_maskz_loadu_ps(visible(first), t.kv.v_scales.as_ptr().add(at / hd + s0));
             for gi in 0..NQ {
-                let w = scores.as_mut_ptr().add(gi * span + 16 * c);
-                _mm512_storeu_ps(w, _mm512_mul_ps(_mm512_loadu_ps(w), vsc));
+                let at_s = scores.as_mut_ptr().add(gi * span + 16 * c);
+                let e = exp16(_mm512_sub_ps(
+                    _mm512_loadu_ps(at_s),
+                    _mm512_set1_ps(max[gi]),
+                ));
+                total[gi] += f64::from(tree16(e));
+                let u = _mm512_mul_ps(e, vsc);
+                _mm512_storeu_ps(at_s, u);
+                umax[gi] = _mm512_max_ps(umax[gi], u);
             }
         }
     }
-    for d0 in (0..hd).step_by(DG) {
-        let mut acc = [[_mm512_setzero_ps(); DG]; NQ];
+    // The weights in 16 bits, and the factor that turns sums into outputs.
+    let mut out_scale = [0f32; NQ];
+    for gi in 0..NQ {
+        let (inv, r) = weight_scales(_mm512_reduce_max_ps(umax[gi]), total[gi]);
+        out_scale[gi] = r;
+        let inv = _mm512_set1_ps(inv);
+        let (zero, top) = (_mm512_setzero_si512(), _mm512_set1_epi32(32767));
+        for c in 0..chunks {
+            // SAFETY: chunk c of the row, and of the row's 16-bit weights.
+            unsafe {
+                let u = _mm512_loadu_ps(scores.as_ptr().add(gi * span + 16 * c));
+                let w = _mm512_min_epi32(
+                    _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(u, inv)), zero),
+                    top,
+                );
+                _mm256_storeu_si256(
+                    w16.as_mut_ptr().add(gi * span + 16 * c).cast(),
+                    _mm512_cvtepi32_epi16(w),
+                );
+            }
+        }
+    }
+    // Σ w·v8 by `vpdpwssd`: a register holds two dimensions of 16 slots
+    // (lanes 0-7 the first, 8-15 the second, two slots per lane); sums
+    // leave for f32 at the end of every 256 positions.
+    let seg_chunks = SEGMENT / 16;
+    for d0 in (0..hd).step_by(2 * G) {
+        let mut acc = [[_mm512_setzero_si512(); G]; NQ];
+        let mut accf = [[0f32; 16]; NQ];
         for c in 0..chunks {
             let first = base + 16 * c;
             let (at, s0) = region(first);
-            let vis = visible(first);
-            // SAFETY: chunks lie inside the score rows; the region holds `hd`
-            // dimensions of `bs` slots.
+            // SAFETY: chunk c of the weights; the region holds `hd` dimensions of `bs` slots.
             unsafe {
-                let w: [__m512; NQ] = std::array::from_fn(|gi| {
-                    _mm512_loadu_ps(scores.as_ptr().add(gi * span + 16 * c))
+                let w: [__m512i; NQ] = std::array::from_fn(|gi| {
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        w16.as_ptr().add(gi * span + 16 * c).cast(),
+                    ))
                 });
-                for k in 0..DG {
-                    let bytes = _mm_maskz_loadu_epi8(vis, vp.add(at + (d0 + k) * bs + s0).cast());
-                    let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
+                for k in 0..G {
+                    let d = d0 + 2 * k;
+                    let bytes = if bs == 16 {
+                        _mm256_loadu_si256(vp.add(at + d * 16).cast())
+                    } else {
+                        _mm256_inserti128_si256::<1>(
+                            _mm256_castsi128_si256(_mm_loadu_si128(
+                                vp.add(at + d * bs + s0).cast(),
+                            )),
+                            _mm_loadu_si128(vp.add(at + (d + 1) * bs + s0).cast()),
+                        )
+                    };
+                    let v = _mm512_cvtepi8_epi16(bytes);
                     for gi in 0..NQ {
-                        acc[gi][k] = _mm512_fmadd_ps(v, w[gi], acc[gi][k]);
+                        acc[gi][k] = _mm512_dpwssd_epi32(acc[gi][k], v, w[gi]);
+                    }
+                }
+            }
+            if (first / 16) % seg_chunks == seg_chunks - 1 || c + 1 == chunks {
+                for gi in 0..NQ {
+                    for k in 0..G {
+                        let a = acc[gi][k];
+                        accf[gi][2 * k] += _mm512_mask_reduce_add_epi32(0x00FF, a) as f32;
+                        accf[gi][2 * k + 1] += _mm512_mask_reduce_add_epi32(0xFF00, a) as f32;
+                        acc[gi][k] = _mm512_setzero_si512();
                     }
                 }
             }
         }
-        for (gi, acc_g) in acc.iter().enumerate() {
-            let dst = &mut out[(t.s.first_row + r) * stride + head(gi) * hd + d0..][..DG];
-            for (o, a) in dst.iter_mut().zip(acc_g) {
-                *o = tree16(*a);
+        for gi in 0..NQ {
+            let dst = &mut out[(t.s.first_row + r) * stride + head(gi) * hd + d0..][..2 * G];
+            for (o, a) in dst.iter_mut().zip(&accf[gi]) {
+                *o = a * out_scale[gi];
             }
         }
     }
