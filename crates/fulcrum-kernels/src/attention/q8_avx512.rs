@@ -117,6 +117,10 @@ unsafe fn row<const NQ: usize, const G: usize>(
                 for j in 0..hd / 4 {
                     _mm_prefetch::<_MM_HINT_T0>(kp.add(nat + (j * bs + ns0) * 4).cast());
                 }
+                // The scales live in arrays of their own: a miss each too.
+                let si = nat / hd + ns0;
+                _mm_prefetch::<_MM_HINT_T0>(t.kv.k_scales.as_ptr().wrapping_add(si).cast());
+                _mm_prefetch::<_MM_HINT_T0>(t.kv.v_scales.as_ptr().wrapping_add(si).cast());
             }
             for d in (0..hd).step_by((64 / bs).max(1)) {
                 _mm_prefetch::<_MM_HINT_T0>(vp.add(at + d * bs + s0).cast());
