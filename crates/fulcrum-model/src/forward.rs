@@ -9,8 +9,8 @@
 
 use fulcrum_gguf::GgufFile;
 use fulcrum_kernels::attention::{
-    paged_attention, paged_attention_q8, write_kv_batch, write_kv_q8_batch, AttentionParams,
-    AttentionSeq,
+    paged_attention_cells, paged_attention_q8_cells, write_kv_batch_cells, write_kv_q8_batch_cells,
+    AttentionParams, AttentionSeq,
 };
 use fulcrum_kernels::gemm::{matmul, matmul_quantized_many, ActScheme, MatmulScratch, PackedData};
 use fulcrum_kernels::ops::{self, RopeTable};
@@ -18,7 +18,7 @@ use fulcrum_kernels::quant::dequantize_row;
 use fulcrum_kernels::WorkerPool;
 
 use crate::config::{Arch, ModelConfig};
-use crate::kv_cache::{KvCache, KvLayerMut};
+use crate::kv_cache::{KvCache, KvLayer};
 use crate::weights::{Linear, Weights};
 
 /// One sequence's part of a step.
@@ -151,16 +151,53 @@ pub fn validate_batch(
 
 /// Runs one step. Returns `[L, vocab]` logits, one row per sequence with
 /// `want_logits`, in batch order.
-pub fn forward<'s>(
+///
+/// # Safety
+/// While it runs, no other thread writes the blocks of these sequences or
+/// touches the slots they write (positions `start_pos..` of each): other
+/// forward passes sharing `kv` run over other sequences, whose blocks are
+/// their own or full prefix blocks nobody writes.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn forward<'s>(
     cfg: &ModelConfig,
     weights: &Weights,
     file: &GgufFile,
     pool: &WorkerPool,
     seqs: &[SeqInput],
-    kv: &mut KvCache,
+    kv: &KvCache,
     s: &'s mut ForwardScratch,
 ) -> Result<&'s [f32], ForwardError> {
+    let n = seqs.iter().filter(|s| s.want_logits).count() * cfg.vocab_size;
+    let mut logits = std::mem::take(&mut s.logits);
+    logits.resize(n.max(logits.len()), 0.0);
+    // SAFETY: the caller's promise.
+    let result = unsafe { forward_into(cfg, weights, file, pool, seqs, kv, s, &mut logits[..n]) };
+    s.logits = logits;
+    result.map(|()| &s.logits[..n])
+}
+
+/// [`forward`] writing the logits into `out` (`[L, vocab]`, exactly).
+///
+/// # Safety
+/// As [`forward`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn forward_into(
+    cfg: &ModelConfig,
+    weights: &Weights,
+    file: &GgufFile,
+    pool: &WorkerPool,
+    seqs: &[SeqInput],
+    kv: &KvCache,
+    s: &mut ForwardScratch,
+    out: &mut [f32],
+) -> Result<(), ForwardError> {
     validate_batch(cfg, kv, seqs)?;
+    let num_logits = seqs.iter().filter(|s| s.want_logits).count();
+    assert_eq!(
+        out.len(),
+        num_logits * cfg.vocab_size,
+        "logits buffer of the wrong size"
+    );
     let t_total: usize = seqs.iter().map(|s| s.tokens.len()).sum();
     let (d, qd, kvd, ffn) = (cfg.d_model, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
     let hd = cfg.head_dim;
@@ -290,12 +327,15 @@ pub fn forward<'s>(
             });
         }
         let shape = kv.shape;
-        let mut layer = kv.layer_mut(li);
-        match &mut layer {
-            KvLayerMut::F16 { k: kc, v: vc } => {
-                write_kv_batch(pool, &shape, kc, vc, &attn_seqs, k, v)
-            }
-            KvLayerMut::Q8(l) => write_kv_q8_batch(pool, &shape, l.reborrow(), &attn_seqs, k, v),
+        let layer = kv.layer(li);
+        // SAFETY (the writes and the attention below): the batch was
+        // validated (block ids inside the cache); the caller of `forward`
+        // guarantees no other thread touches these sequences' blocks.
+        match layer {
+            KvLayer::F16 { k: kc, v: vc } => unsafe {
+                write_kv_batch_cells(pool, &shape, kc, vc, &attn_seqs, k, v)
+            },
+            KvLayer::Q8(l) => unsafe { write_kv_q8_batch_cells(pool, &shape, l, &attn_seqs, k, v) },
         }
         let params = AttentionParams {
             n_heads: cfg.num_heads,
@@ -305,13 +345,13 @@ pub fn forward<'s>(
             window: la.window,
         };
         let attn = sized(&mut s.attn, t_total * qd);
-        match &layer {
-            KvLayerMut::F16 { k: kc, v: vc } => {
-                paged_attention(pool, &params, &shape, q, kc, vc, &attn_seqs, attn)
-            }
-            KvLayerMut::Q8(l) => {
-                paged_attention_q8(pool, &params, &shape, q, l.as_ref(), &attn_seqs, attn)
-            }
+        match layer {
+            KvLayer::F16 { k: kc, v: vc } => unsafe {
+                paged_attention_cells(pool, &params, &shape, q, kc, vc, &attn_seqs, attn)
+            },
+            KvLayer::Q8(l) => unsafe {
+                paged_attention_q8_cells(pool, &params, &shape, q, l, &attn_seqs, attn)
+            },
         }
         dbg("Qrope", q);
         dbg("Krope", k);
@@ -375,7 +415,6 @@ pub fn forward<'s>(
     }
 
     // Final norm and logits for the last token of each sequence that wants them.
-    let num_logits = seqs.iter().filter(|s| s.want_logits).count();
     let last = sized(&mut s.last, num_logits * d);
     let mut li = 0;
     for a in attn_seqs
@@ -393,11 +432,10 @@ pub fn forward<'s>(
         );
         li += 1;
     }
-    let logits = sized(&mut s.logits, num_logits * cfg.vocab_size);
     if num_logits > 0 {
-        mm(pool, &weights.output, last, logits, &mut s.mm);
+        mm(pool, &weights.output, last, out, &mut s.mm);
     }
-    Ok(&s.logits[..num_logits * cfg.vocab_size])
+    Ok(())
 }
 
 /// Development aid: with `FULCRUM_DUMP_DIR` set, writes intermediate tensors

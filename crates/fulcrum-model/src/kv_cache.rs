@@ -6,7 +6,9 @@
 //! [`KvShape`] says, in f16 or (`KvDtype::Q8`) as 8-bit rows with a scale
 //! per row.
 
-use fulcrum_kernels::attention::{q8_scales_len, KvDtype, KvShape, Q8LayerMut};
+use fulcrum_kernels::attention::{
+    cells_from_vec, q8_scales_len, KvCell, KvDtype, KvShape, KvSlice, Q8Cells,
+};
 use half::f16;
 
 use crate::config::ModelConfig;
@@ -19,24 +21,41 @@ pub struct KvCache {
 /// Every buffer is a zeroed `vec![0; n]` of a plain integer (or float)
 /// type: a zeroed allocation the OS maps lazily, so memory is committed as
 /// blocks are first written, not up front (a vector of `f16::ZERO` would be
-/// written through at start-up). f16 values are kept as their bits.
+/// written through at start-up). The elements are [`KvCell`]s so that
+/// concurrent forward passes over disjoint sequences may share the cache
+/// (see `fulcrum_kernels::attention::KvSlice`).
 enum Storage {
     F16 {
-        k: Vec<Vec<u16>>,
-        v: Vec<Vec<u16>>,
+        k: Vec<Box<[KvCell<f16>]>>,
+        v: Vec<Box<[KvCell<f16>]>>,
     },
     Q8 {
-        k: Vec<Vec<u8>>,
-        k_scales: Vec<Vec<f32>>,
-        v: Vec<Vec<i8>>,
-        v_scales: Vec<Vec<f32>>,
+        k: Vec<Box<[KvCell<u8>]>>,
+        k_scales: Vec<Box<[KvCell<f32>]>>,
+        v: Vec<Box<[KvCell<i8>]>>,
+        v_scales: Vec<Box<[KvCell<f32>]>>,
     },
 }
 
-/// One layer's buffers, for the forward pass.
-pub(crate) enum KvLayerMut<'a> {
-    F16 { k: &'a mut [f16], v: &'a mut [f16] },
-    Q8(Q8LayerMut<'a>),
+/// One layer's cells, for the forward pass.
+#[derive(Clone, Copy)]
+pub(crate) enum KvLayer<'a> {
+    F16 {
+        k: KvSlice<'a, f16>,
+        v: KvSlice<'a, f16>,
+    },
+    Q8(Q8Cells<'a>),
+}
+
+/// `n` zeroed f16 cells (allocated as `u16`s, which the OS maps lazily).
+fn zeroed_f16(n: usize) -> Box<[KvCell<f16>]> {
+    let mut bits = std::mem::ManuallyDrop::new(vec![0u16; n]);
+    // SAFETY: `f16` is a transparent `u16`, zero bits are 0.0; the vector's
+    // allocation moves into the new one unchanged.
+    let v = unsafe {
+        Vec::from_raw_parts(bits.as_mut_ptr().cast::<f16>(), bits.len(), bits.capacity())
+    };
+    cells_from_vec(v)
 }
 
 impl KvCache {
@@ -64,16 +83,20 @@ impl KvCache {
         let n = shape.layer_len();
         let storage = match dtype {
             KvDtype::F16 => Storage::F16 {
-                k: (0..layers).map(|_| vec![0u16; n]).collect(),
-                v: (0..layers).map(|_| vec![0u16; n]).collect(),
+                k: (0..layers).map(|_| zeroed_f16(n)).collect(),
+                v: (0..layers).map(|_| zeroed_f16(n)).collect(),
             },
             KvDtype::Q8 => {
                 let ns = q8_scales_len(&shape);
                 Storage::Q8 {
-                    k: (0..layers).map(|_| vec![0u8; n]).collect(),
-                    k_scales: (0..layers).map(|_| vec![0f32; ns]).collect(),
-                    v: (0..layers).map(|_| vec![0i8; n]).collect(),
-                    v_scales: (0..layers).map(|_| vec![0f32; ns]).collect(),
+                    k: (0..layers).map(|_| cells_from_vec(vec![0u8; n])).collect(),
+                    k_scales: (0..layers)
+                        .map(|_| cells_from_vec(vec![0f32; ns]))
+                        .collect(),
+                    v: (0..layers).map(|_| cells_from_vec(vec![0i8; n])).collect(),
+                    v_scales: (0..layers)
+                        .map(|_| cells_from_vec(vec![0f32; ns]))
+                        .collect(),
                 }
             }
         };
@@ -115,22 +138,24 @@ impl KvCache {
         2 * layers * s.n_kv_heads * s.num_blocks * s.block_size * self.dtype().row_bytes(s.head_dim)
     }
 
-    pub(crate) fn layer_mut(&mut self, layer: usize) -> KvLayerMut<'_> {
-        match &mut self.storage {
-            Storage::F16 { k, v } => KvLayerMut::F16 {
-                k: bytemuck::cast_slice_mut(&mut k[layer]),
-                v: bytemuck::cast_slice_mut(&mut v[layer]),
+    /// Layer `layer`'s cells. The forward pass writes and reads through
+    /// them under the contracts of the kernels' `*_cells` functions.
+    pub(crate) fn layer(&self, layer: usize) -> KvLayer<'_> {
+        match &self.storage {
+            Storage::F16 { k, v } => KvLayer::F16 {
+                k: KvSlice::new(&k[layer]),
+                v: KvSlice::new(&v[layer]),
             },
             Storage::Q8 {
                 k,
                 k_scales,
                 v,
                 v_scales,
-            } => KvLayerMut::Q8(Q8LayerMut {
-                k: &mut k[layer],
-                k_scales: &mut k_scales[layer],
-                v: &mut v[layer],
-                v_scales: &mut v_scales[layer],
+            } => KvLayer::Q8(Q8Cells {
+                k: KvSlice::new(&k[layer]),
+                k_scales: KvSlice::new(&k_scales[layer]),
+                v: KvSlice::new(&v[layer]),
+                v_scales: KvSlice::new(&v_scales[layer]),
             }),
         }
     }

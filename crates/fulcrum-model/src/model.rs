@@ -111,14 +111,64 @@ impl Model {
         kv: &mut KvCache,
         scratch: &'s mut ForwardScratch,
     ) -> Result<&'s [f32], ForwardError> {
-        forward(
-            &self.config,
-            &self.weights,
-            &self.file,
-            pool,
-            seqs,
-            kv,
-            scratch,
-        )
+        // SAFETY: the cache is exclusively borrowed: no other thread uses it.
+        unsafe { self.forward_shared(pool, seqs, kv, scratch) }
+    }
+
+    /// [`Model::forward`] over a cache other forward passes may be using
+    /// at the same time (one step split over threads by sequence).
+    ///
+    /// # Safety
+    /// No concurrent pass runs over any of these sequences, and no two
+    /// sequences running concurrently write a common block: the engine's
+    /// block tables guarantee it (a block is written only by the sequence
+    /// that owns it; shared prefix blocks are full and only read).
+    pub unsafe fn forward_shared<'s>(
+        &self,
+        pool: &WorkerPool,
+        seqs: &[SeqInput],
+        kv: &KvCache,
+        scratch: &'s mut ForwardScratch,
+    ) -> Result<&'s [f32], ForwardError> {
+        // SAFETY: the caller's promise is `forward`'s contract.
+        unsafe {
+            forward(
+                &self.config,
+                &self.weights,
+                &self.file,
+                pool,
+                seqs,
+                kv,
+                scratch,
+            )
+        }
+    }
+
+    /// [`Model::forward_shared`] writing the logits (`[L, vocab]` for the
+    /// `L` sequences that want them) into `out`.
+    ///
+    /// # Safety
+    /// As [`Model::forward_shared`].
+    pub unsafe fn forward_shared_into(
+        &self,
+        pool: &WorkerPool,
+        seqs: &[SeqInput],
+        kv: &KvCache,
+        scratch: &mut ForwardScratch,
+        out: &mut [f32],
+    ) -> Result<(), ForwardError> {
+        // SAFETY: the caller's promise is `forward_into`'s contract.
+        unsafe {
+            crate::forward::forward_into(
+                &self.config,
+                &self.weights,
+                &self.file,
+                pool,
+                seqs,
+                kv,
+                scratch,
+                out,
+            )
+        }
     }
 }

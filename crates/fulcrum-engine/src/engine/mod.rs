@@ -50,7 +50,7 @@ pub use request::{
     ChoiceFinished, ChoiceOutput, EngineError, Prompt, RequestEvent, RequestFailure, RequestId,
     RequestInput, RequestOutput, StopReason, TokenEvent, TokenLogprobs, Usage,
 };
-pub use runner::{ModelRunner, StepRunner};
+pub use runner::{split, ModelRunner, StepRunner};
 
 use request::OutputCollector;
 use step_loop::{Command, NewRequest, StepLoop};

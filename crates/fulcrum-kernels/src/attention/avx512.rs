@@ -174,7 +174,8 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         let (p0, p1) = ((b * bs).max(first_pos), ((b + 1) * bs - 1).min(last_pos));
         for pos in p0..=p1 {
             let slot = pos % bs;
-            let ksrc = &t.kv.k[head + slot * hd..head + (slot + 1) * hd];
+            // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
+            let ksrc = unsafe { t.kv.k.range(head + slot * hd..head + (slot + 1) * hd) };
             let kdst = &mut keys[(pos - base) * hd..(pos - base + 1) * hd];
             for (dst, src) in kdst.chunks_exact_mut(16).zip(ksrc.chunks_exact(16)) {
                 // SAFETY: 16 f16 in, 16 f32 out.
@@ -189,7 +190,7 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         // V is [dim][slot]: the block's positions of one dimension are contiguous.
         let (s0, n) = (p0 % bs, p1 - p0 + 1);
         for d in 0..hd {
-            let src = &t.kv.v[head + d * bs + s0..head + d * bs + s0 + n];
+            let src = unsafe { t.kv.v.range(head + d * bs + s0..head + d * bs + s0 + n) };
             let dst = &mut vals[d * span + p0 - base..d * span + p0 - base + n];
             let mut i = 0;
             while i < n {
@@ -396,13 +397,17 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         let a = lo.saturating_sub(first).min(16);
         let b = (hi + 1 - first).min(16);
         let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
-        let kblock = &t.kv.k[block_of(first)..][..16 * hd];
+        // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
+        let kblock = unsafe { t.kv.k.range(block_of(first)..block_of(first) + 16 * hd) };
         // The blocks are scattered over the pool, out of the hardware
         // prefetcher's sight: ask for the next block's keys, and for this
         // block's values, which the second pass reads one dimension (32
         // bytes) per block at a time.
-        let vblock = &t.kv.v[block_of(first)..][..16 * hd];
-        let next_k = (c + 1 < c1).then(|| &t.kv.k[block_of(first + 16)..][..16 * hd]);
+        let vblock = unsafe { t.kv.v.range(block_of(first)..block_of(first) + 16 * hd) };
+        let next_k = (c + 1 < c1).then(|| unsafe {
+            t.kv.k
+                .range(block_of(first + 16)..block_of(first + 16) + 16 * hd)
+        });
         for line in (0..16 * hd).step_by(32) {
             // SAFETY: prefetches of in-bounds addresses (a hint; no access).
             unsafe {
@@ -502,7 +507,8 @@ impl ValuePass<'_> {
                 let block = t
                     .shape
                     .head_offset(t.s.block_table[first / 16] as usize, t.kv_head);
-                let vrows = &t.kv.v[block + d0 * 16..][..DG * 16];
+                // SAFETY: a block of the task's own sequence (see `F16Kv`).
+                let vrows = unsafe { t.kv.v.range(block + d0 * 16..block + d0 * 16 + DG * 16) };
                 // SAFETY: chunk c of every score row lies inside it.
                 let w: [__m512; NQ] = std::array::from_fn(|qi| unsafe {
                     _mm512_loadu_ps(self.scores.as_ptr().add(qi * self.span + 16 * c))

@@ -41,12 +41,17 @@ use crate::pool::{SendPtr, WorkerPool};
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::{exp16, reduce16x16};
+mod cells;
 mod portable;
 mod q8;
 #[cfg(target_arch = "x86_64")]
 mod q8_avx512;
 
-pub use q8::{paged_attention_q8, q8_scales_len, write_kv_q8_batch, Q8Layer, Q8LayerMut};
+pub use cells::{cells_from_vec, KvCell, KvSlice};
+pub use q8::{
+    paged_attention_q8, paged_attention_q8_cells, q8_scales_len, write_kv_q8_batch,
+    write_kv_q8_batch_cells, Q8Cells, Q8Layer, Q8LayerMut,
+};
 
 /// Layout of one layer's K or V cache, f16: `[kv head][block]`, and per
 /// (head, block) K is `[slot][dim]` (a key vector is contiguous) and V is
@@ -190,33 +195,55 @@ pub fn write_kv_batch(
     k: &[f32],
     v: &[f32],
 ) {
+    let (kc, vc) = (KvSlice::from_mut(k_layer), KvSlice::from_mut(v_layer));
+    // SAFETY: the layer is exclusively borrowed.
+    unsafe { write_kv_batch_cells(pool, shape, kc, vc, seqs, k, v) }
+}
+
+/// [`write_kv_batch`] into cells other threads may be using.
+///
+/// # Safety
+/// While it runs, no other thread touches the slots it writes (positions
+/// `first_pos..first_pos + num_rows` of each sequence), and `seqs` name
+/// each such slot once.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn write_kv_batch_cells(
+    pool: &WorkerPool,
+    shape: &KvShape,
+    k_layer: KvSlice<f16>,
+    v_layer: KvSlice<f16>,
+    seqs: &[AttentionSeq],
+    k: &[f32],
+    v: &[f32],
+) {
+    assert_eq!(
+        k_layer.len(),
+        shape.layer_len(),
+        "K layer of the wrong shape"
+    );
+    assert_eq!(
+        v_layer.len(),
+        shape.layer_len(),
+        "V layer of the wrong shape"
+    );
     let (hd, bs) = (shape.head_dim, shape.block_size);
     let kvd = shape.n_kv_heads * hd;
-    let region = shape.num_blocks * bs * hd;
-    let mut parts: Vec<(usize, bool, &mut [f16])> = k_layer
-        .chunks_mut(region)
-        .enumerate()
-        .map(|(h, c)| (h, false, c))
-        .chain(
-            v_layer
-                .chunks_mut(region)
-                .enumerate()
-                .map(|(h, c)| (h, true, c)),
-        )
-        .collect();
-    pool.for_each_chunk_mut(&mut parts, 1, |_, part| {
-        let (h, is_v, cells) = &mut part[0];
-        let src = if *is_v { v } else { k };
+    pool.run(2 * shape.n_kv_heads, |task| {
+        let (h, is_v) = (task / 2, task % 2 == 1);
+        let cells = if is_v { v_layer } else { k_layer };
+        let src = if is_v { v } else { k };
         for s in seqs {
             for r in 0..s.num_rows {
                 let pos = s.first_pos + r;
-                let base = s.block_table[pos / bs] as usize * bs * hd;
-                let slot = pos % bs;
-                let row = &src[(s.first_row + r) * kvd + *h * hd..][..hd];
-                if *is_v {
-                    put_value(cells, base, slot, bs, row);
+                let at = shape.head_offset(s.block_table[pos / bs] as usize, h);
+                // SAFETY: this task alone writes head h's K (or V) region of
+                // the block, and the caller excludes other threads from the slot.
+                let region = unsafe { cells.range_mut(at..at + bs * hd) };
+                let row = &src[(s.first_row + r) * kvd + h * hd..][..hd];
+                if is_v {
+                    put_value(region, 0, pos % bs, bs, row);
                 } else {
-                    put_key(cells, base, slot, row);
+                    put_key(region, 0, pos % bs, row);
                 }
             }
         }
@@ -267,6 +294,38 @@ pub fn paged_attention(
     seqs: &[AttentionSeq],
     out: &mut [f32],
 ) {
+    // SAFETY: the layer is borrowed shared, so nothing writes it; attention reads only.
+    let (k, v) = unsafe { (KvSlice::from_ref(k_layer), KvSlice::from_ref(v_layer)) };
+    // SAFETY: as above.
+    unsafe { paged_attention_cells(pool, p, shape, q, k, v, seqs, out) }
+}
+
+/// [`paged_attention`] over cells other threads may be using.
+///
+/// # Safety
+/// While it runs, no thread writes the blocks the `seqs` read (their block
+/// tables up to their last position).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn paged_attention_cells(
+    pool: &WorkerPool,
+    p: &AttentionParams,
+    shape: &KvShape,
+    q: &[f32],
+    k_layer: KvSlice<f16>,
+    v_layer: KvSlice<f16>,
+    seqs: &[AttentionSeq],
+    out: &mut [f32],
+) {
+    assert_eq!(
+        k_layer.len(),
+        shape.layer_len(),
+        "K layer of the wrong shape"
+    );
+    assert_eq!(
+        v_layer.len(),
+        shape.layer_len(),
+        "V layer of the wrong shape"
+    );
     let kv = F16Kv {
         k: k_layer,
         v: v_layer,
@@ -336,11 +395,13 @@ pub(crate) fn run_tasks<C: Copy + Sync>(
     });
 }
 
-/// One layer's f16 cache.
+/// One layer's f16 cache. Kernels read only the blocks of their task's
+/// sequence, which no thread writes during attention (the contract of
+/// [`paged_attention_cells`]).
 #[derive(Clone, Copy)]
 pub(crate) struct F16Kv<'a> {
-    pub k: &'a [f16],
-    pub v: &'a [f16],
+    pub k: KvSlice<'a, f16>,
+    pub v: KvSlice<'a, f16>,
 }
 
 /// The rows one task handles: `rows` of sequence `s`, query heads of
@@ -648,7 +709,13 @@ mod tests {
                         p: &p,
                         shape: &shape,
                         q: &q,
-                        kv: F16Kv { k: &kc, v: &vc },
+                        // SAFETY: read only.
+                        kv: unsafe {
+                            F16Kv {
+                                k: KvSlice::from_ref(&kc),
+                                v: KvSlice::from_ref(&vc),
+                            }
+                        },
                         s: &seq,
                         kv_head,
                         rows: r0..r1,

@@ -34,11 +34,13 @@ pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     };
     let k_at = |pos: usize, d: usize| {
         let (at, slot) = head_at(pos);
-        t.kv.k[at + slot * hd + d].to_f32()
+        // SAFETY: a block of the task's own sequence (see `F16Kv`).
+        unsafe { t.kv.k.read(at + slot * hd + d) }.to_f32()
     };
     let v_at = |pos: usize, d: usize| {
         let (at, slot) = head_at(pos);
-        t.kv.v[at + d * bs + slot].to_f32()
+        // SAFETY: as above.
+        unsafe { t.kv.v.read(at + d * bs + slot) }.to_f32()
     };
     for qi in 0..nq {
         let (r, h) = t.query(qi);

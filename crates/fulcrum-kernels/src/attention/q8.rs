@@ -40,6 +40,7 @@
 
 use std::cell::RefCell;
 
+use super::cells::KvSlice;
 use super::{run_tasks, AttentionParams, AttentionSeq, KvShape, Task};
 use crate::ops::exp_approx;
 use crate::pool::WorkerPool;
@@ -62,7 +63,42 @@ pub struct Q8LayerMut<'a> {
     pub v_scales: &'a mut [f32],
 }
 
+/// One layer's 8-bit cache as cells several threads may use (see
+/// `cells.rs`); what the kernels work on.
+#[derive(Clone, Copy)]
+pub struct Q8Cells<'a> {
+    pub k: KvSlice<'a, u8>,
+    pub k_scales: KvSlice<'a, f32>,
+    pub v: KvSlice<'a, i8>,
+    pub v_scales: KvSlice<'a, f32>,
+}
+
+impl Q8Layer<'_> {
+    /// # Safety
+    /// Nothing may be written through the cells.
+    unsafe fn cells(&self) -> Q8Cells<'_> {
+        // SAFETY: read only (the caller's promise).
+        unsafe {
+            Q8Cells {
+                k: KvSlice::from_ref(self.k),
+                k_scales: KvSlice::from_ref(self.k_scales),
+                v: KvSlice::from_ref(self.v),
+                v_scales: KvSlice::from_ref(self.v_scales),
+            }
+        }
+    }
+}
+
 impl Q8LayerMut<'_> {
+    pub fn cells(&mut self) -> Q8Cells<'_> {
+        Q8Cells {
+            k: KvSlice::from_mut(self.k),
+            k_scales: KvSlice::from_mut(self.k_scales),
+            v: KvSlice::from_mut(self.v),
+            v_scales: KvSlice::from_mut(self.v_scales),
+        }
+    }
+
     /// The same buffers, borrowed again (to write a step, then read it).
     pub fn reborrow(&mut self) -> Q8LayerMut<'_> {
         Q8LayerMut {
@@ -133,7 +169,24 @@ fn put_key_q8(cells: &mut [u8], at: usize, bs: usize, slot: usize, q: &[i8]) {
 pub fn write_kv_q8_batch(
     pool: &WorkerPool,
     shape: &KvShape,
-    layer: Q8LayerMut,
+    mut layer: Q8LayerMut,
+    seqs: &[AttentionSeq],
+    k: &[f32],
+    v: &[f32],
+) {
+    // SAFETY: the layer is exclusively borrowed.
+    unsafe { write_kv_q8_batch_cells(pool, shape, layer.cells(), seqs, k, v) }
+}
+
+/// [`write_kv_q8_batch`] into cells other threads may be using.
+///
+/// # Safety
+/// As [`super::write_kv_batch_cells`]: no other thread touches the slots
+/// written (values or scales), and `seqs` name each slot once.
+pub unsafe fn write_kv_q8_batch_cells(
+    pool: &WorkerPool,
+    shape: &KvShape,
+    layer: Q8Cells,
     seqs: &[AttentionSeq],
     k: &[f32],
     v: &[f32],
@@ -143,49 +196,61 @@ pub fn write_kv_q8_batch(
         hd.is_multiple_of(4),
         "q8 rows need a head dimension divisible by 4 (see KvDtype::check_head_dim)"
     );
+    assert_eq!(
+        layer.k.len(),
+        shape.layer_len(),
+        "K layer of the wrong shape"
+    );
+    assert_eq!(
+        layer.v.len(),
+        shape.layer_len(),
+        "V layer of the wrong shape"
+    );
+    assert_eq!(
+        layer.k_scales.len(),
+        q8_scales_len(shape),
+        "K scales of the wrong shape"
+    );
+    assert_eq!(
+        layer.v_scales.len(),
+        q8_scales_len(shape),
+        "V scales of the wrong shape"
+    );
     let kvd = shape.n_kv_heads * hd;
-    let region = shape.num_blocks * bs * hd;
-    let scales = shape.num_blocks * bs;
-    enum Part<'a> {
-        K(&'a mut [u8], &'a mut [f32]),
-        V(&'a mut [i8], &'a mut [f32]),
-    }
-    let mut parts: Vec<(usize, Part)> = layer
-        .k
-        .chunks_mut(region)
-        .zip(layer.k_scales.chunks_mut(scales))
-        .enumerate()
-        .map(|(h, (c, s))| (h, Part::K(c, s)))
-        .chain(
-            layer
-                .v
-                .chunks_mut(region)
-                .zip(layer.v_scales.chunks_mut(scales))
-                .enumerate()
-                .map(|(h, (c, s))| (h, Part::V(c, s))),
-        )
-        .collect();
-    pool.for_each_chunk_mut(&mut parts, 1, |_, part| {
-        let (h, part) = &mut part[0];
+    pool.run(2 * shape.n_kv_heads, |task| {
+        let (h, is_v) = (task / 2, task % 2 == 1);
         let mut q = vec![0i8; hd];
         for s in seqs {
             for r in 0..s.num_rows {
                 let pos = s.first_pos + r;
-                let block = s.block_table[pos / bs] as usize;
-                let (at, slot) = (block * bs * hd, pos % bs);
-                let si = block * bs + slot;
-                let row = (s.first_row + r) * kvd + *h * hd;
-                match part {
-                    Part::K(cells, sc) => {
-                        sc[si] = quantize_i8(&k[row..row + hd], |d, x| q[d] = x);
-                        put_key_q8(cells, at, bs, slot, &q[..hd]);
+                let (at, slot) = (
+                    shape.head_offset(s.block_table[pos / bs] as usize, h),
+                    pos % bs,
+                );
+                let si = at / hd + slot;
+                let row = (s.first_row + r) * kvd + h * hd;
+                // SAFETY (all four): this task alone writes head h's K (or V)
+                // region and scales of the block, and the caller excludes
+                // other threads from the slot.
+                if is_v {
+                    let scale = quantize_i8(&v[row..row + hd], |d, x| q[d] = x);
+                    let sc = unsafe { layer.v_scales.range_mut(si..si + 1) };
+                    sc[0] = scale;
+                    let cells = unsafe { layer.v.range_mut(at..at + bs * hd) };
+                    for (d, &x) in q.iter().enumerate() {
+                        cells[d * bs + slot] = x;
                     }
-                    Part::V(cells, sc) => {
-                        sc[si] = quantize_i8(&v[row..row + hd], |d, x| q[d] = x);
-                        for (d, &x) in q[..hd].iter().enumerate() {
-                            cells[at + d * bs + slot] = x;
-                        }
-                    }
+                } else {
+                    let scale = quantize_i8(&k[row..row + hd], |d, x| q[d] = x);
+                    let sc = unsafe { layer.k_scales.range_mut(si..si + 1) };
+                    sc[0] = scale;
+                    put_key_q8(
+                        unsafe { layer.k.range_mut(at..at + bs * hd) },
+                        0,
+                        bs,
+                        slot,
+                        &q,
+                    );
                 }
             }
         }
@@ -235,6 +300,45 @@ pub fn paged_attention_q8(
     seqs: &[AttentionSeq],
     out: &mut [f32],
 ) {
+    // SAFETY: the layer is borrowed shared (nothing writes it); attention reads only.
+    unsafe { paged_attention_q8_cells(pool, p, shape, q, layer.cells(), seqs, out) }
+}
+
+/// [`paged_attention_q8`] over cells other threads may be using.
+///
+/// # Safety
+/// As [`super::paged_attention_cells`]: no thread writes the blocks the
+/// `seqs` read while it runs.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn paged_attention_q8_cells(
+    pool: &WorkerPool,
+    p: &AttentionParams,
+    shape: &KvShape,
+    q: &[f32],
+    layer: Q8Cells,
+    seqs: &[AttentionSeq],
+    out: &mut [f32],
+) {
+    assert_eq!(
+        layer.k.len(),
+        shape.layer_len(),
+        "K layer of the wrong shape"
+    );
+    assert_eq!(
+        layer.v.len(),
+        shape.layer_len(),
+        "V layer of the wrong shape"
+    );
+    assert_eq!(
+        layer.k_scales.len(),
+        q8_scales_len(shape),
+        "K scales of the wrong shape"
+    );
+    assert_eq!(
+        layer.v_scales.len(),
+        q8_scales_len(shape),
+        "V scales of the wrong shape"
+    );
     run_tasks(pool, p, shape, q, layer, seqs, out, |task, out| {
         SCRATCH.with(|cell| {
             let mut buf = cell.borrow_mut();
@@ -263,7 +367,7 @@ pub(crate) fn quantize_query(x: &[f32], q8: &mut [i8]) -> (f32, i32) {
 }
 
 /// The contract, written plainly (and the kernel of CPUs without AVX-512).
-pub(crate) fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f32]) {
+pub(crate) fn attend(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
     let stride = p.n_heads * hd;
@@ -290,10 +394,12 @@ pub(crate) fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f32]) {
             let (a, si) = at(pos);
             let raw: i32 = (0..hd)
                 .map(|d| {
-                    (i32::from(t.kv.k[key_index(a, bs, pos % bs, d)]) - 128) * i32::from(q8[d])
+                    // SAFETY (these reads): blocks of the task's own sequence.
+                    (i32::from(unsafe { t.kv.k.read(key_index(a, bs, pos % bs, d)) }) - 128)
+                        * i32::from(q8[d])
                 })
                 .sum();
-            let score = (raw as f32 * t.kv.k_scales[si]) * c;
+            let score = (raw as f32 * unsafe { t.kv.k_scales.read(si) }) * c;
             row[pos - base] = score;
             max = max.max(score);
         }
@@ -308,7 +414,7 @@ pub(crate) fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f32]) {
         }
         let mut umax = 0f32;
         for pos in lo..=hi {
-            row[pos - base] *= t.kv.v_scales[at(pos).1];
+            row[pos - base] *= unsafe { t.kv.v_scales.read(at(pos).1) };
             umax = umax.max(row[pos - base]);
         }
         let (inv, out_scale) = weight_scales(umax, total);
@@ -317,7 +423,7 @@ pub(crate) fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f32]) {
             let mut acc = 0f32;
             let mut seg = 0i32;
             for pos in lo..=hi {
-                let v = i32::from(t.kv.v[at(pos).0 + d * bs + pos % bs]);
+                let v = i32::from(unsafe { t.kv.v.read(at(pos).0 + d * bs + pos % bs) });
                 seg += i32::from(weight16(row[pos - base], inv)) * v;
                 if pos % SEGMENT == SEGMENT - 1 || pos == hi {
                     acc += seg as f32;
@@ -590,13 +696,15 @@ mod tests {
                 block_table: &c.table,
             };
             let q = &c.q[first_pos * heads.0 * hd..];
+            let layer = cache.layer();
             for kv_head in 0..heads.1 {
                 for r0 in (0..rows).step_by(16) {
                     let task = Task {
                         p: &c.p,
                         shape: &c.shape,
                         q,
-                        kv: cache.layer(),
+                        // SAFETY: read only.
+                        kv: unsafe { layer.cells() },
                         s: &seq,
                         kv_head,
                         rows: r0..(r0 + 16).min(rows),

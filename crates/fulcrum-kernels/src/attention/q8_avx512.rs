@@ -9,14 +9,14 @@
 use std::arch::x86_64::*;
 
 use super::avx512::{exp16, tree16};
-use super::q8::{weight_scales, Q8Layer, Q8Scratch, SEGMENT};
+use super::q8::{weight_scales, Q8Cells, Q8Scratch, SEGMENT};
 use super::Task;
 
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/DQ/VNNI, FMA and F16C; `head_dim`
 /// and `block_size` must be multiples of 16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f32]) {
+pub(crate) unsafe fn attend(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
     let group = t.p.n_heads / t.p.n_kv_heads;
     for r in t.rows.clone() {
         let mut g0 = 0;
@@ -48,7 +48,7 @@ pub(crate) unsafe fn attend(t: &Task<Q8Layer>, buf: &mut Q8Scratch, out: &mut [f
 #[allow(clippy::needless_range_loop)] // gi indexes several queries' arrays
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 unsafe fn row<const NQ: usize, const G: usize>(
-    t: &Task<Q8Layer>,
+    t: &Task<Q8Cells>,
     r: usize,
     g0: usize,
     buf: &mut Q8Scratch,
