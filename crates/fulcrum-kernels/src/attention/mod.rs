@@ -112,8 +112,9 @@ impl KvDtype {
     /// Why this storage cannot hold rows of `head_dim`, if it cannot.
     pub fn check_head_dim(self, head_dim: usize) -> Result<(), String> {
         match self {
-            KvDtype::Q8 if !head_dim.is_multiple_of(4) => Err(format!(
-                "the q8 KV cache needs a head dimension divisible by 4; this model's is {head_dim}: use f16"
+            KvDtype::Q8 if !head_dim.is_multiple_of(4) || head_dim > 256 => Err(format!(
+                "the q8 KV cache needs a head dimension divisible by 4 and at most 256 \
+                 (its integer sums stay within 32 bits); this model's is {head_dim}: use f16"
             )),
             _ => Ok(()),
         }

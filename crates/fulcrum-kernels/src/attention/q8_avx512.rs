@@ -66,26 +66,30 @@ unsafe fn row<const NQ: usize, const G: usize>(
     if buf.scores.len() < NQ * span {
         buf.scores.resize(NQ * span, 0.0);
     }
-    if buf.q8.len() < NQ * hd {
-        buf.q8.resize(NQ * hd, 0);
+    if buf.q_hi.len() < NQ * hd {
+        buf.q_hi.resize(NQ * hd, 0);
+        buf.q_lo.resize(NQ * hd, 0);
     }
     if buf.w16.len() < NQ * span {
         buf.w16.resize(NQ * span, 0);
     }
-    let (scores, q8, w16) = (
+    let (scores, q_hi, q_lo, w16) = (
         &mut buf.scores[..NQ * span],
-        &mut buf.q8[..NQ * hd],
+        &mut buf.q_hi[..NQ * hd],
+        &mut buf.q_lo[..NQ * hd],
         &mut buf.w16[..NQ * span],
     );
     let mut cq = [0f32; NQ];
     let mut corr = [_mm512_setzero_si512(); NQ];
     for gi in 0..NQ {
         let src = &t.q[(t.s.first_row + r) * stride + head(gi) * hd..][..hd];
+        let range = gi * hd..(gi + 1) * hd;
         // SAFETY: same contract; `hd` is a multiple of 16.
-        let (qs, sum) = unsafe { quantize_query16(src, &mut q8[gi * hd..(gi + 1) * hd]) };
+        let (qs, sum_hi) =
+            unsafe { quantize_query16(src, &mut q_hi[range.clone()], &mut q_lo[range]) };
         cq[gi] = qs * p.scale;
-        // Keys are stored plus 128: Σ(k+128)·q = Σk·q + 128·Σq.
-        corr[gi] = _mm512_set1_epi32(-128 * sum);
+        // Keys are stored plus 128: Σ(k+128)·hi = Σk·hi + 128·Σhi.
+        corr[gi] = _mm512_set1_epi32(-128 * sum_hi);
     }
     scores.fill(f32::NEG_INFINITY);
     let mut max = [f32::NEG_INFINITY; NQ];
@@ -126,27 +130,26 @@ unsafe fn row<const NQ: usize, const G: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(vp.add(at + d * bs + s0).cast());
             }
             let ks = _mm512_loadu_ps(t.kv.k_scales.as_ptr().add(at / hd + s0));
+            // Per query: Σ (k+128)·hi (offset corrected) and Σ k·lo, the
+            // low bytes unsigned against the keys as signed bytes.
             let mut acc = [[_mm512_setzero_si512(); 2]; NQ];
             for gi in 0..NQ {
                 acc[gi][0] = corr[gi];
             }
-            let q8p = q8.as_ptr();
-            for j in (0..hd / 4).step_by(2) {
-                let k0 = _mm512_loadu_si512(kp.add(at + (j * bs + s0) * 4).cast());
-                let k1 = _mm512_loadu_si512(kp.add(at + ((j + 1) * bs + s0) * 4).cast());
+            let (hp, lp) = (q_hi.as_ptr(), q_lo.as_ptr());
+            let flip = _mm512_set1_epi8(-128);
+            for j in 0..hd / 4 {
+                let ku = _mm512_loadu_si512(kp.add(at + (j * bs + s0) * 4).cast());
+                let ks8 = _mm512_xor_si512(ku, flip);
                 for gi in 0..NQ {
-                    let qd = q8p.add(gi * hd + 4 * j).cast::<i32>();
-                    acc[gi][0] =
-                        _mm512_dpbusd_epi32(acc[gi][0], k0, _mm512_set1_epi32(qd.read_unaligned()));
-                    acc[gi][1] = _mm512_dpbusd_epi32(
-                        acc[gi][1],
-                        k1,
-                        _mm512_set1_epi32(qd.add(1).read_unaligned()),
-                    );
+                    let h4 = hp.add(gi * hd + 4 * j).cast::<i32>().read_unaligned();
+                    let l4 = lp.add(gi * hd + 4 * j).cast::<i32>().read_unaligned();
+                    acc[gi][0] = _mm512_dpbusd_epi32(acc[gi][0], ku, _mm512_set1_epi32(h4));
+                    acc[gi][1] = _mm512_dpbusd_epi32(acc[gi][1], _mm512_set1_epi32(l4), ks8);
                 }
             }
             for gi in 0..NQ {
-                let raw = _mm512_add_epi32(acc[gi][0], acc[gi][1]);
+                let raw = _mm512_add_epi32(_mm512_slli_epi32::<8>(acc[gi][0]), acc[gi][1]);
                 let sc = _mm512_mul_ps(
                     _mm512_mul_ps(_mm512_cvtepi32_ps(raw), ks),
                     _mm512_set1_ps(cq[gi]),
@@ -259,31 +262,38 @@ unsafe fn row<const NQ: usize, const G: usize>(
     }
 }
 
-/// `q8.rs`'s `quantize_query`, 16 values at a time: the same maximum (exact
-/// in any order), the same scalar scale and reciprocal, the same rounding
-/// (to nearest even, the conversion's default) and clamp — for finite
-/// queries (NaN lanes convert differently, and then nothing is meaningful).
+/// `q8.rs`'s `quantize_query`, 16 values at a time (the same maximum,
+/// exact in any order; the same scalar scale and reciprocal; the same
+/// rounding, to nearest even, and clamp — for finite queries), each value
+/// split into its high byte (signed) and low byte (unsigned):
+/// `q16 = 256·hi + lo`. Returns the scale and `Σ hi`.
 ///
 /// # Safety
-/// As [`attend`]; `x.len() == q8.len()`, a multiple of 16.
+/// As [`attend`]; the three slices have the same length, a multiple of 16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-unsafe fn quantize_query16(x: &[f32], q8: &mut [i8]) -> (f32, i32) {
-    // SAFETY: 16-float chunks of `x`, 16-byte chunks of `q8`.
+unsafe fn quantize_query16(x: &[f32], hi: &mut [i8], lo: &mut [u8]) -> (f32, i32) {
+    // SAFETY: 16-element chunks of each slice.
     unsafe {
         let mut m = _mm512_setzero_ps();
         for c in x.chunks_exact(16) {
             m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())));
         }
         let amax = _mm512_reduce_max_ps(m);
-        let scale = amax / 127.0;
+        let scale = amax / 32767.0;
         let inv = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
-        let (lo, hi) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127));
+        let (lo_lim, hi_lim) = (_mm512_set1_epi32(-32767), _mm512_set1_epi32(32767));
         let mut sum = _mm512_setzero_si512();
-        for (c, d) in x.chunks_exact(16).zip(q8.chunks_exact_mut(16)) {
+        for ((c, h), l) in x
+            .chunks_exact(16)
+            .zip(hi.chunks_exact_mut(16))
+            .zip(lo.chunks_exact_mut(16))
+        {
             let v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), inv));
-            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-            sum = _mm512_add_epi32(sum, v);
-            _mm_storeu_si128(d.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v));
+            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo_lim), hi_lim);
+            let vh = _mm512_srai_epi32::<8>(v);
+            sum = _mm512_add_epi32(sum, vh);
+            _mm_storeu_si128(h.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(vh));
+            _mm_storeu_si128(l.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v));
         }
         (scale, _mm512_reduce_add_epi32(sum))
     }

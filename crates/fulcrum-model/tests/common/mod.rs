@@ -45,9 +45,14 @@ pub fn pool() -> &'static WorkerPool {
 /// Prefills `ids` as one sequence (identity block table) and returns the
 /// log-probabilities of the next token.
 pub fn next_logprobs(model: &Model, ids: &[u32]) -> Vec<f32> {
+    next_logprobs_with(model, ids, fulcrum_model::KvDtype::F16)
+}
+
+/// [`next_logprobs`] with the KV cache stored as `dtype`.
+pub fn next_logprobs_with(model: &Model, ids: &[u32], dtype: fulcrum_model::KvDtype) -> Vec<f32> {
     let bs = 16;
     let blocks = ids.len().div_ceil(bs) + 1;
-    let mut kv = model.new_kv_cache(blocks, bs);
+    let mut kv = model.new_kv_cache_with(blocks, bs, dtype);
     let table: Vec<u32> = (0..blocks as u32).collect();
     let mut scratch = ForwardScratch::default();
     let seq = SeqInput {
