@@ -284,11 +284,20 @@ mod tests {
             max_model_len: Some(2048),
             no_prefix_cache: true,
             numerics: fulcrum_model::Numerics::LlamaCpp,
-            ..base
+            ..base.clone()
         };
         assert_eq!(
             more.serve_flags(),
             "--model smollm2-135m --threads 2 --max-model-len 2048 --no-prefix-cache --numerics llama-cpp"
         );
+        let q8 = EngineBaseArgs {
+            kv_cache_dtype: fulcrum_engine::KvDtype::Q8,
+            ..base
+        };
+        assert_eq!(
+            q8.serve_flags(),
+            "--model smollm2-135m --threads 2 --kv-cache-dtype q8"
+        );
+        assert_eq!(q8.options().kv_cache_dtype, fulcrum_engine::KvDtype::Q8);
     }
 }
