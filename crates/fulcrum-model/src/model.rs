@@ -112,25 +112,6 @@ impl Model {
         scratch: &'s mut ForwardScratch,
     ) -> Result<&'s [f32], ForwardError> {
         // SAFETY: the cache is exclusively borrowed: no other thread uses it.
-        unsafe { self.forward_shared(pool, seqs, kv, scratch) }
-    }
-
-    /// [`Model::forward`] over a cache other forward passes may be using
-    /// at the same time (one step split over threads by sequence).
-    ///
-    /// # Safety
-    /// No concurrent pass runs over any of these sequences, and no two
-    /// sequences running concurrently write a common block: the engine's
-    /// block tables guarantee it (a block is written only by the sequence
-    /// that owns it; shared prefix blocks are full and only read).
-    pub unsafe fn forward_shared<'s>(
-        &self,
-        pool: &WorkerPool,
-        seqs: &[SeqInput],
-        kv: &KvCache,
-        scratch: &'s mut ForwardScratch,
-    ) -> Result<&'s [f32], ForwardError> {
-        // SAFETY: the caller's promise is `forward`'s contract.
         unsafe {
             forward(
                 &self.config,
@@ -144,11 +125,15 @@ impl Model {
         }
     }
 
-    /// [`Model::forward_shared`] writing the logits (`[L, vocab]` for the
-    /// `L` sequences that want them) into `out`.
+    /// [`Model::forward`] over a cache other forward passes may be using at
+    /// the same time (one step split over threads by sequence), writing the
+    /// logits (`[L, vocab]` for the `L` sequences that want them) into `out`.
     ///
     /// # Safety
-    /// As [`Model::forward_shared`].
+    /// No concurrent pass runs over any of these sequences, and no two
+    /// sequences running concurrently write a common block: the engine's
+    /// block tables guarantee it (a block is written only by the sequence
+    /// that owns it; shared prefix blocks are full and only read).
     pub unsafe fn forward_shared_into(
         &self,
         pool: &WorkerPool,

@@ -217,21 +217,12 @@ pub unsafe fn write_kv_batch_cells(
     k: &[f32],
     v: &[f32],
 ) {
-    assert_eq!(
-        k_layer.len(),
-        shape.layer_len(),
-        "K layer of the wrong shape"
-    );
-    assert_eq!(
-        v_layer.len(),
-        shape.layer_len(),
-        "V layer of the wrong shape"
-    );
+    let kv = F16Kv::new(shape, k_layer, v_layer);
     let (hd, bs) = (shape.head_dim, shape.block_size);
     let kvd = shape.n_kv_heads * hd;
     pool.run(2 * shape.n_kv_heads, |task| {
         let (h, is_v) = (task / 2, task % 2 == 1);
-        let cells = if is_v { v_layer } else { k_layer };
+        let cells = if is_v { kv.v } else { kv.k };
         let src = if is_v { v } else { k };
         for s in seqs {
             for r in 0..s.num_rows {
@@ -317,20 +308,7 @@ pub unsafe fn paged_attention_cells(
     seqs: &[AttentionSeq],
     out: &mut [f32],
 ) {
-    assert_eq!(
-        k_layer.len(),
-        shape.layer_len(),
-        "K layer of the wrong shape"
-    );
-    assert_eq!(
-        v_layer.len(),
-        shape.layer_len(),
-        "V layer of the wrong shape"
-    );
-    let kv = F16Kv {
-        k: k_layer,
-        v: v_layer,
-    };
+    let kv = F16Kv::new(shape, k_layer, v_layer);
     run_tasks(pool, p, shape, q, kv, seqs, out, |task, out| {
         SCRATCH.with(|cell| {
             let mut buf = cell.borrow_mut();
@@ -403,6 +381,15 @@ pub(crate) fn run_tasks<C: Copy + Sync>(
 pub(crate) struct F16Kv<'a> {
     pub k: KvSlice<'a, f16>,
     pub v: KvSlice<'a, f16>,
+}
+
+impl<'a> F16Kv<'a> {
+    /// Panics unless both buffers have `shape`'s size.
+    fn new(shape: &KvShape, k: KvSlice<'a, f16>, v: KvSlice<'a, f16>) -> Self {
+        assert_eq!(k.len(), shape.layer_len(), "K layer of the wrong shape");
+        assert_eq!(v.len(), shape.layer_len(), "V layer of the wrong shape");
+        F16Kv { k, v }
+    }
 }
 
 /// The rows one task handles: `rows` of sequence `s`, query heads of

@@ -78,6 +78,17 @@ pub struct Q8Cells<'a> {
     pub v_scales: KvSlice<'a, f32>,
 }
 
+impl Q8Cells<'_> {
+    /// Panics unless the buffers have `shape`'s sizes.
+    fn check(&self, shape: &KvShape) {
+        let (n, ns) = (shape.layer_len(), q8_scales_len(shape));
+        assert_eq!(self.k.len(), n, "K layer of the wrong shape");
+        assert_eq!(self.v.len(), n, "V layer of the wrong shape");
+        assert_eq!(self.k_scales.len(), ns, "K scales of the wrong shape");
+        assert_eq!(self.v_scales.len(), ns, "V scales of the wrong shape");
+    }
+}
+
 impl Q8Layer<'_> {
     /// # Safety
     /// Nothing may be written through the cells.
@@ -103,25 +114,6 @@ impl Q8LayerMut<'_> {
             v_scales: KvSlice::from_mut(self.v_scales),
         }
     }
-
-    /// The same buffers, borrowed again (to write a step, then read it).
-    pub fn reborrow(&mut self) -> Q8LayerMut<'_> {
-        Q8LayerMut {
-            k: self.k,
-            k_scales: self.k_scales,
-            v: self.v,
-            v_scales: self.v_scales,
-        }
-    }
-
-    pub fn as_ref(&self) -> Q8Layer<'_> {
-        Q8Layer {
-            k: self.k,
-            k_scales: self.k_scales,
-            v: self.v,
-            v_scales: self.v_scales,
-        }
-    }
 }
 
 /// Scales of one layer's K (or V): one per slot of every (head, block).
@@ -138,12 +130,18 @@ pub(crate) fn key_index(at: usize, block_size: usize, slot: usize, d: usize) -> 
 /// `x8[i] = round(x[i] / scale)` with `scale = max|x| / 127`; returns the
 /// scale (0 for an all-zero row, whose bytes are then 0).
 pub(crate) fn quantize_i8(x: &[f32], mut put: impl FnMut(usize, i8)) -> f32 {
+    quantize_levels(x, 127, |i, v| put(i, v as i8))
+}
+
+/// `q[i] = round(x[i] / scale)` in `-top..=top` with `scale = max|x| / top`;
+/// returns the scale (0 for an all-zero row, whose levels are then 0).
+fn quantize_levels(x: &[f32], top: i32, mut put: impl FnMut(usize, i32)) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = amax / 127.0;
+    let scale = amax / top as f32;
     let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
     for (i, &v) in x.iter().enumerate() {
-        // `as` saturates (NaN → 0); the clamp only guards rounding at ±127.
-        put(i, (round_even(v * inv) as i32).clamp(-127, 127) as i8);
+        // `as` saturates (NaN → 0); the clamp only guards rounding at ±top.
+        put(i, (round_even(v * inv) as i32).clamp(-top, top));
     }
     scale
 }
@@ -201,26 +199,7 @@ pub unsafe fn write_kv_q8_batch_cells(
         hd.is_multiple_of(4),
         "q8 rows need a head dimension divisible by 4 (see KvDtype::check_head_dim)"
     );
-    assert_eq!(
-        layer.k.len(),
-        shape.layer_len(),
-        "K layer of the wrong shape"
-    );
-    assert_eq!(
-        layer.v.len(),
-        shape.layer_len(),
-        "V layer of the wrong shape"
-    );
-    assert_eq!(
-        layer.k_scales.len(),
-        q8_scales_len(shape),
-        "K scales of the wrong shape"
-    );
-    assert_eq!(
-        layer.v_scales.len(),
-        q8_scales_len(shape),
-        "V scales of the wrong shape"
-    );
+    layer.check(shape);
     let kvd = shape.n_kv_heads * hd;
     pool.run(2 * shape.n_kv_heads, |task| {
         let (h, is_v) = (task / 2, task % 2 == 1);
@@ -327,26 +306,7 @@ pub unsafe fn paged_attention_q8_cells(
     seqs: &[AttentionSeq],
     out: &mut [f32],
 ) {
-    assert_eq!(
-        layer.k.len(),
-        shape.layer_len(),
-        "K layer of the wrong shape"
-    );
-    assert_eq!(
-        layer.v.len(),
-        shape.layer_len(),
-        "V layer of the wrong shape"
-    );
-    assert_eq!(
-        layer.k_scales.len(),
-        q8_scales_len(shape),
-        "K scales of the wrong shape"
-    );
-    assert_eq!(
-        layer.v_scales.len(),
-        q8_scales_len(shape),
-        "V scales of the wrong shape"
-    );
+    layer.check(shape);
     run_tasks(pool, p, shape, q, layer, seqs, out, |task, out| {
         SCRATCH.with(|cell| {
             let mut buf = cell.borrow_mut();
@@ -367,13 +327,7 @@ pub unsafe fn paged_attention_q8_cells(
 /// The query head `x` in 16 bits: `q16[i] = round(x[i] / scale)` with
 /// `scale = max|x| / 32767`; returns the scale.
 pub(crate) fn quantize_query(x: &[f32], q16: &mut [i16]) -> f32 {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = amax / 32767.0;
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-    for (q, &v) in q16.iter_mut().zip(x) {
-        *q = (round_even(v * inv) as i32).clamp(-32767, 32767) as i16;
-    }
-    scale
+    quantize_levels(x, 32767, |i, v| q16[i] = v as i16)
 }
 
 /// The contract, written plainly (and the kernel of CPUs without AVX-512).
