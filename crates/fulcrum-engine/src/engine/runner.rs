@@ -245,14 +245,34 @@ pub fn split(seqs: &[SeqInput<'_>], n: usize) -> Option<Vec<usize>> {
 }
 
 impl StepRunner for ModelRunner {
+    /// With `RUST_LOG=fulcrum::steps=debug`, one line per step: its
+    /// sequences, how many decode, its tokens, whether it split, its time
+    /// (how a workload's steps are shaped, e.g. whether prompts arrive in
+    /// waves).
     fn forward(&mut self, seqs: &[SeqInput<'_>]) -> Result<&[f32], ForwardError> {
-        if let Some(cuts) = split(seqs, self.pool.num_threads()) {
-            if self.disjoint(seqs, &cuts) {
+        let started = tracing::enabled!(target: "fulcrum::steps", tracing::Level::DEBUG)
+            .then(std::time::Instant::now);
+        let cuts = split(seqs, self.pool.num_threads()).filter(|c| self.disjoint(seqs, c));
+        let was_split = cuts.is_some();
+        let result = match cuts {
+            Some(cuts) => {
                 self.num_split_steps += 1;
-                return self.forward_split(seqs, &cuts);
+                self.forward_split(seqs, &cuts)
             }
+            None => self
+                .model
+                .forward(&self.pool, seqs, &mut self.kv, &mut self.scratch),
+        };
+        if let Some(t) = started {
+            tracing::debug!(
+                target: "fulcrum::steps",
+                seqs = seqs.len(),
+                decodes = seqs.iter().filter(|s| s.tokens.len() == 1).count(),
+                tokens = seqs.iter().map(|s| s.tokens.len()).sum::<usize>(),
+                split = was_split,
+                ms = t.elapsed().as_secs_f64() * 1e3,
+            );
         }
-        self.model
-            .forward(&self.pool, seqs, &mut self.kv, &mut self.scratch)
+        result
     }
 }

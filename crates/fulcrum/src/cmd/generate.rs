@@ -67,6 +67,8 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
+    // Warnings only by default: stdout carries the results, stderr the progress bar.
+    super::init_logging("warn");
     let defaults = SamplingParams {
         max_tokens: Some(DEFAULT_MAX_TOKENS),
         ..SamplingParams::greedy()

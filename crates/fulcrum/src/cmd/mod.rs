@@ -11,6 +11,19 @@ pub mod tokenize;
 
 use std::path::PathBuf;
 
+/// Log lines on stderr filtered by `RUST_LOG`, or by `default` when it is
+/// unset (e.g. `RUST_LOG=fulcrum::steps=debug` prints every engine step).
+pub fn init_logging(default: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 /// Resolves `--model` (alias or path), pulling an alias on first use with
 /// progress lines on stderr.
 pub fn resolve_model(model: &str) -> anyhow::Result<PathBuf> {

@@ -56,7 +56,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    init_logging();
+    super::init_logging("info");
     let addr = socket_addr(&args.host, args.port)?;
     if !(args.shutdown_timeout.is_finite() && args.shutdown_timeout >= 0.0) {
         return Err(anyhow!(
@@ -115,17 +115,4 @@ fn socket_addr(host: &str, port: u16) -> Result<SocketAddr> {
         .with_context(|| format!("resolving `--host {host}`"))?
         .next()
         .ok_or_else(|| anyhow!("`--host {host}` resolves to no address"))
-}
-
-/// `RUST_LOG` if set, else info for everything.
-fn init_logging() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let is_terminal = std::io::stderr().is_terminal();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(is_terminal)
-        .try_init();
 }

@@ -129,14 +129,14 @@ pub(super) fn run(args: &GenerateArgs, defaults: SamplingParams, path: &Path) ->
         println!("{report}");
     } else {
         eprintln!(
-            "{} requests, {} prompt + {} output tokens in {:.2} s: {:.1} output tok/s; TTFT p50 {} ms; \
+            "{} requests, {} prompt + {} output tokens in {:.2} s: {:.1} output tok/s; TTFT p50 {:.1} ms; \
              {} preemptions; {}",
             report["requests"],
             report["prompt_tokens"],
             report["output_tokens"],
             elapsed.as_secs_f64(),
             report["output_tokens_per_s"].as_f64().unwrap_or(0.0),
-            report["ttft_ms"]["p50"],
+            report["ttft_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
             report["preemptions"],
             config_line,
         );
