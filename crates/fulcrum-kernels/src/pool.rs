@@ -210,7 +210,7 @@ fn worker_loop(s: &Shared) {
                 break;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 == 0 && start.elapsed() > SPIN_BEFORE_SLEEP {
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN_BEFORE_SLEEP {
                 let mut g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
                 s.sleepers.fetch_add(1, Ordering::SeqCst);
                 while s.generation.load(Ordering::SeqCst) == seen {

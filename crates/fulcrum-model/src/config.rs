@@ -154,7 +154,7 @@ impl ModelConfig {
         if vocab_size == 0 {
             return Err(invalid("vocab_size", vocab_size, "must be positive"));
         }
-        if !(rms_eps.is_finite() && rms_eps >= 0.0) || !(rope_base.is_finite() && rope_base > 0.0) {
+        if !(rms_eps.is_finite() && rms_eps >= 0.0 && rope_base.is_finite() && rope_base > 0.0) {
             return Err(ConfigError::Invalid {
                 key: key("rope.freq_base"),
                 value: format!("{rope_base} (eps {rms_eps})"),

@@ -416,13 +416,12 @@ pub unsafe fn forward_into(
 
     // Final norm and logits for the last token of each sequence that wants them.
     let last = sized(&mut s.last, num_logits * d);
-    let mut li = 0;
-    for a in attn_seqs
+    let wanting = attn_seqs
         .iter()
         .zip(seqs)
         .filter(|(_, s)| s.want_logits)
-        .map(|(a, _)| a)
-    {
+        .map(|(a, _)| a);
+    for (li, a) in wanting.enumerate() {
         let t = a.first_row + a.num_rows - 1;
         ops::rms_norm(
             &s.x[t * d..(t + 1) * d],
@@ -430,7 +429,6 @@ pub unsafe fn forward_into(
             cfg.rms_eps,
             &mut last[li * d..(li + 1) * d],
         );
-        li += 1;
     }
     if num_logits > 0 {
         mm(pool, &weights.output, last, out, &mut s.mm);

@@ -195,7 +195,7 @@ fn linear(
     numerics: Numerics,
 ) -> Result<Linear, WeightsError> {
     let m = in_place(file, name, rows, cols)?;
-    if cols % 32 != 0 {
+    if !cols.is_multiple_of(32) {
         return Err(WeightsError::Shape {
             name: name.into(),
             found: vec![cols as u64, rows as u64],

@@ -489,6 +489,7 @@ impl ValuePass<'_> {
     /// # Safety
     /// As [`attend_one_row`]; `NQ` is the task's query count and `DG`
     /// divides `head_dim`.
+    #[allow(clippy::needless_range_loop)] // k indexes accumulators of several queries
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
     unsafe fn run<const NQ: usize, const DG: usize>(&self, out: &mut [f32]) {
         let t = self.t;

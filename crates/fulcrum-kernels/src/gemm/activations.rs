@@ -110,7 +110,7 @@ impl QuantizedActivations {
         assert_eq!(x.len(), m * cols, "x must be [m, cols]");
         assert_eq!(cols % 32, 0, "columns must be whole 32-value blocks");
         assert!(
-            scheme.per_block() || cols % 256 == 0,
+            scheme.per_block() || cols.is_multiple_of(256),
             "K-quant rows are whole 256-value super-blocks"
         );
         self.m = m;

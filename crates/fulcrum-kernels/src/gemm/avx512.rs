@@ -211,6 +211,7 @@ impl super::TileKernels for Avx512 {
         }
     }
 
+    #[allow(clippy::needless_range_loop)] // c indexes the accumulators of both pairs
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
     unsafe fn tile_lanes8<const BITS: u32, const SHIFT: u32, const FMIN: bool, const C: usize>(
         g: &Geometry,

@@ -710,7 +710,6 @@ fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &
                 rows[1].k_dmin[sb],
             ];
             put_floats(true, &f, &mut out[rec.scales + 4..rec.total]);
-            return;
         }
         Some(SuperK::Signed16) => {
             for (ri, row) in rows.iter().enumerate() {
@@ -725,7 +724,6 @@ fn write_record(layout: &QuantLayout, rows: [&DecodedRow; 2], blk: usize, out: &
                 &[rows[0].k_d[sb], rows[1].k_d[sb]],
                 &mut out[rec.scales + 36..rec.total],
             );
-            return;
         }
         None => unreachable!("pair records are for K-quants only"),
     }

@@ -131,6 +131,7 @@ fn f32_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// One output of a K-quant matrix, rounded in `order`.
+#[allow(clippy::too_many_arguments)]
 fn dot_super(
     kind: SuperK,
     order: SuperOrder,

@@ -26,7 +26,8 @@ pub fn load(name: &str) -> Arc<Model> {
 
 /// Loads (and caches per process) a real model packed for `numerics`.
 pub fn load_with(name: &str, numerics: Numerics) -> Arc<Model> {
-    static MODELS: OnceLock<Mutex<HashMap<(&'static str, Numerics), Arc<Model>>>> = OnceLock::new();
+    type Loaded = HashMap<(&'static str, Numerics), Arc<Model>>;
+    static MODELS: OnceLock<Mutex<Loaded>> = OnceLock::new();
     let a = alias(name);
     let mut map = MODELS.get_or_init(Default::default).lock().unwrap();
     map.entry((a, numerics))

@@ -23,7 +23,7 @@ enum Action {
 pub fn run(args: ModelsArgs) -> Result<()> {
     match args.action {
         Action::List => {
-            println!("{:<14} {:<8} {}", "ALIAS", "CACHED", "DESCRIPTION");
+            println!("{:<14} {:<8} DESCRIPTION", "ALIAS", "CACHED");
             for a in ALIASES {
                 let cached = if registry::cached(a).is_some() {
                     "yes"
