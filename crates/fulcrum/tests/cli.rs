@@ -262,6 +262,19 @@ fn chat_works_through_a_pipe() {
 }
 
 #[test]
+fn models_path_takes_an_alias_or_a_file() {
+    // Scripts pass either (`scripts/offline-throughput.sh MODEL`).
+    let path = model_path();
+    let out = fulcrum(&["models", "path", &path], "");
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), path);
+    assert_clean_error(
+        &fulcrum(&["models", "path", "/no/such/model.gguf"], ""),
+        "unknown model alias `/no/such/model.gguf` and no such file",
+    );
+}
+
+#[test]
 fn bad_input_is_a_clean_error() {
     let long_prompt = "word ".repeat(200);
     let cases: [(&[&str], &str, &str); 7] = [

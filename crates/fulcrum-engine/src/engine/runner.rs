@@ -245,12 +245,12 @@ pub fn split(seqs: &[SeqInput<'_>], n: usize) -> Option<Vec<usize>> {
 }
 
 impl StepRunner for ModelRunner {
-    /// With `RUST_LOG=fulcrum::steps=debug`, one line per step: its
+    /// With `RUST_LOG=fulcrum::steps=trace`, one line per step: its
     /// sequences, how many decode, its tokens, whether it split, its time
     /// (how a workload's steps are shaped, e.g. whether prompts arrive in
     /// waves).
     fn forward(&mut self, seqs: &[SeqInput<'_>]) -> Result<&[f32], ForwardError> {
-        let started = tracing::enabled!(target: "fulcrum::steps", tracing::Level::DEBUG)
+        let started = tracing::enabled!(target: "fulcrum::steps", tracing::Level::TRACE)
             .then(std::time::Instant::now);
         let cuts = split(seqs, self.pool.num_threads()).filter(|c| self.disjoint(seqs, c));
         let was_split = cuts.is_some();
@@ -264,7 +264,7 @@ impl StepRunner for ModelRunner {
                 .forward(&self.pool, seqs, &mut self.kv, &mut self.scratch),
         };
         if let Some(t) = started {
-            tracing::debug!(
+            tracing::trace!(
                 target: "fulcrum::steps",
                 seqs = seqs.len(),
                 decodes = seqs.iter().filter(|s| s.tokens.len() == 1).count(),

@@ -12,7 +12,7 @@ pub mod tokenize;
 use std::path::PathBuf;
 
 /// Log lines on stderr filtered by `RUST_LOG`, or by `default` when it is
-/// unset (e.g. `RUST_LOG=fulcrum::steps=debug` prints every engine step).
+/// unset (e.g. `RUST_LOG=fulcrum::steps=trace` prints every engine step).
 pub fn init_logging(default: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;

@@ -16,7 +16,8 @@ enum Action {
     List,
     /// Fetch a model into the cache (`$FULCRUM_HOME`, default ~/.cache/fulcrum).
     Pull { alias: String },
-    /// Print the cached file's path (pulling it first if needed).
+    /// Print the cached file's path (pulling it first if needed); a GGUF
+    /// file's path is printed as given.
     Path { alias: String },
 }
 
@@ -52,8 +53,9 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             Ok(())
         }
         Action::Path { alias } => {
-            if registry::find_alias(&alias).is_none() {
-                bail!("unknown model alias `{alias}` (try `fulcrum models list`)");
+            // A GGUF path is printed as given, so scripts take either.
+            if registry::find_alias(&alias).is_none() && !std::path::Path::new(&alias).is_file() {
+                bail!("unknown model alias `{alias}` and no such file (try `fulcrum models list`)");
             }
             println!("{}", super::resolve_model(&alias)?.display());
             Ok(())
