@@ -86,13 +86,7 @@ fn check(numerics: Numerics, dtype: KvDtype) {
             let id = e["id"].as_u64().unwrap() as usize;
             let want = e["logprob"].as_f64().unwrap() as f32;
             let diff = (lp[id] - want).abs();
-            let bound = if exact {
-                1e-4
-            } else if dtype == KvDtype::Q8 {
-                9.0
-            } else {
-                0.45
-            };
+            let bound = if exact { 1e-4 } else { 0.45 };
             assert!(
                 diff < bound,
                 "{what}: token {id} logprob {} vs llama.cpp {want}",
@@ -106,13 +100,7 @@ fn check(numerics: Numerics, dtype: KvDtype) {
             "{what}: top-10 log-probability deviation max {max:.3}, mean {:.3}",
             total / 10.0
         );
-        let mean_bound = if exact {
-            1e-4
-        } else if dtype == KvDtype::Q8 {
-            9.0
-        } else {
-            0.2
-        };
+        let mean_bound = if exact { 1e-4 } else { 0.2 };
         assert!(
             total / 10.0 < mean_bound,
             "{what}: mean top-10 deviation {}",
