@@ -7,7 +7,6 @@
 //! logits are computed only for the sequences that need them (those whose
 //! step ends at their last known token).
 
-use fulcrum_gguf::GgufFile;
 use fulcrum_kernels::attention::{
     paged_attention_cells, paged_attention_q8_cells, write_kv_batch_cells, write_kv_q8_batch_cells,
     AttentionParams, AttentionSeq,
@@ -19,7 +18,8 @@ use fulcrum_kernels::WorkerPool;
 
 use crate::config::{Arch, ModelConfig};
 use crate::kv_cache::{KvCache, KvLayer};
-use crate::weights::{Linear, Weights};
+use crate::model::Model;
+use crate::weights::Linear;
 
 /// One sequence's part of a step.
 #[derive(Clone, Copy, Debug)]
@@ -157,21 +157,18 @@ pub fn validate_batch(
 /// touches the slots they write (positions `start_pos..` of each): other
 /// forward passes sharing `kv` run over other sequences, whose blocks are
 /// their own or full prefix blocks nobody writes.
-#[allow(clippy::too_many_arguments)]
 pub unsafe fn forward<'s>(
-    cfg: &ModelConfig,
-    weights: &Weights,
-    file: &GgufFile,
+    model: &Model,
     pool: &WorkerPool,
     seqs: &[SeqInput],
     kv: &KvCache,
     s: &'s mut ForwardScratch,
 ) -> Result<&'s [f32], ForwardError> {
-    let n = seqs.iter().filter(|s| s.want_logits).count() * cfg.vocab_size;
+    let n = seqs.iter().filter(|s| s.want_logits).count() * model.config.vocab_size;
     let mut logits = std::mem::take(&mut s.logits);
     logits.resize(n.max(logits.len()), 0.0);
     // SAFETY: the caller's promise.
-    let result = unsafe { forward_into(cfg, weights, file, pool, seqs, kv, s, &mut logits[..n]) };
+    let result = unsafe { forward_into(model, pool, seqs, kv, s, &mut logits[..n]) };
     s.logits = logits;
     result.map(|()| &s.logits[..n])
 }
@@ -180,17 +177,15 @@ pub unsafe fn forward<'s>(
 ///
 /// # Safety
 /// As [`forward`].
-#[allow(clippy::too_many_arguments)]
 pub unsafe fn forward_into(
-    cfg: &ModelConfig,
-    weights: &Weights,
-    file: &GgufFile,
+    model: &Model,
     pool: &WorkerPool,
     seqs: &[SeqInput],
     kv: &KvCache,
     s: &mut ForwardScratch,
     out: &mut [f32],
 ) -> Result<(), ForwardError> {
+    let (cfg, weights, file) = (&model.config, &model.weights, &*model.file);
     validate_batch(cfg, kv, seqs)?;
     let num_logits = seqs.iter().filter(|s| s.want_logits).count();
     assert_eq!(

@@ -112,17 +112,7 @@ impl Model {
         scratch: &'s mut ForwardScratch,
     ) -> Result<&'s [f32], ForwardError> {
         // SAFETY: the cache is exclusively borrowed: no other thread uses it.
-        unsafe {
-            forward(
-                &self.config,
-                &self.weights,
-                &self.file,
-                pool,
-                seqs,
-                kv,
-                scratch,
-            )
-        }
+        unsafe { forward(self, pool, seqs, kv, scratch) }
     }
 
     /// [`Model::forward`] over a cache other forward passes may be using at
@@ -143,17 +133,6 @@ impl Model {
         out: &mut [f32],
     ) -> Result<(), ForwardError> {
         // SAFETY: the caller's promise is `forward_into`'s contract.
-        unsafe {
-            crate::forward::forward_into(
-                &self.config,
-                &self.weights,
-                &self.file,
-                pool,
-                seqs,
-                kv,
-                scratch,
-                out,
-            )
-        }
+        unsafe { crate::forward::forward_into(self, pool, seqs, kv, scratch, out) }
     }
 }
