@@ -152,17 +152,17 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     }
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
-    let nq = t.num_queries();
     let (base, span) = (t.base(), t.span());
     let first_pos = t.lo_of(t.rows.start);
     let last_pos = t.pos_of(t.rows.end - 1);
-    // [nq*span] scores | [span*hd] keys (f32, by position) | [hd*span] values (f32, by dim) | [group*hd] q
+    // [group*span] scores (one row's) | [span*hd] keys (f32, by position) |
+    // [hd*span] values (f32, by dim) | [group*hd] q
     let group = p.n_heads / p.n_kv_heads;
-    let need = nq * span + 2 * span * hd + group * hd;
+    let need = group * span + 2 * span * hd + group * hd;
     if buf.len() < need {
         buf.resize(need, 0.0);
     }
-    let (scores, rest) = buf.split_at_mut(nq * span);
+    let (scores, rest) = buf.split_at_mut(group * span);
     let (keys, rest) = rest.split_at_mut(span * hd);
     let (vals, rest) = rest.split_at_mut(hd * span);
     let qv = &mut rest[..group * hd];

@@ -265,8 +265,22 @@ pub struct AttentionParams {
     pub window: Option<usize>,
 }
 
-/// Query rows handled together by one task (they share each key load).
+/// Fewest query rows one task takes (they share each key load).
 const ROWS_PER_TASK: usize = 16;
+
+/// Most query rows one task takes.
+const MAX_ROWS_PER_TASK: usize = 128;
+
+/// Query rows per task for a step of `total_rows` rows: as many as still
+/// leave ~8 tasks per thread, between [`ROWS_PER_TASK`] and
+/// [`MAX_ROWS_PER_TASK`], in multiples of 16. The f16 kernel widens its
+/// task's keys and values once, a cost that grows with the prompt, not with
+/// the task's rows: at 16 rows it was ~45% of a 4 000-token prompt's
+/// attention. Results do not depend on the split.
+fn rows_per_task(total_rows: usize, n_kv_heads: usize, threads: usize) -> usize {
+    let even = total_rows * n_kv_heads / (8 * threads.max(1));
+    (even / 16 * 16).clamp(ROWS_PER_TASK, MAX_ROWS_PER_TASK)
+}
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -325,7 +339,7 @@ pub unsafe fn paged_attention_cells(
 }
 
 /// Splits a step's attention into tasks — (sequence, kv head, chunk of up to
-/// [`ROWS_PER_TASK`] rows), enumerated without allocating — and runs
+/// [`rows_per_task`] rows), enumerated without allocating — and runs
 /// `attend` on each in the pool; whatever the cache's storage (`kv`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_tasks<C: Copy + Sync>(
@@ -341,7 +355,9 @@ pub(crate) fn run_tasks<C: Copy + Sync>(
     debug_assert_eq!(p.head_dim, shape.head_dim);
     debug_assert_eq!(p.n_kv_heads, shape.n_kv_heads);
     debug_assert_eq!(p.n_heads % p.n_kv_heads, 0);
-    let chunks_of = |s: &AttentionSeq| s.num_rows.div_ceil(ROWS_PER_TASK);
+    let total_rows: usize = seqs.iter().map(|s| s.num_rows).sum();
+    let rows_per_task = rows_per_task(total_rows, p.n_kv_heads, pool.num_threads());
+    let chunks_of = |s: &AttentionSeq| s.num_rows.div_ceil(rows_per_task);
     let per_head: usize = seqs.iter().map(chunks_of).sum();
     let num_tasks = per_head * p.n_kv_heads;
     let out_ptr = SendPtr(out.as_mut_ptr());
@@ -355,8 +371,8 @@ pub(crate) fn run_tasks<C: Copy + Sync>(
             which += 1;
         }
         let s = &seqs[which];
-        let r0 = chunk * ROWS_PER_TASK;
-        let r1 = (r0 + ROWS_PER_TASK).min(s.num_rows);
+        let r0 = chunk * rows_per_task;
+        let r1 = (r0 + rows_per_task).min(s.num_rows);
         // SAFETY: this task writes only rows r0..r1 of sequence `which`, heads of
         // group `kv_head`; no two tasks share a (row, head) pair, and `out` is
         // exclusively borrowed for the whole `run`.
@@ -601,6 +617,46 @@ mod tests {
                     "window {window:?} elem {i}: {a} vs {b}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn rows_per_task_keeps_threads_busy_and_stays_in_bounds() {
+        // A decode step (one row per sequence) and short prompts: 16.
+        assert_eq!(rows_per_task(64, 3, 2), ROWS_PER_TASK);
+        // A 1 024-token prompt chunk, 3 KV heads, 2 threads: 8 tasks per
+        // thread would be 192 rows each; capped.
+        assert_eq!(rows_per_task(1024, 3, 2), MAX_ROWS_PER_TASK);
+        // In between: multiples of 16 that leave ~8 tasks per thread.
+        let r = rows_per_task(600, 2, 2);
+        assert_eq!(r % 16, 0);
+        assert!((ROWS_PER_TASK..=MAX_ROWS_PER_TASK).contains(&r));
+        assert!(600usize.div_ceil(r) * 2 >= 8 * 2 - 2, "{r} rows per task");
+        assert_eq!(rows_per_task(10_000, 1, 0), MAX_ROWS_PER_TASK);
+    }
+
+    /// Long prompts take more rows per task than short ones (see
+    /// [`rows_per_task`]); the rows' results must not depend on that.
+    #[test]
+    fn rows_per_task_does_not_change_results() {
+        let p = AttentionParams {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 16,
+            scale: 0.25,
+            window: None,
+        };
+        let total = 300;
+        let (q, k, v) = random_case(11, total, &p);
+        // One thread: 300·2/8 → 64 rows per task; two: 32; chunks of 16: 16.
+        let one = run_paged(&WorkerPool::new(1), &p, 16, &q, &k, &v, total);
+        let two = run_paged(&WorkerPool::new(2), &p, 16, &q, &k, &v, total);
+        let small = run_paged(&WorkerPool::new(2), &p, 16, &q, &k, &v, 16);
+        for other in [&two, &small] {
+            assert!(one
+                .iter()
+                .zip(other)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 
