@@ -711,6 +711,10 @@ mod tests {
             // Groups past 8 heads: the general path takes them 8 at a time.
             (16, None, 10, 1, 16, 40, 3),
             (16, Some(9), 12, 2, 32, 37, 0),
+            // Long spans (hundreds of positions), odd row counts, windows.
+            (16, None, 9, 3, 64, 600, 563),
+            (16, Some(300), 4, 1, 32, 700, 651),
+            (16, None, 2, 2, 16, 530, 500),
         ] {
             let p = AttentionParams {
                 n_heads,
