@@ -95,6 +95,27 @@ fn assert_close(actual: &[(u32, f64)], expected: &[(u32, f64)]) {
     }
 }
 
+proptest! {
+    /// The two-pass argmax picks what the one-by-one comparison picks: the
+    /// lowest index of the maximum, with ties, -inf, +inf and signed zeros,
+    /// on rows that do and do not fill whole 16-lane chunks.
+    #[test]
+    fn argmax_matches_the_one_pass_reference(
+        row in proptest::collection::vec(
+            prop_oneof![
+                4 => (-3i32..4).prop_map(|v| v as f32),
+                1 => Just(f32::NEG_INFINITY),
+                1 => Just(f32::INFINITY),
+                1 => Just(-0.0f32),
+                1 => Just(0.0f32),
+            ],
+            0..100,
+        )
+    ) {
+        prop_assert_eq!(argmax(&row), argmax_reference(&row));
+    }
+}
+
 #[test]
 fn greedy_is_argmax_with_the_lowest_id_on_ties() {
     let p = SamplingParams::greedy();
