@@ -96,9 +96,11 @@ fn assert_close(actual: &[(u32, f64)], expected: &[(u32, f64)]) {
 }
 
 proptest! {
-    /// The two-pass argmax picks what the one-by-one comparison picks: the
-    /// lowest index of the maximum, with ties, -inf, +inf and signed zeros,
-    /// on rows that do and do not fill whole 16-lane chunks.
+    /// The two-pass argmax picks what the one-by-one comparison picks
+    /// after NaN became -inf (as `sample` scrubs it): the lowest index of
+    /// the maximum, with ties, infinities, signed zeros and NaN, on rows that
+    /// do and do not fill whole 16-lane chunks. The in-place greedy path
+    /// picks the same token as `sample`.
     #[test]
     fn argmax_matches_the_one_pass_reference(
         row in proptest::collection::vec(
@@ -108,11 +110,39 @@ proptest! {
                 1 => Just(f32::INFINITY),
                 1 => Just(-0.0f32),
                 1 => Just(0.0f32),
+                1 => Just(f32::NAN),
             ],
             0..100,
         )
     ) {
-        prop_assert_eq!(argmax(&row), argmax_reference(&row));
+        let scrubbed: Vec<f32> = row
+            .iter()
+            .map(|&v| if v.is_nan() { f32::NEG_INFINITY } else { v })
+            .collect();
+        prop_assert_eq!(argmax(&row), argmax_reference(&scrubbed));
+        let p = SamplingParams::greedy();
+        let fast = sample_greedy_in_place(&row, &p).expect("plain greedy");
+        let full = sample(&mut row.clone(), &p, &[], &[], &mut rng(0));
+        prop_assert_eq!(fast, full);
+    }
+}
+
+#[test]
+fn the_in_place_greedy_path_declines_what_needs_the_full_sampler() {
+    let row = [0.5, 2.0, 1.0];
+    assert!(sample_greedy_in_place(&row, &SamplingParams::greedy()).is_some());
+    for p in [
+        params(),
+        SamplingParams {
+            repetition_penalty: 1.2,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            logprobs: Some(2),
+            ..SamplingParams::greedy()
+        },
+    ] {
+        assert!(sample_greedy_in_place(&row, &p).is_none(), "{p:?}");
     }
 }
 
