@@ -39,9 +39,7 @@ use super::runner::StepRunner;
 use super::text::TextStream;
 use super::Shared;
 use crate::config::ConfigError;
-use crate::sampler::{
-    sample, sample_greedy_in_place, sampler_rng, SampledToken, SamplerRng, SamplingParams,
-};
+use crate::sampler::{sample, sampler_rng, SampledToken, SamplerRng, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerStats, StepOutput, StepPlan};
 use crate::sequence::{FinishReason, SeqId, SequenceRequest, SequenceTimings};
 
@@ -478,20 +476,14 @@ impl StepLoop {
                 .get(&active.request)
                 .ok_or_else(|| internal("orphan sequence".into()))?
                 .params;
-            let token = match sample_greedy_in_place(logits_row, params) {
-                Some(token) => token,
-                None => {
-                    row.clear();
-                    row.extend_from_slice(logits_row);
-                    sample(
-                        row,
-                        params,
-                        seq.prompt_tokens(),
-                        seq.output_tokens(),
-                        &mut active.rng,
-                    )
-                }
-            };
+            let token = sample(
+                logits_row,
+                row,
+                params,
+                seq.prompt_tokens(),
+                seq.output_tokens(),
+                &mut active.rng,
+            );
             let is_stop = (!params.ignore_eos && model.tokenizer.is_stop_token(token.id))
                 || params.stop_token_ids.contains(&token.id);
             sampled.push((

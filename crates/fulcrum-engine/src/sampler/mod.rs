@@ -66,10 +66,35 @@ pub struct SampledToken {
     pub top_logprobs: Vec<(u32, f32)>,
 }
 
-/// Samples one token from `logits` (one row, `[vocab]`, used as scratch).
-/// `prompt` and `output` are the sequence's tokens, for the penalties.
-/// An empty row yields token 0.
+/// Samples one token from `logits` (one row, `[vocab]`); NaN counts as
+/// -inf. `prompt` and `output` are the sequence's tokens, for the
+/// penalties. An empty row yields token 0.
+///
+/// A plain argmax (greedy, no penalties, no logprobs) reads the row where
+/// it is; everything else works on a copy in `scratch` (196 KB a row at a
+/// 49 152-token vocabulary, worth skipping in the common greedy case).
 pub fn sample(
+    logits: &[f32],
+    scratch: &mut Vec<f32>,
+    params: &SamplingParams,
+    prompt: &[u32],
+    output: &[u32],
+    rng: &mut SamplerRng,
+) -> SampledToken {
+    if params.is_greedy() && !params.has_penalties() && params.logprobs.is_none() {
+        return SampledToken {
+            id: argmax(logits),
+            logprob: None,
+            top_logprobs: Vec::new(),
+        };
+    }
+    scratch.clear();
+    scratch.extend_from_slice(logits);
+    sample_in_place(scratch, params, prompt, output, rng)
+}
+
+/// [`sample`] on a row it may overwrite.
+fn sample_in_place(
     logits: &mut [f32],
     params: &SamplingParams,
     prompt: &[u32],
@@ -122,22 +147,6 @@ pub fn sample(
             top_logprobs: Vec::new(),
         },
     }
-}
-
-/// [`sample`] for parameters that make it a plain argmax (greedy, no
-/// penalties, no logprobs), reading `logits` in place: the caller need not
-/// copy the row into scratch first (196 KB per sequence at a 49 152-token
-/// vocabulary). `None` when `params` need [`sample`]. Same token as
-/// [`sample`]: NaN counts as -inf.
-pub fn sample_greedy_in_place(logits: &[f32], params: &SamplingParams) -> Option<SampledToken> {
-    if !params.is_greedy() || params.has_penalties() || params.logprobs.is_some() {
-        return None;
-    }
-    Some(SampledToken {
-        id: argmax(logits),
-        logprob: None,
-        top_logprobs: Vec::new(),
-    })
 }
 
 /// Lowest index of the maximum, NaN counting as -inf (0 for an empty row).

@@ -4,6 +4,18 @@
 use super::*;
 use proptest::prelude::*;
 
+/// [`super::sample`] with a fresh scratch row, so the tests read as calls
+/// on one row.
+fn sample(
+    logits: &[f32],
+    params: &SamplingParams,
+    prompt: &[u32],
+    output: &[u32],
+    rng: &mut SamplerRng,
+) -> SampledToken {
+    super::sample(logits, &mut Vec::new(), params, prompt, output, rng)
+}
+
 fn params() -> SamplingParams {
     SamplingParams::default()
 }
@@ -99,8 +111,8 @@ proptest! {
     /// The two-pass argmax picks what the one-by-one comparison picks
     /// after NaN became -inf (as `sample` scrubs it): the lowest index of
     /// the maximum, with ties, infinities, signed zeros and NaN, on rows that
-    /// do and do not fill whole 16-lane chunks. The in-place greedy path
-    /// picks the same token as `sample`.
+    /// do and do not fill whole 16-lane chunks. `sample`'s greedy path,
+    /// which reads the row without a copy, picks what the full path picks.
     #[test]
     fn argmax_matches_the_one_pass_reference(
         row in proptest::collection::vec(
@@ -121,49 +133,49 @@ proptest! {
             .collect();
         prop_assert_eq!(argmax(&row), argmax_reference(&scrubbed));
         let p = SamplingParams::greedy();
-        let fast = sample_greedy_in_place(&row, &p).expect("plain greedy");
-        let full = sample(&mut row.clone(), &p, &[], &[], &mut rng(0));
+        let fast = sample(&row, &p, &[], &[], &mut rng(0));
+        let full = sample_in_place(&mut row.clone(), &p, &[], &[], &mut rng(0));
         prop_assert_eq!(fast, full);
     }
 }
 
 #[test]
-fn the_in_place_greedy_path_declines_what_needs_the_full_sampler() {
-    let row = [0.5, 2.0, 1.0];
-    assert!(sample_greedy_in_place(&row, &SamplingParams::greedy()).is_some());
-    for p in [
-        params(),
-        SamplingParams {
-            repetition_penalty: 1.2,
-            ..SamplingParams::greedy()
-        },
-        SamplingParams {
-            logprobs: Some(2),
-            ..SamplingParams::greedy()
-        },
-    ] {
-        assert!(sample_greedy_in_place(&row, &p).is_none(), "{p:?}");
-    }
+fn penalties_and_logprobs_are_not_skipped_by_the_greedy_shortcut() {
+    // Token 1 leads, but a repetition penalty on it lets token 2 win.
+    let row = [0.5, 2.0, 1.9];
+    let penalized = SamplingParams {
+        repetition_penalty: 1.2,
+        ..SamplingParams::greedy()
+    };
+    assert_eq!(sample(&row, &penalized, &[1], &[], &mut rng(0)).id, 2);
+    let with_logprobs = SamplingParams {
+        logprobs: Some(2),
+        ..SamplingParams::greedy()
+    };
+    let out = sample(&row, &with_logprobs, &[], &[], &mut rng(0));
+    assert_eq!(out.id, 1);
+    assert!(out.logprob.is_some());
+    assert_eq!(out.top_logprobs.len(), 2);
 }
 
 #[test]
 fn greedy_is_argmax_with_the_lowest_id_on_ties() {
     let p = SamplingParams::greedy();
     assert_eq!(
-        sample(&mut [1.0, 3.0, 3.0, 2.0], &p, &[], &[], &mut rng(0)).id,
+        sample(&[1.0, 3.0, 3.0, 2.0], &p, &[], &[], &mut rng(0)).id,
         1
     );
     assert_eq!(
-        sample(&mut [f32::NAN, 0.5, f32::NAN], &p, &[], &[], &mut rng(0)).id,
+        sample(&[f32::NAN, 0.5, f32::NAN], &p, &[], &[], &mut rng(0)).id,
         1,
         "NaN is -inf"
     );
     assert_eq!(
-        sample(&mut [f32::NEG_INFINITY; 3], &p, &[], &[], &mut rng(0)).id,
+        sample(&[f32::NEG_INFINITY; 3], &p, &[], &[], &mut rng(0)).id,
         0
     );
     assert_eq!(
-        sample(&mut [], &p, &[], &[], &mut rng(0)).id,
+        sample(&[], &p, &[], &[], &mut rng(0)).id,
         0,
         "an empty row does not panic"
     );
@@ -172,10 +184,7 @@ fn greedy_is_argmax_with_the_lowest_id_on_ties() {
         temperature: 1e-30,
         ..params()
     };
-    assert_eq!(
-        sample(&mut [0.0, 5.0, 4.0], &cold, &[], &[], &mut rng(0)).id,
-        1
-    );
+    assert_eq!(sample(&[0.0, 5.0, 4.0], &cold, &[], &[], &mut rng(0)).id, 1);
 }
 
 #[test]
@@ -193,14 +202,7 @@ fn penalties_follow_the_openai_and_vllm_definitions() {
     assert_eq!(logits, [1.0, -4.75, -0.5, 0.5]);
     // Greedy sees the penalized logits.
     assert_eq!(
-        sample(
-            &mut [2.0, -2.0, 1.0, 1.5],
-            &p,
-            &[0],
-            &[1, 2, 2],
-            &mut rng(0)
-        )
-        .id,
+        sample(&[2.0, -2.0, 1.0, 1.5], &p, &[0], &[1, 2, 2], &mut rng(0)).id,
         3
     );
 }
@@ -283,7 +285,7 @@ fn samples_follow_the_distribution_and_stay_in_the_kept_set() {
     let mut r = rng(7);
     let n = 40_000;
     for _ in 0..n {
-        counts[sample(&mut logits.clone(), &p, &[], &[], &mut r).id as usize] += 1;
+        counts[sample(&logits, &p, &[], &[], &mut r).id as usize] += 1;
     }
     assert_eq!((counts[2], counts[3]), (0, 0), "outside the top 3");
     for &(t, prob) in &expected {
@@ -302,7 +304,7 @@ fn a_seed_reproduces_the_same_samples() {
     let draw = |seed: u64, stream: u64| {
         let mut r = sampler_rng(Some(seed), stream);
         (0..64)
-            .map(|i| sample(&mut vec![0.1 * i as f32; 100], &p, &[], &[], &mut r).id)
+            .map(|i| sample(&vec![0.1 * i as f32; 100], &p, &[], &[], &mut r).id)
             .collect::<Vec<_>>()
     };
     assert_eq!(draw(42, 0), draw(42, 0));
@@ -324,7 +326,7 @@ fn logprobs_are_of_the_raw_distribution_and_normalized() {
         presence_penalty: 1.0,
         ..params()
     };
-    let out = sample(&mut logits.to_vec(), &p, &[2], &[2, 4], &mut rng(1));
+    let out = sample(&logits, &p, &[2], &[2, 4], &mut rng(1));
     let total: f64 = out
         .top_logprobs
         .iter()
@@ -340,7 +342,7 @@ fn logprobs_are_of_the_raw_distribution_and_normalized() {
     assert_eq!(ids, vec![2, 4, 6, 0, 3, 5, 1, 7], "most likely first");
     let sampled = out.top_logprobs.iter().find(|x| x.0 == out.id).unwrap().1;
     assert_eq!(out.logprob, Some(sampled));
-    let none = sample(&mut logits.to_vec(), &params(), &[], &[], &mut rng(1));
+    let none = sample(&logits, &params(), &[], &[], &mut rng(1));
     assert_eq!((none.logprob, none.top_logprobs.len()), (None, 0));
 }
 
@@ -360,7 +362,7 @@ fn a_large_vocabulary_is_sampled_within_its_top_k() {
     let top: Vec<u32> = select::top_k_indices(&logits, 50);
     let mut r = rng(3);
     for _ in 0..20 {
-        let out = sample(&mut logits.clone(), &p, &[], &[], &mut r);
+        let out = sample(&logits, &p, &[], &[], &mut r);
         assert!(top.contains(&out.id));
         assert_eq!(out.top_logprobs.len(), 5);
         assert_eq!(out.top_logprobs[0].0, top[0]);
