@@ -3,7 +3,9 @@
 //! sequences has CONTEXT tokens cached and NEW query rows (1 = a decode
 //! step, more = a prefill chunk ending at CONTEXT + NEW); prints the time per
 //! call (one layer) and the KV bytes it reads. `FULCRUM_KV=q8` measures the
-//! 8-bit cache.
+//! 8-bit cache. The calls cycle through ~400 MB of layer caches, so the data
+//! comes from memory as in a model; `LAYERS=1` keeps one (hot in cache when
+//! it is small), which separates the kernel's arithmetic from its waits.
 use fulcrum_kernels::attention::{
     paged_attention, paged_attention_q8, q8_scales_len, write_kv, write_kv_q8_batch,
     AttentionParams, AttentionSeq, KvShape, Q8Layer, Q8LayerMut,
@@ -90,7 +92,10 @@ fn main() {
     } else {
         2 * shape.layer_len()
     };
-    let layers = (400 << 20) / (2 * layer_bytes) + 1;
+    // LAYERS=1 keeps one layer's cache, hot in cache for small SEQS.
+    let layers = std::env::var("LAYERS").map_or((400 << 20) / (2 * layer_bytes) + 1, |v| {
+        v.parse().expect("LAYERS: a count")
+    });
     if q8 {
         let kvd = kvw;
         let all: Vec<AttentionSeq> = tables
