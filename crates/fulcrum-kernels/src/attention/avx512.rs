@@ -155,17 +155,26 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let (base, span) = (t.base(), t.span());
     let first_pos = t.lo_of(t.rows.start);
     let last_pos = t.pos_of(t.rows.end - 1);
-    // [group*span] scores (one row's) | [span*hd] keys (f32, by position) |
-    // [hd*span] values (f32, by dim) | [group*hd] q
     let group = p.n_heads / p.n_kv_heads;
-    let need = group * span + 2 * span * hd + group * hd;
+    let nq = group.min(8);
+    let rb = row_block(nq, hd);
+    // [rb*nq*row] scores | [span*hd] keys (f32, by position) |
+    // [hd*row] values (f32, by dim) | [rb*nq*hd] q | [rb*nq*hd*16] value sums.
+    // Rows of scores and of values are `row` floats apart: `span` padded to an
+    // odd number of cache lines, so a tile's rows spread over the L1's sets
+    // (at 4 000 positions they were 16 KB apart, all in the same few sets).
+    let row = span + 16 * (1 - span / 16 % 2);
+    // (Value passes take rows in groups of up to 4: room for 3 more rows.)
+    let rows_room = rb + 3;
+    let need = rows_room * nq * row + span * hd + hd * row + rows_room * nq * hd * 17;
     if buf.len() < need {
         buf.resize(need, 0.0);
     }
-    let (scores, rest) = buf.split_at_mut(group * span);
+    let (scores, rest) = buf.split_at_mut(rows_room * nq * row);
     let (keys, rest) = rest.split_at_mut(span * hd);
-    let (vals, rest) = rest.split_at_mut(hd * span);
-    let qv = &mut rest[..group * hd];
+    let (vals, rest) = rest.split_at_mut(hd * row);
+    let (qv, rest) = rest.split_at_mut(rows_room * nq * hd);
+    let sums = &mut rest[..rows_room * nq * hd * 16];
     // Widen the task's keys and values once; positions outside the range stay
     // zero (their weights are zero and their scores are never read).
     vals.fill(0.0);
@@ -191,7 +200,7 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         let (s0, n) = (p0 % bs, p1 - p0 + 1);
         for d in 0..hd {
             let src = unsafe { t.kv.v.range(head + d * bs + s0..head + d * bs + s0 + n) };
-            let dst = &mut vals[d * span + p0 - base..d * span + p0 - base + n];
+            let dst = &mut vals[d * row + p0 - base..d * row + p0 - base + n];
             let mut i = 0;
             while i < n {
                 let k = (n - i).min(16);
@@ -205,95 +214,175 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             }
         }
     }
-    // The query heads of the group share every key and value load, up to 8
-    // at a time (the accumulators must fit the registers).
-    let mut pass = RowPass {
+    let mut pass = BlockPass {
         t,
         keys,
         vals,
         scores,
         qv,
+        sums,
         span,
+        row,
         base,
+        rb,
     };
+    // Up to 8 query heads of the group at a time (the accumulators must fit
+    // the registers).
     let mut g0 = 0;
     while g0 < group {
         let n = (group - g0).min(8);
         // SAFETY (all arms): the buffers were sized above; same contract.
         unsafe {
             match n {
-                1 => pass.run::<1, 16, 16>(g0, out),
-                2 => pass.run::<2, 8, 8>(g0, out),
-                3 => pass.run::<3, 8, 8>(g0, out),
-                4 => pass.run::<4, 4, 4>(g0, out),
-                5 => pass.run::<5, 4, 4>(g0, out),
-                6 => pass.run::<6, 2, 2>(g0, out),
-                7 => pass.run::<7, 2, 2>(g0, out),
-                _ => pass.run::<8, 2, 2>(g0, out),
+                1 => pass.run::<1, 16, 4, 4>(g0, out),
+                2 => pass.run::<2, 8, 2, 4>(g0, out),
+                3 => pass.run::<3, 8, 2, 4>(g0, out),
+                4 => pass.run::<4, 4, 1, 4>(g0, out),
+                5 => pass.run::<5, 4, 1, 4>(g0, out),
+                6 => pass.run::<6, 2, 1, 2>(g0, out),
+                7 => pass.run::<7, 2, 1, 2>(g0, out),
+                _ => pass.run::<8, 2, 1, 2>(g0, out),
             }
         }
         g0 += n;
     }
 }
 
-/// The general path's queries one row at a time, `NQ` query heads of the
-/// row's group together: each widened key and value is loaded once for all
-/// of them (`SL` keys, `DG` output dimensions at a time). A score is the
-/// 16-lane chain of fused multiply-adds over the dimensions, reduced by
-/// [`tree16x16`]; an output dimension the chain over the visible chunks of
-/// positions, reduced by [`tree16`] — the arithmetic `portable.rs` states.
-struct RowPass<'a> {
-    t: &'a Task<'a>,
-    keys: &'a mut [f32],
-    vals: &'a mut [f32],
-    scores: &'a mut [f32],
-    qv: &'a mut [f32],
-    span: usize,
-    base: usize,
+/// Query rows a [`BlockPass`] takes together: enough that each key chunk and
+/// value tile, once in L1, serves several rows, few enough that the block's
+/// value sums (`rows · heads · head_dim` vectors) stay in L2. Before, each
+/// row swept the task's widened keys and values alone: 2 MB at 4 000
+/// positions, more than a core's L2, so every row streamed them from L3.
+fn row_block(nq: usize, hd: usize) -> usize {
+    (1536 / (nq * hd)).clamp(1, 16)
 }
 
-impl RowPass<'_> {
-    /// Heads `g0..g0 + NQ` of the group.
+/// Chunks of 16 positions in one value tile: 1 024 positions, whose values
+/// (256 KB of f32 at 64 dimensions) every row group of the block multiplies
+/// from L2 before the next tile, while the group's weights for the tile
+/// (24 KB for 6 queries) stay in L1. Output chains are parked in memory only
+/// between tiles, once per 1 024 positions.
+const TILE_CHUNKS: usize = 64;
+
+/// The general path: a block of query rows at a time (see [`row_block`]),
+/// `NQ` query heads of the group together.
+///
+/// Scores go chunk by chunk over the block's positions: the chunk's 16
+/// widened keys are loaded by every row that sees them while they are in
+/// L1, each key load shared by the `NQ` heads (`SL` keys at a time). A score
+/// is the 16-lane chain of fused multiply-adds over the dimensions, reduced
+/// by [`tree16x16`]. Values go tile by tile ([`TILE_CHUNKS`]), rows in
+/// groups of `RQ`: `DG` output dimensions of the group's `RQ · NQ` queries
+/// are accumulated in registers over the tile's chunks (each value load
+/// serves every query, each weight load `DG` dimensions), and parked in
+/// `sums` between tiles. Each chain runs over the chunks in position order
+/// and is reduced by [`tree16x16`] at the end — the arithmetic `portable.rs`
+/// states. (A group's rows see nearly the same chunks; where a row sees
+/// fewer, its extra chunks add zero weights times finite values, which leave
+/// the sums' bits unchanged.)
+struct BlockPass<'a> {
+    t: &'a Task<'a>,
+    keys: &'a [f32],
+    vals: &'a [f32],
+    scores: &'a mut [f32],
+    qv: &'a mut [f32],
+    sums: &'a mut [f32],
+    span: usize,
+    /// Floats between rows of `scores` and of `vals` (`span`, padded).
+    row: usize,
+    base: usize,
+    rb: usize,
+}
+
+impl BlockPass<'_> {
+    /// Heads `g0..g0 + NQ` of the group, for all the task's rows.
     ///
     /// # Safety
-    /// As [`attend`]; the group has at least `g0 + NQ` heads; `scores` holds
-    /// `NQ` rows of `span` and `qv` `NQ · head_dim` floats; `SL` and `DG`
-    /// divide 16.
-    #[allow(clippy::needless_range_loop)] // k indexes accumulators of several queries
+    /// As [`attend`]; the group has at least `g0 + NQ` heads; the buffers
+    /// hold what [`attend`] sizes for `rb` rows of `NQ` queries; `SL` divides
+    /// 16, `DG` divides `head_dim`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-    unsafe fn run<const NQ: usize, const SL: usize, const DG: usize>(
+    unsafe fn run<const NQ: usize, const SL: usize, const RQ: usize, const DG: usize>(
         &mut self,
         g0: usize,
         out: &mut [f32],
     ) {
         let t = self.t;
-        let (p, span, base) = (t.p, self.span, self.base);
+        let rows = t.rows.clone();
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r1 = (r0 + self.rb).min(rows.end);
+            // SAFETY: same contract, rows r0..r1 (at most `rb`).
+            unsafe { self.block::<NQ, SL, RQ, DG>(g0, r0..r1, out) };
+            r0 = r1;
+        }
+    }
+
+    /// Rows `rows` (at most `rb`), heads `g0..g0 + NQ`.
+    ///
+    /// # Safety
+    /// As [`BlockPass::run`].
+    #[allow(clippy::needless_range_loop)] // indices run over several queries' accumulators
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    unsafe fn block<const NQ: usize, const SL: usize, const RQ: usize, const DG: usize>(
+        &mut self,
+        g0: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let t = self.t;
+        let (p, span, rs, base) = (t.p, self.span, self.row, self.base);
         let hd = p.head_dim;
         let stride = p.n_heads * hd;
         let scale_v = _mm512_set1_ps(p.scale);
-        let (keys, vals) = (&*self.keys, &*self.vals);
+        let (keys, vals) = (self.keys, self.vals);
         let group = p.n_heads / p.n_kv_heads;
         let head = |gi: usize| t.kv_head * group + g0 + gi;
-        for r in t.rows.clone() {
+        let nr = rows.len();
+        // Query `(row i of the block, head gi)` is number `i·NQ + gi`.
+        for (i, r) in rows.clone().enumerate() {
             for gi in 0..NQ {
                 let src = &t.q[(t.s.first_row + r) * stride + head(gi) * hd..][..hd];
-                round_to_f16(&mut self.qv[gi * hd..(gi + 1) * hd], src);
+                let at = (i * NQ + gi) * hd;
+                round_to_f16(&mut self.qv[at..at + hd], src);
             }
-            let qv = &*self.qv;
+        }
+        let qv = &*self.qv;
+        // Row i sees chunks c0[i]..c1[i] of the score rows.
+        let bounds = |i: usize| {
+            let r = rows.start + i;
             let (lo, hi) = (t.lo_of(r), t.pos_of(r));
-            let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
-            let rows = &mut self.scores[..NQ * span];
-            rows.fill(f32::NEG_INFINITY);
-            let mut max = [f32::NEG_INFINITY; NQ];
-            for chunk in c0..c1 {
+            (lo, hi, (lo - base) / 16, (hi - base) / 16 + 1)
+        };
+        // Rows later in the block see later positions: the first row's first
+        // chunk and the last row's last one bound the block.
+        let (first_chunk, end_chunk) = (bounds(0).2, bounds(nr - 1).3);
+        // The value pass takes rows in groups of RQ; a last group's rows past
+        // the block get zero weights.
+        let nr_room = nr.div_ceil(RQ) * RQ;
+        let scores = &mut self.scores[..nr_room * NQ * rs];
+        scores[..nr * NQ * rs].fill(f32::NEG_INFINITY);
+        scores[nr * NQ * rs..].fill(0.0);
+        let mut maxv = [[_mm512_set1_ps(f32::NEG_INFINITY); NQ]; 16];
+        for chunk in first_chunk..end_chunk {
+            let first = base + 16 * chunk;
+            for i in 0..nr {
+                let (lo, hi, c0, c1) = bounds(i);
+                if chunk < c0 || chunk >= c1 {
+                    continue;
+                }
+                // Lane k of chain l = the fused multiply-adds of position
+                // 16·chunk + k over dimensions l, l+16, …: each key vector
+                // of the transposed chunk serves the NQ heads, whose query
+                // values are broadcast.
                 let mut dots = [[_mm512_setzero_ps(); 16]; NQ];
                 for s0 in (0..16).step_by(SL) {
                     let mut acc = [[_mm512_setzero_ps(); SL]; NQ];
                     for cc in (0..hd).step_by(16) {
-                        // SAFETY: the chunk's 16 keys and the group's queries hold `hd` floats each.
+                        // SAFETY: the chunk's 16 keys and the row's queries hold `hd` floats each.
                         unsafe {
                             let q: [__m512; NQ] = std::array::from_fn(|gi| {
-                                _mm512_loadu_ps(qv.as_ptr().add(gi * hd + cc))
+                                _mm512_loadu_ps(qv.as_ptr().add((i * NQ + gi) * hd + cc))
                             });
                             for k in 0..SL {
                                 let kv = _mm512_loadu_ps(
@@ -309,47 +398,113 @@ impl RowPass<'_> {
                         dots[gi][s0..s0 + SL].copy_from_slice(&acc[gi]);
                     }
                 }
-                let first = base + 16 * chunk;
                 let a = lo.saturating_sub(first).min(16);
                 let b = (hi + 1 - first).min(16);
                 let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
                 for gi in 0..NQ {
                     let sc = _mm512_mul_ps(tree16x16(&dots[gi]), scale_v);
-                    // SAFETY: the chunk lies inside the row.
+                    // SAFETY: the chunk lies inside the query's score row.
                     unsafe {
                         _mm512_mask_storeu_ps(
-                            rows.as_mut_ptr().add(gi * span + 16 * chunk),
+                            scores.as_mut_ptr().add((i * NQ + gi) * rs + 16 * chunk),
                             vis,
                             sc,
                         )
                     };
-                    max[gi] = max[gi].max(_mm512_mask_reduce_max_ps(vis, sc));
+                    // The maximum is exact in any order: one reduction per
+                    // query at the end instead of one per chunk.
+                    maxv[i][gi] = _mm512_mask_max_ps(maxv[i][gi], vis, maxv[i][gi], sc);
                 }
             }
+        }
+        for i in 0..nr {
             for gi in 0..NQ {
-                softmax_to_f16(&mut rows[gi * span..(gi + 1) * span], max[gi]);
+                let at = (i * NQ + gi) * rs;
+                softmax_to_f16(
+                    &mut scores[at..at + span],
+                    _mm512_reduce_max_ps(maxv[i][gi]),
+                );
             }
-            for d0 in (0..hd).step_by(DG) {
-                let mut acc = [[_mm512_setzero_ps(); DG]; NQ];
-                for c in c0..c1 {
-                    // SAFETY: chunks lie inside the rows; dimension rows hold `span` floats.
-                    unsafe {
-                        let w: [__m512; NQ] = std::array::from_fn(|gi| {
-                            _mm512_loadu_ps(rows.as_ptr().add(gi * span + 16 * c))
-                        });
-                        for k in 0..DG {
-                            let v = _mm512_loadu_ps(vals.as_ptr().add((d0 + k) * span + 16 * c));
-                            for gi in 0..NQ {
-                                acc[gi][k] = _mm512_fmadd_ps(v, w[gi], acc[gi][k]);
+        }
+        let groups = nr_room / RQ;
+        let sums = &mut self.sums[..groups * RQ * NQ * hd * 16];
+        let mut t0 = first_chunk;
+        while t0 < end_chunk {
+            let t1 = (t0 + TILE_CHUNKS).min(end_chunk);
+            for g in 0..groups {
+                let i0 = g * RQ;
+                // The group's rows see chunks u0..u1 together; a row's chunks
+                // outside its own range carry zero weights times finite
+                // values, which leave its sums' bits unchanged.
+                let (u0, u1) = (bounds(i0).2, bounds((i0 + RQ).min(nr) - 1).3);
+                let (a, b) = (t0.max(u0), t1.min(u1));
+                if a >= b {
+                    continue;
+                }
+                let query = |ri: usize, gi: usize| (i0 + ri) * NQ + gi;
+                for d0 in (0..hd).step_by(DG) {
+                    let at = |ri: usize, gi: usize, k: usize| (query(ri, gi) * hd + d0 + k) * 16;
+                    // A chain starts from zero at the group's first chunk and
+                    // is parked in `sums` at the end of every tile.
+                    // SAFETY (these loads and stores): `sums` holds `hd`
+                    // vectors per query of every group, and chunks a..b lie
+                    // inside the rows.
+                    let mut acc: [[[__m512; DG]; NQ]; RQ] = std::array::from_fn(|ri| {
+                        std::array::from_fn(|gi| {
+                            std::array::from_fn(|k| {
+                                if a == u0 {
+                                    _mm512_setzero_ps()
+                                } else {
+                                    unsafe { _mm512_loadu_ps(sums.as_ptr().add(at(ri, gi, k))) }
+                                }
+                            })
+                        })
+                    });
+                    for c in a..b {
+                        // SAFETY: rows of `vals` and `scores` hold `row` floats, past chunk c.
+                        unsafe {
+                            let v: [__m512; DG] = std::array::from_fn(|k| {
+                                _mm512_loadu_ps(vals.as_ptr().add((d0 + k) * rs + 16 * c))
+                            });
+                            for ri in 0..RQ {
+                                for gi in 0..NQ {
+                                    let w = _mm512_loadu_ps(
+                                        scores.as_ptr().add(query(ri, gi) * rs + 16 * c),
+                                    );
+                                    for k in 0..DG {
+                                        acc[ri][gi][k] = _mm512_fmadd_ps(v[k], w, acc[ri][gi][k]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for ri in 0..RQ {
+                        for gi in 0..NQ {
+                            for k in 0..DG {
+                                // SAFETY: as above.
+                                unsafe {
+                                    _mm512_storeu_ps(
+                                        sums.as_mut_ptr().add(at(ri, gi, k)),
+                                        acc[ri][gi][k],
+                                    )
+                                };
                             }
                         }
                     }
                 }
-                for (gi, acc_g) in acc.iter().enumerate() {
-                    let dst = &mut out[(t.s.first_row + r) * stride + head(gi) * hd + d0..][..DG];
-                    for (o, a) in dst.iter_mut().zip(acc_g) {
-                        *o = tree16(*a);
-                    }
+            }
+            t0 = t1;
+        }
+        for (i, r) in rows.enumerate() {
+            for gi in 0..NQ {
+                for d0 in (0..hd).step_by(16) {
+                    // SAFETY: 16 of the query's `hd` parked vectors.
+                    let v: [__m512; 16] = std::array::from_fn(|k| unsafe {
+                        _mm512_loadu_ps(sums.as_ptr().add(((i * NQ + gi) * hd + d0 + k) * 16))
+                    });
+                    let dst = &mut out[(t.s.first_row + r) * stride + head(gi) * hd + d0..][..16];
+                    // SAFETY: 16 floats of the row's output.
+                    unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), tree16x16(&v)) };
                 }
             }
         }

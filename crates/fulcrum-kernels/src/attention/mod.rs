@@ -716,6 +716,11 @@ mod tests {
             (16, None, 9, 3, 64, 600, 563),
             (16, Some(300), 4, 1, 32, 700, 651),
             (16, None, 2, 2, 16, 530, 500),
+            // Past one value tile (1 024 positions), with whole prompts in
+            // tasks of up to 128 rows: several row blocks, partial groups.
+            (16, None, 9, 3, 64, 1300, 1090),
+            (16, Some(700), 6, 2, 32, 1250, 1150),
+            (32, None, 4, 4, 16, 1100, 1000),
         ] {
             let p = AttentionParams {
                 n_heads,
@@ -751,9 +756,12 @@ mod tests {
                 first_pos,
                 block_table: &table,
             };
-            for kv_head in 0..n_kv {
-                for r0 in (0..rows).step_by(ROWS_PER_TASK) {
-                    let r1 = (r0 + ROWS_PER_TASK).min(rows);
+            // Tasks of the fewest rows, of an odd count, and of the most.
+            for (kv_head, task_rows) in
+                (0..n_kv).flat_map(|h| [ROWS_PER_TASK, 37, MAX_ROWS_PER_TASK].map(|n| (h, n)))
+            {
+                for r0 in (0..rows).step_by(task_rows) {
+                    let r1 = (r0 + task_rows).min(rows);
                     let task = Task {
                         p: &p,
                         shape: &shape,
