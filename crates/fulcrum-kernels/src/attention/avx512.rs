@@ -371,10 +371,9 @@ impl BlockPass<'_> {
                 if chunk < c0 || chunk >= c1 {
                     continue;
                 }
-                // Lane k of chain l = the fused multiply-adds of position
-                // 16·chunk + k over dimensions l, l+16, …: each key vector
-                // of the transposed chunk serves the NQ heads, whose query
-                // values are broadcast.
+                // Lane l of dots[gi][k] = key k's chain of fused
+                // multiply-adds over dimensions l, l+16, …; each key load
+                // serves the NQ heads, SL keys at a time.
                 let mut dots = [[_mm512_setzero_ps(); 16]; NQ];
                 for s0 in (0..16).step_by(SL) {
                     let mut acc = [[_mm512_setzero_ps(); SL]; NQ];
@@ -412,7 +411,9 @@ impl BlockPass<'_> {
                         )
                     };
                     // The maximum is exact in any order: one reduction per
-                    // query at the end instead of one per chunk.
+                    // query at the end instead of one per chunk. (Only a NaN
+                    // score could tell the orders apart, and it makes the
+                    // row's output NaN either way.)
                     maxv[i][gi] = _mm512_mask_max_ps(maxv[i][gi], vis, maxv[i][gi], sc);
                 }
             }
