@@ -164,8 +164,9 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     // odd number of cache lines, so a tile's rows spread over the L1's sets
     // (at 4 000 positions they were 16 KB apart, all in the same few sets).
     let row = span + 16 * (1 - span / 16 % 2);
-    // (Value passes take rows in groups of up to 4: room for 3 more rows.)
-    let rows_room = rb + 3;
+    // (Value passes take rows in groups of up to MAX_ROW_GROUP: room for a
+    // last group that runs past the block.)
+    let rows_room = rb + MAX_ROW_GROUP - 1;
     let need = rows_room * nq * row + span * hd + hd * row + rows_room * nq * hd * 17;
     if buf.len() < need {
         buf.resize(need, 0.0);
@@ -254,8 +255,14 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
 /// row swept the task's widened keys and values alone: 2 MB at 4 000
 /// positions, more than a core's L2, so every row streamed them from L3.
 fn row_block(nq: usize, hd: usize) -> usize {
-    (1536 / (nq * hd)).clamp(1, 16)
+    (1536 / (nq * hd)).clamp(1, MAX_ROW_BLOCK)
 }
+
+/// Most rows in a block (a block keeps one running maximum per query).
+const MAX_ROW_BLOCK: usize = 16;
+
+/// Most rows a value pass accumulates together (`RQ`).
+const MAX_ROW_GROUP: usize = 4;
 
 /// Chunks of 16 positions in one value tile: 1 024 positions, whose values
 /// (256 KB of f32 at 64 dimensions) every row group of the block multiplies
@@ -363,7 +370,8 @@ impl BlockPass<'_> {
         let scores = &mut self.scores[..nr_room * NQ * rs];
         scores[..nr * NQ * rs].fill(f32::NEG_INFINITY);
         scores[nr * NQ * rs..].fill(0.0);
-        let mut maxv = [[_mm512_set1_ps(f32::NEG_INFINITY); NQ]; 16];
+        debug_assert!(nr <= MAX_ROW_BLOCK && RQ <= MAX_ROW_GROUP);
+        let mut maxv = [[_mm512_set1_ps(f32::NEG_INFINITY); NQ]; MAX_ROW_BLOCK];
         for chunk in first_chunk..end_chunk {
             let first = base + 16 * chunk;
             for i in 0..nr {
