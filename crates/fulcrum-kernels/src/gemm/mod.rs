@@ -62,7 +62,8 @@ pub(crate) struct Geometry {
     pub m: usize,
 }
 
-/// The three tile kernels one instruction set provides; [`simd_block`]
+/// The tile kernels one instruction set provides (the 16-row K-quant one
+/// optional: [`TileKernels::SUPER16`]); [`simd_block`]
 /// drives any of them over a task's rows × tokens. Each reproduces the
 /// portable kernel's arithmetic bit for bit (see `portable.rs`).
 ///
@@ -101,6 +102,24 @@ pub(crate) trait TileKernels {
         tok0: usize,
         out: &mut [[f32; C]; 8],
     );
+
+    /// Whether this set has [`TileKernels::tile16_super`]; without it the
+    /// portable kernel computes those layouts.
+    const SUPER16: bool = false;
+
+    /// Q4_K (`BITS` 4) and Q5_K (5) in 16-row groups
+    /// ([`QuantLayout::super16`]): writes what [`TileKernels::tile16`] writes.
+    unsafe fn tile16_super<const BITS: u32, const C: usize>(
+        _g: &Geometry,
+        _w: *const u8,
+        _a: *const u8,
+        _tok0: usize,
+        _y: *mut f32,
+        _n: usize,
+        _valid: u16,
+    ) {
+        unreachable!("kernel sets without SUPER16 leave these layouts to the portable kernel")
+    }
 
     /// K-quants (`KIND` 0: Q4_K/Q5_K, 1: Q6_K): `out[2p + ri][c]` for `P`
     /// pairs of rows and `C` tokens, in the float order `order` (`Gemm4`
@@ -322,6 +341,54 @@ fn simd_block<K: TileKernels>(
             t += c;
         }
     };
+    if layout.super16() {
+        // `rows.start` is a multiple of 16 (row blocks are whole groups).
+        for r in rows.clone().step_by(16) {
+            let last = (r + 16).min(rows.end);
+            if !K::SUPER16 {
+                for t in toks.clone() {
+                    for row in r..last {
+                        y[t * n + row] = portable::dot(layout, bytes, w, acts, row, t);
+                    }
+                }
+                continue;
+            }
+            let valid: u16 = if last - r == 16 {
+                u16::MAX
+            } else {
+                (1u16 << (last - r)) - 1
+            };
+            let wp = bytes[w.record_offset(layout, r, 0)..].as_ptr();
+            let yp = y[r..].as_mut_ptr();
+            tiles(&mut |t, c| {
+                let ap = acts.token(t).as_ptr();
+                macro_rules! run {
+                    ($bits:literal) => {
+                        match c {
+                            8 => K::tile16_super::<$bits, 8>(&g, wp, ap, t, yp, n, valid),
+                            7 => K::tile16_super::<$bits, 7>(&g, wp, ap, t, yp, n, valid),
+                            6 => K::tile16_super::<$bits, 6>(&g, wp, ap, t, yp, n, valid),
+                            5 => K::tile16_super::<$bits, 5>(&g, wp, ap, t, yp, n, valid),
+                            4 => K::tile16_super::<$bits, 4>(&g, wp, ap, t, yp, n, valid),
+                            3 => K::tile16_super::<$bits, 3>(&g, wp, ap, t, yp, n, valid),
+                            2 => K::tile16_super::<$bits, 2>(&g, wp, ap, t, yp, n, valid),
+                            _ => K::tile16_super::<$bits, 1>(&g, wp, ap, t, yp, n, valid),
+                        }
+                    };
+                }
+                // SAFETY: as for `tile16` below; the layout is a 16-row
+                // K-quant one of these widths.
+                unsafe {
+                    match layout.bits {
+                        Bits::B4 => run!(4),
+                        Bits::B5 => run!(5),
+                        other => unreachable!("no 16-row K-quant kernel for {other:?}"),
+                    }
+                }
+            });
+        }
+        return;
+    }
     if layout.lanes16() {
         // `rows.start` is a multiple of 16 (row blocks are whole groups).
         let sp = acts.sums.as_ptr();

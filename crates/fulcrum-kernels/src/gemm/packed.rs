@@ -34,7 +34,18 @@
 //! j+16 in the high one), 8-bit levels as 64 bytes per pair in register order
 //! stored signed; bit planes one u64 per pair; scales and mins 4 × f16.
 //!
-//! **K-quants** (one layout, exact in both): rows in pairs, one record per *pair* and block (pairs 0 and
+//! **Q4_K and Q5_K** in llama.cpp's single-token order (the [`Numerics::Fast`]
+//! and [`Numerics::LlamaCpp`] products; [`QuantLayout::super16`]): groups of
+//! 16 rows like the fast order's, one record per group and block,
+//! `[quants][bit planes][scales: 16 × u8][mins: 16 × u8]` (quants and planes
+//! as above), and after each super-block's eighth record a trailer of the
+//! 16 rows' `d`, then `dmin` (16 × f16 each). A lane holds one row's exact
+//! integer sums (Σ sc·Σq·x and Σ mn·Σx) over the super-block, then one float
+//! step each, the order llama.cpp's Q4_K kernels take; 4.6 bits per weight
+//! (the file's 4.5) instead of the pair records' 6.5.
+//!
+//! **K-quants** otherwise (Q6_K, and Q4_K/Q5_K with
+//! [`Numerics::LlamaCppBatch`]): rows in pairs, one record per *pair* and block (pairs 0 and
 //! 1 of a group of four alternating), `[quants: row A then B][planes: u64 per
 //! plane, bit i = weight i of A (i < 32) or of B][integer scales and
 //! per-super-block factors]`; the kernel holds a pair's two rows' 8-lane
@@ -223,7 +234,7 @@ impl QuantLayout {
     /// Rows per packed group: 16 (one per register lane) for the 32-weight
     /// formats in the fast order, else 4 (two pairs).
     pub fn group_rows(&self) -> usize {
-        if self.lanes16() {
+        if self.lanes16() || self.super16() {
             16
         } else {
             4
@@ -252,7 +263,25 @@ impl QuantLayout {
         self.super_k.is_none() && self.numerics == Numerics::Fast
     }
 
+    /// Q4_K/Q5_K in 16-row groups (see the module doc): their order is
+    /// llama.cpp's single-token one, a float step per super-block and row,
+    /// which 16 lanes compute as well as 2. `LlamaCppBatch` keeps the pair
+    /// records, whose kernel also takes its 64-weight steps.
+    pub fn super16(&self) -> bool {
+        self.super_k == Some(SuperK::Mins) && self.numerics != Numerics::LlamaCppBatch
+    }
+
     pub fn record(&self) -> RecordLayout {
+        if self.super16() {
+            // [quants: 256][planes: 8 × u64 (Q5_K)][scales: 16 × u8][mins: 16 × u8]
+            let scales = 256 + 64 * self.num_planes();
+            return RecordLayout {
+                planes: 256,
+                scales,
+                mins: scales + 16,
+                total: scales + 32,
+            };
+        }
         match self.super_k {
             Some(kind) => {
                 // Pair records.
@@ -298,6 +327,10 @@ impl QuantLayout {
         }
     }
 }
+
+/// Bytes after each super-block's last record in [`QuantLayout::super16`]
+/// groups: the 16 rows' `d`, then `dmin`, as f16.
+pub const SUPER16_TRAILER: usize = 64;
 
 /// The stored numbers of a matrix.
 #[derive(Clone, Debug)]
@@ -402,7 +435,9 @@ impl PackedMatrix {
             };
         };
         let rec = layout.record();
-        let group_stride = if layout.super_k.is_some() {
+        let group_stride = if layout.super16() {
+            blocks * rec.total + blocks / 8 * SUPER16_TRAILER
+        } else if layout.super_k.is_some() {
             2 * blocks * rec.total
         } else {
             blocks * rec.total
@@ -434,7 +469,28 @@ impl PackedMatrix {
             group_stride,
             data: PackedData::F32(Vec::new()),
         };
-        if layout.super_k.is_some() {
+        if layout.super16() {
+            for g in 0..groups {
+                let rows: Vec<DecodedRow> = (16 * g..16 * g + 16).map(row).collect();
+                for blk in 0..blocks {
+                    let at = packed.record_offset(&layout, 16 * g, blk);
+                    let out = &mut bytes.as_mut_slice()[at..at + rec.total];
+                    write_group16_levels(&layout, &rows, blk, out);
+                    for (r, row) in rows.iter().enumerate() {
+                        out[rec.scales + r] = row.k_scales[blk] as u8;
+                        out[rec.mins + r] = row.k_mins[blk] as u8;
+                    }
+                }
+                for sb in 0..blocks / 8 {
+                    let at = packed.super16_trailer(&layout, 16 * g, sb);
+                    let out = &mut bytes.as_mut_slice()[at..at + SUPER16_TRAILER];
+                    let d: Vec<f32> = rows.iter().map(|r| r.k_d[sb]).collect();
+                    let dmin: Vec<f32> = rows.iter().map(|r| r.k_dmin[sb]).collect();
+                    put_floats(false, &d, &mut out[..32]);
+                    put_floats(false, &dmin, &mut out[32..]);
+                }
+            }
+        } else if layout.super_k.is_some() {
             for pair in 0..2 * groups {
                 let (a, b) = (row(2 * pair), row(2 * pair + 1));
                 for blk in 0..blocks {
@@ -469,10 +525,19 @@ impl PackedMatrix {
     /// or for K-quants the record of `r`'s pair).
     pub fn record_offset(&self, layout: &QuantLayout, r: usize, b: usize) -> usize {
         let total = layout.record().total;
+        if layout.super16() {
+            return (r / 16) * self.group_stride + b * total + b / 8 * SUPER16_TRAILER;
+        }
         match layout.super_k {
             Some(_) => (r / 4) * self.group_stride + (2 * b + (r / 2) % 2) * total,
             None => (r / layout.group_rows()) * self.group_stride + b * total,
         }
+    }
+
+    /// Byte offset of the `d`/`dmin` trailer of super-block `sb` in row
+    /// `r`'s group ([`QuantLayout::super16`] layouts).
+    pub fn super16_trailer(&self, layout: &QuantLayout, r: usize, sb: usize) -> usize {
+        self.record_offset(layout, r, 8 * sb + 7) + layout.record().total
     }
 
     /// Bytes the kernels read for one pass over the matrix.
@@ -600,6 +665,18 @@ pub fn group_position(bits: Bits, r: usize, i: usize) -> (usize, bool, usize, us
 /// Writes block `blk` of 16 rows as one group record (Q4_0…Q8_0, fast order).
 fn write_group16_record(layout: &QuantLayout, rows: &[DecodedRow], blk: usize, out: &mut [u8]) {
     let rec = layout.record();
+    write_group16_levels(layout, rows, blk, out);
+    let scales: Vec<f32> = rows.iter().map(|r| r.scales[blk]).collect();
+    put_floats(layout.f32_scales, &scales, &mut out[rec.scales..rec.mins]);
+    if layout.float_min {
+        let mins: Vec<f32> = rows.iter().map(|r| r.mins[blk]).collect();
+        put_floats(layout.f32_scales, &mins, &mut out[rec.mins..rec.total]);
+    }
+}
+
+/// The quants and bit planes of block `blk` of 16 rows in a group record.
+fn write_group16_levels(layout: &QuantLayout, rows: &[DecodedRow], blk: usize, out: &mut [u8]) {
+    let rec = layout.record();
     for (r, row) in rows.iter().enumerate() {
         let levels = &row.levels[32 * blk..32 * blk + 32];
         for (i, &lv) in levels.iter().enumerate() {
@@ -612,12 +689,6 @@ fn write_group16_record(layout: &QuantLayout, rows: &[DecodedRow], blk: usize, o
                 out[rec.planes + 8 * slice + bit / 8] |= 1 << (bit % 8);
             }
         }
-    }
-    let scales: Vec<f32> = rows.iter().map(|r| r.scales[blk]).collect();
-    put_floats(layout.f32_scales, &scales, &mut out[rec.scales..rec.mins]);
-    if layout.float_min {
-        let mins: Vec<f32> = rows.iter().map(|r| r.mins[blk]).collect();
-        put_floats(layout.f32_scales, &mins, &mut out[rec.mins..rec.total]);
     }
 }
 

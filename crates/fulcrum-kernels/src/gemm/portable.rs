@@ -216,6 +216,43 @@ fn dot_super(
     }
 }
 
+/// One output of a Q4_K/Q5_K matrix in 16-row groups: [`dot_super`]'s
+/// `VecDot` arithmetic for `SuperK::Mins`, read from the group records.
+fn dot_super16(
+    layout: &QuantLayout,
+    bytes: &[u8],
+    w: &PackedMatrix,
+    acts: &QuantizedActivations,
+    r: usize,
+    tok: usize,
+) -> f32 {
+    let rl = layout.record();
+    let a = acts.token(tok);
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for sb in 0..w.blocks / 8 {
+        let (mut i_sum, mut m_sum) = (0i32, 0i32);
+        for b in 8 * sb..8 * sb + 8 {
+            let rec = &bytes[w.record_offset(layout, r, b)..][..rl.total];
+            let x = &a[b * acts.record..(b + 1) * acts.record];
+            let lv = group16_levels(layout, rec, r);
+            let qx: i32 = lv
+                .iter()
+                .enumerate()
+                .map(|(t, &l)| i32::from(l) * i32::from(x[t] as i8))
+                .sum();
+            i_sum += i32::from(rec[rl.scales + r % 16]) * qx;
+            m_sum += i32::from(rec[rl.mins + r % 16]) * i32_at(x, AT_SUM);
+        }
+        let dx = f32_at(&a[(8 * sb + 7) * acts.record..], AT_D);
+        let trailer = &bytes[w.super16_trailer(layout, r, sb)..];
+        let half = |i: usize| f16::from_le_bytes([trailer[2 * i], trailer[2 * i + 1]]).to_f32();
+        let (d, dmin) = (half(r % 16), half(16 + r % 16));
+        acc = (i_sum as f32).mul_add(d * dx, acc);
+        acc_min = (m_sum as f32).mul_add(dmin * dx, acc_min);
+    }
+    acc - acc_min
+}
+
 /// One output: row `r` against token `tok`.
 pub(crate) fn dot(
     layout: &QuantLayout,
@@ -225,6 +262,9 @@ pub(crate) fn dot(
     r: usize,
     tok: usize,
 ) -> f32 {
+    if layout.super16() {
+        return dot_super16(layout, bytes, w, acts, r, tok);
+    }
     if let Some(kind) = layout.super_k {
         return dot_super(
             kind,
