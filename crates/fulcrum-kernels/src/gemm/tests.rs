@@ -140,6 +140,43 @@ fn llama_cpp_batch_orders_change_only_their_tokens() {
     }
 }
 
+/// Q4_K and Q5_K are computed in 16-row groups (except with
+/// `LlamaCppBatch`), in llama.cpp's single-token order, which the
+/// pair-record kernels of `LlamaCppBatch` also take for Q5_K and for Q4_K's
+/// tokens past the 4-token groups: those outputs must be the same bits from
+/// both layouts.
+#[test]
+fn sixteen_row_k_quants_equal_the_pair_kernels() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for ty in [GgmlType::Q4_K, GgmlType::Q5_K] {
+        let (m, n, k) = (11, 37, 768);
+        let data = random_matrix(ty, n, k, &mut rng);
+        let w = WeightMatrix::new(ty, n, k, &data).unwrap();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-50.0..50.0)).collect();
+        let pool = WorkerPool::new(2);
+        let run = |numerics| {
+            let mut y = vec![0f32; m * n];
+            let packed = PackedMatrix::pack_with(&w, numerics);
+            matmul(&pool, &x, m, &packed, &mut y, &mut MatmulScratch::default());
+            y
+        };
+        let batch = run(Numerics::LlamaCppBatch);
+        let first = if ty == GgmlType::Q4_K { m / 4 * 4 } else { 0 };
+        for numerics in [Numerics::Fast, Numerics::LlamaCpp] {
+            let y = run(numerics);
+            for t in first..m {
+                for r in 0..n {
+                    assert_eq!(
+                        y[t * n + r].to_bits(),
+                        batch[t * n + r].to_bits(),
+                        "{ty} {numerics}: token {t} row {r}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The two summation orders compute the same sums up to float rounding.
 #[test]
 fn numerics_differ_only_in_rounding() {
