@@ -42,7 +42,8 @@
 //! 16 rows' `d`, then `dmin` (16 × f16 each). A lane holds one row's exact
 //! integer sums (Σ sc·Σq·x and Σ mn·Σx) over the super-block, then one float
 //! step each, the order llama.cpp's Q4_K kernels take; 4.6 bits per weight
-//! (the file's 4.5) instead of the pair records' 6.5.
+//! (the file's 4.5) instead of the pair records' 6.5. Chosen where the
+//! active kernels are AVX-512's (the others read pair records).
 //!
 //! **K-quants** otherwise (Q6_K, and Q4_K/Q5_K with
 //! [`Numerics::LlamaCppBatch`]): rows in pairs, one record per *pair* and block (pairs 0 and
@@ -153,6 +154,10 @@ pub struct QuantLayout {
     pub float_min: bool,
     /// The summation order (and so the group layout) of Q4_0…Q8_0.
     pub numerics: Numerics,
+    /// Q4_K/Q5_K may take 16-row groups ([`QuantLayout::super16`]): only
+    /// where the active kernels have a 16-row K-quant kernel (AVX-512), so
+    /// that AVX2 and NEON keep the pair records their kernels read.
+    pub k16: bool,
 }
 
 /// The float steps of a K-quant product; every order first sums exactly in
@@ -189,6 +194,7 @@ impl QuantLayout {
                 offset_shift,
                 float_min,
                 numerics,
+                k16: false,
             })
         };
         let k = |bits, kind| {
@@ -200,6 +206,7 @@ impl QuantLayout {
                 offset_shift: None,
                 float_min: false,
                 numerics,
+                k16: crate::isa::Isa::active() == crate::isa::Isa::Avx512,
             })
         };
         match ty {
@@ -268,7 +275,7 @@ impl QuantLayout {
     /// which 16 lanes compute as well as 2. `LlamaCppBatch` keeps the pair
     /// records, whose kernel also takes its 64-weight steps.
     pub fn super16(&self) -> bool {
-        self.super_k == Some(SuperK::Mins) && self.numerics != Numerics::LlamaCppBatch
+        self.k16 && self.super_k == Some(SuperK::Mins) && self.numerics != Numerics::LlamaCppBatch
     }
 
     pub fn record(&self) -> RecordLayout {
