@@ -239,7 +239,8 @@ impl QuantLayout {
     }
 
     /// Rows per packed group: 16 (one per register lane) for the 32-weight
-    /// formats in the fast order, else 4 (two pairs).
+    /// formats in the fast order and for [`QuantLayout::super16`] K-quants,
+    /// else 4 (two pairs).
     pub fn group_rows(&self) -> usize {
         if self.lanes16() || self.super16() {
             16
