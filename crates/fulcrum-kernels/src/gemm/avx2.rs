@@ -26,6 +26,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::{AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
+use super::packed::SUPER16_TRAILER;
 use super::raw::{read_f16, read_f32, read_i32, read_u32};
 use super::{Geometry, SuperOrder};
 
@@ -209,6 +210,126 @@ impl super::TileKernels for Avx2 {
             for (c, acc_c) in acc_h.iter().enumerate() {
                 // SAFETY: the caller guarantees room for the valid rows of C tokens.
                 unsafe { _mm256_maskstore_ps(y.add((tok0 + c) * n + 8 * h), mask, *acc_c) };
+            }
+        }
+    }
+
+    const SUPER16: bool = true;
+
+    /// The AVX-512 kernel's arithmetic ([`super::avx512`]'s `tile16_super`)
+    /// on 8-lane registers: each half of the group (rows 8h..8h+8) in turn,
+    /// its levels unpacked once per block for the tile's tokens; exact block
+    /// sums times the integer scale into the super-block sum, the integer
+    /// min times the token's block sum into the min sum, one float step each
+    /// per super-block.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile16_super<const BITS: u32, const C: usize>(
+        g: &Geometry,
+        w: *const u8,
+        a: *const u8,
+        tok0: usize,
+        y: *mut f32,
+        n: usize,
+        valid: u16,
+    ) {
+        let nib = _mm256_set1_epi8(0x0F);
+        let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        for h in 0..2 {
+            let bits = i32::from(valid >> (8 * h) & 0xFF);
+            if bits == 0 {
+                continue;
+            }
+            let mut acc = [_mm256_setzero_ps(); C];
+            let mut acc_min = [_mm256_setzero_ps(); C];
+            for sb in 0..g.blocks / 8 {
+                let mut isum = [_mm256_setzero_si256(); C];
+                let mut imin = [_mm256_setzero_si256(); C];
+                for b in 8 * sb..8 * sb + 8 {
+                    // SAFETY: record b of the group lies inside the packed
+                    // matrix (records, then a trailer after every eighth);
+                    // prefetches tolerate addresses past it.
+                    let (wv, sc, mn) = unsafe {
+                        let rec = w.add(b * g.rec.total + sb * SUPER16_TRAILER);
+                        if h == 0 {
+                            let mut line = 0;
+                            while line < g.rec.total {
+                                _mm_prefetch::<_MM_HINT_T0>(
+                                    rec.wrapping_add(PREFETCH_AHEAD + line).cast(),
+                                );
+                                line += 64;
+                            }
+                        }
+                        // Half h: bytes 32h..32h+32 of every 64-byte slice.
+                        let mut wv = [_mm256_setzero_si256(); 8];
+                        for j in 0..4 {
+                            let v = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
+                            wv[j] = _mm256_and_si256(v, nib);
+                            wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+                        }
+                        if BITS == 5 {
+                            for (j, v) in wv.iter_mut().enumerate() {
+                                *v = add_plane(
+                                    *v,
+                                    read_u32(rec.add(g.rec.planes + 8 * j + 4 * h)),
+                                    0x10,
+                                );
+                            }
+                        }
+                        let byte8 = |at: usize| _mm_loadl_epi64(rec.add(at + 8 * h).cast());
+                        (
+                            wv,
+                            _mm256_cvtepu8_epi32(byte8(g.rec.scales)),
+                            _mm256_cvtepu8_epi32(byte8(g.rec.mins)),
+                        )
+                    };
+                    for c in 0..C {
+                        // SAFETY: token c's record b lies inside the activations.
+                        let (q, bsum) = unsafe {
+                            let xr = a.add(c * g.act_stride + b * g.act_rec);
+                            let x = |j: usize| _mm256_set1_epi32(read_i32(xr.add(4 * j)));
+                            let mut q = _mm256_setzero_si256();
+                            for (j, &wj) in wv.iter().enumerate() {
+                                q = _mm256_add_epi32(q, dot4(wj, x(j)));
+                            }
+                            (q, _mm256_set1_epi32(read_i32(xr.add(AT_SUM))))
+                        };
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(q, sc));
+                        imin[c] = _mm256_add_epi32(imin[c], _mm256_mullo_epi32(mn, bsum));
+                    }
+                }
+                // SAFETY: the super-block's trailer follows its eighth record;
+                // token c's last record of the super-block holds its `d`.
+                unsafe {
+                    let tr = w.add((8 * sb + 8) * g.rec.total + sb * SUPER16_TRAILER);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(tr.add(16 * h).cast()));
+                    let dmin = _mm256_cvtph_ps(_mm_loadu_si128(tr.add(32 + 16 * h).cast()));
+                    for c in 0..C {
+                        let dx = _mm256_set1_ps(read_f32(
+                            a.add(c * g.act_stride + (8 * sb + 7) * g.act_rec + AT_D),
+                        ));
+                        acc[c] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(isum[c]),
+                            _mm256_mul_ps(d, dx),
+                            acc[c],
+                        );
+                        acc_min[c] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(imin[c]),
+                            _mm256_mul_ps(dmin, dx),
+                            acc_min[c],
+                        );
+                    }
+                }
+            }
+            let mask = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), bit), bit);
+            for c in 0..C {
+                // SAFETY: the caller guarantees room for the valid rows of C tokens.
+                unsafe {
+                    _mm256_maskstore_ps(
+                        y.add((tok0 + c) * n + 8 * h),
+                        mask,
+                        _mm256_sub_ps(acc[c], acc_min[c]),
+                    )
+                };
             }
         }
     }

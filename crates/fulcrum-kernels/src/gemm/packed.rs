@@ -43,7 +43,7 @@
 //! integer sums (Σ sc·Σq·x and Σ mn·Σx) over the super-block, then one float
 //! step each, the order llama.cpp's Q4_K kernels take; 4.6 bits per weight
 //! (the file's 4.5) instead of the pair records' 6.5. Chosen where the
-//! active kernels are AVX-512's (the others read pair records).
+//! active kernels are AVX-512's or AVX2's (NEON reads pair records).
 //!
 //! **K-quants** otherwise (Q6_K, and Q4_K/Q5_K with
 //! [`Numerics::LlamaCppBatch`]): rows in pairs, one record per *pair* and block (pairs 0 and
@@ -155,8 +155,8 @@ pub struct QuantLayout {
     /// The summation order (and so the group layout) of Q4_0…Q8_0.
     pub numerics: Numerics,
     /// Q4_K/Q5_K may take 16-row groups ([`QuantLayout::super16`]): only
-    /// where the active kernels have a 16-row K-quant kernel (AVX-512), so
-    /// that AVX2 and NEON keep the pair records their kernels read.
+    /// where the active kernels have a 16-row K-quant kernel (AVX-512,
+    /// AVX2), so that NEON and the portable kernel keep the pair records.
     pub k16: bool,
 }
 
@@ -206,7 +206,10 @@ impl QuantLayout {
                 offset_shift: None,
                 float_min: false,
                 numerics,
-                k16: crate::isa::Isa::active() == crate::isa::Isa::Avx512,
+                k16: matches!(
+                    crate::isa::Isa::active(),
+                    crate::isa::Isa::Avx512 | crate::isa::Isa::Avx2
+                ),
             })
         };
         match ty {
