@@ -38,6 +38,8 @@ use half::slice::HalfFloatSliceExt;
 use crate::pool::{SendPtr, WorkerPool};
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::{exp16, reduce16x16};
@@ -331,6 +333,17 @@ pub unsafe fn paged_attention_cells(
                 crate::isa::Isa::Avx512 if p.head_dim.is_multiple_of(16) => {
                     // SAFETY: the active ISA is only Avx512 when the CPU supports it.
                     unsafe { avx512::attend(task, &mut buf, out) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                crate::isa::Isa::Avx2 if p.head_dim.is_multiple_of(16) => {
+                    // SAFETY: the active ISA is only Avx2 when the CPU supports it.
+                    unsafe { avx2::attend(task, &mut buf, out) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                crate::isa::Isa::Avx2 | crate::isa::Isa::Avx512 => {
+                    // SAFETY: AVX2 (and so FMA and F16C) is supported when
+                    // either is the active ISA.
+                    unsafe { portable::attend_fma(task, &mut buf, out) }
                 }
                 _ => portable::attend(task, &mut buf, out),
             }
@@ -688,10 +701,11 @@ mod tests {
     /// The SIMD path reproduces the portable arithmetic bit for bit.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx512_equals_portable() {
-        if !crate::isa::Isa::Avx512.is_supported() {
-            return;
-        }
+    fn avx512_and_avx2_equal_portable() {
+        let (has_avx512, has_avx2) = (
+            crate::isa::Isa::Avx512.is_supported(),
+            crate::isa::Isa::Avx2.is_supported(),
+        );
         let mut rng = rand::rngs::StdRng::seed_from_u64(21);
         for (bs, window, n_heads, n_kv, hd, total, first_pos) in [
             (16usize, None, 9usize, 3usize, 64usize, 40usize, 0usize),
@@ -777,14 +791,27 @@ mod tests {
                         kv_head,
                         rows: r0..r1,
                     };
-                    let (mut a, mut b) = (vec![0f32; q.len()], vec![0f32; q.len()]);
+                    let mut a = vec![0f32; q.len()];
                     portable::attend(&task, &mut Vec::new(), &mut a);
-                    // SAFETY: checked above that the CPU supports AVX-512.
-                    unsafe { avx512::attend(&task, &mut Vec::new(), &mut b) };
-                    assert!(
-                        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "bs {bs} window {window:?} hd {hd} rows {r0}..{r1}"
-                    );
+                    let same = |b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                    if has_avx512 {
+                        let mut b = vec![0f32; q.len()];
+                        // SAFETY: checked that the CPU supports AVX-512.
+                        unsafe { avx512::attend(&task, &mut Vec::new(), &mut b) };
+                        assert!(
+                            same(&b),
+                            "avx512: bs {bs} window {window:?} hd {hd} rows {r0}..{r1}"
+                        );
+                    }
+                    if has_avx2 {
+                        let mut c = vec![0f32; q.len()];
+                        // SAFETY: checked that the CPU supports AVX2 (with FMA, F16C).
+                        unsafe { avx2::attend(&task, &mut Vec::new(), &mut c) };
+                        assert!(
+                            same(&c),
+                            "avx2: bs {bs} window {window:?} hd {hd} rows {r0}..{r1}"
+                        );
+                    }
                 }
             }
         }

@@ -318,6 +318,12 @@ pub unsafe fn paged_attention_q8_cells(
                     // SAFETY: the active ISA is only Avx512 when the CPU supports it.
                     unsafe { super::q8_avx512::attend(task, &mut buf, out) }
                 }
+                #[cfg(target_arch = "x86_64")]
+                crate::isa::Isa::Avx2 | crate::isa::Isa::Avx512 => {
+                    // SAFETY: AVX2 (and so FMA and F16C) is supported when
+                    // either is the active ISA.
+                    unsafe { attend_fma(task, &mut buf, out) }
+                }
                 _ => attend(task, &mut buf, out),
             }
         })
@@ -330,7 +336,19 @@ pub(crate) fn quantize_query(x: &[f32], q16: &mut [i16]) -> f32 {
     quantize_levels(x, 32767, |i, v| q16[i] = v as i16)
 }
 
+/// [`attend`] compiled with FMA and F16C for AVX2 CPUs: the same bits (see
+/// `portable::attend_fma`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn attend_fma(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
+    attend(t, buf, out)
+}
+
 /// The contract, written plainly (and the kernel of CPUs without AVX-512).
+#[inline(always)]
 pub(crate) fn attend(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
