@@ -16,7 +16,8 @@
 //! enough that this decides whether greedy outputs agree with llama.cpp's.
 //!
 //! The arithmetic, in this order, is the contract `portable.rs` states and
-//! `avx512.rs` reproduces bit for bit (llama.cpp's f16 matrix products sum
+//! `avx512.rs` (and, for AVX2 CPUs, `avx2.rs`) reproduces bit for bit
+//! (llama.cpp's f16 matrix products sum
 //! the same way): a score is 16 lanes `l` of fused multiply-add chains over
 //! dimensions `l, l+16, …`, reduced by a fixed tree, times the scale; weights
 //! are `exp(score − max)` ([`crate::ops::exp_approx`]) summed per 16 absolute
