@@ -14,10 +14,10 @@ pub(crate) fn tree16(v: &[f32; 16]) -> f32 {
     s2[0] + s2[1]
 }
 
-/// [`attend`] compiled for CPUs with FMA and F16C (the AVX2 machines, which
-/// have no SIMD attention kernel here): the same operations in the same
-/// order, so the same bits, but each `mul_add` is one instruction instead of
-/// a call into the soft-float library, and each f16 conversion inlined.
+/// [`attend`] compiled for CPUs with FMA and F16C, for the tasks no SIMD
+/// kernel takes (head sizes not a multiple of 16): the same operations in
+/// the same order, so the same bits, but each `mul_add` is one instruction
+/// instead of a call into the soft-float library.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
