@@ -16,22 +16,19 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use super::portable::tree16;
-use super::Task;
-use crate::ops::exp_approx;
+use super::portable::{softmax_to_f16, tree16};
+use super::{widen_task_kv, Task};
 
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C; `head_dim` must be a multiple
 /// of 16.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
-    let (p, shape) = (t.p, t.shape);
-    let (hd, bs) = (p.head_dim, shape.block_size);
+    let p = t.p;
+    let hd = p.head_dim;
     let stride = p.n_heads * hd;
     let nq = t.num_queries();
     let (base, span) = (t.base(), t.span());
-    let first_pos = t.lo_of(t.rows.start);
-    let last_pos = t.pos_of(t.rows.end - 1);
     // [nq*span] scores | [span*hd] keys (by position) | [hd*span] values (by dim) | [hd] q
     let need = nq * span + 2 * span * hd + hd;
     if buf.len() < need {
@@ -41,25 +38,9 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let (keys, rest) = rest.split_at_mut(span * hd);
     let (vals, rest) = rest.split_at_mut(hd * span);
     let qv = &mut rest[..hd];
-    // Positions outside first_pos..=last_pos keep zero values (their weights
-    // are zero); their keys are never read.
-    vals.fill(0.0);
-    for b in first_pos / bs..=last_pos / bs {
-        let head = shape.head_offset(t.s.block_table[b] as usize, t.kv_head);
-        let (p0, p1) = ((b * bs).max(first_pos), ((b + 1) * bs - 1).min(last_pos));
-        for pos in p0..=p1 {
-            let slot = pos % bs;
-            // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
-            let k = unsafe { t.kv.k.range(head + slot * hd..head + (slot + 1) * hd) };
-            k.convert_to_f32_slice(&mut keys[(pos - base) * hd..(pos - base + 1) * hd]);
-        }
-        // V is [dim][slot]: the block's positions of one dimension are contiguous.
-        let (s0, n) = (p0 % bs, p1 - p0 + 1);
-        for d in 0..hd {
-            let v = unsafe { t.kv.v.range(head + d * bs + s0..head + d * bs + s0 + n) };
-            v.convert_to_f32_slice(&mut vals[d * span + p0 - base..d * span + p0 - base + n]);
-        }
-    }
+    widen_task_kv(t, keys, vals, span, |src, dst| {
+        src.convert_to_f32_slice(dst)
+    });
     for qi in 0..nq {
         let (r, h) = t.query(qi);
         for (d, x) in qv.iter_mut().enumerate() {
@@ -80,17 +61,7 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             row[pos - base] = tree16(&lanes) * p.scale;
             max = max.max(row[pos - base]);
         }
-        let mut total = 0f64;
-        for chunk in row.chunks_exact_mut(16) {
-            for x in chunk.iter_mut() {
-                *x = exp_approx(*x - max);
-            }
-            total += f64::from(tree16(&<[f32; 16]>::try_from(&*chunk).unwrap()));
-        }
-        let inv = (1.0 / total) as f32;
-        for x in row.iter_mut() {
-            *x = f16::from_f32(*x * inv).to_f32();
-        }
+        softmax_to_f16(row, max);
         let (c0, c1) = ((lo - base) / 16, (hi - base) / 16 + 1);
         let dst = &mut out[(t.s.first_row + r) * stride + h * hd..][..hd];
         for (d, o) in dst.iter_mut().enumerate() {

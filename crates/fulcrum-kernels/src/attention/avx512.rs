@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Task;
+use super::{widen_task_kv, Task};
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
@@ -150,11 +150,9 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         // SAFETY: same contract.
         return unsafe { attend_one_row(t, buf, out) };
     }
-    let (p, shape) = (t.p, t.shape);
-    let (hd, bs) = (p.head_dim, shape.block_size);
+    let p = t.p;
+    let hd = p.head_dim;
     let (base, span) = (t.base(), t.span());
-    let first_pos = t.lo_of(t.rows.start);
-    let last_pos = t.pos_of(t.rows.end - 1);
     let group = p.n_heads / p.n_kv_heads;
     let nq = group.min(8);
     let rb = row_block(nq, hd);
@@ -176,45 +174,18 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let (vals, rest) = rest.split_at_mut(hd * row);
     let (qv, rest) = rest.split_at_mut(rows_room * nq * hd);
     let sums = &mut rest[..rows_room * nq * hd * 16];
-    // Widen the task's keys and values once; positions outside the range stay
-    // zero (their weights are zero and their scores are never read).
-    vals.fill(0.0);
-    for b in first_pos / bs..=last_pos / bs {
-        let head = shape.head_offset(t.s.block_table[b] as usize, t.kv_head);
-        let (p0, p1) = ((b * bs).max(first_pos), ((b + 1) * bs - 1).min(last_pos));
-        for pos in p0..=p1 {
-            let slot = pos % bs;
-            // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
-            let ksrc = unsafe { t.kv.k.range(head + slot * hd..head + (slot + 1) * hd) };
-            let kdst = &mut keys[(pos - base) * hd..(pos - base + 1) * hd];
-            for (dst, src) in kdst.chunks_exact_mut(16).zip(ksrc.chunks_exact(16)) {
-                // SAFETY: 16 f16 in, 16 f32 out.
-                unsafe {
-                    _mm512_storeu_ps(
-                        dst.as_mut_ptr(),
-                        _mm512_cvtph_ps(_mm256_loadu_si256(src.as_ptr().cast())),
-                    )
-                };
+    // Widen the task's keys and values once, 16 at a time.
+    widen_task_kv(t, keys, vals, row, |src, dst| {
+        for (s, d) in src.chunks(16).zip(dst.chunks_mut(16)) {
+            let k = s.len();
+            let mask: __mmask16 = if k == 16 { 0xFFFF } else { (1u16 << k) - 1 };
+            // SAFETY: `k` elements in both chunks; lanes past them are masked.
+            unsafe {
+                let h = _mm256_maskz_loadu_epi16(mask, s.as_ptr().cast());
+                _mm512_mask_storeu_ps(d.as_mut_ptr(), mask, _mm512_cvtph_ps(h));
             }
         }
-        // V is [dim][slot]: the block's positions of one dimension are contiguous.
-        let (s0, n) = (p0 % bs, p1 - p0 + 1);
-        for d in 0..hd {
-            let src = unsafe { t.kv.v.range(head + d * bs + s0..head + d * bs + s0 + n) };
-            let dst = &mut vals[d * row + p0 - base..d * row + p0 - base + n];
-            let mut i = 0;
-            while i < n {
-                let k = (n - i).min(16);
-                let mask: __mmask16 = if k == 16 { 0xFFFF } else { (1u16 << k) - 1 };
-                // SAFETY: `k` elements remain in both slices; lanes past them are masked.
-                unsafe {
-                    let h = _mm256_maskz_loadu_epi16(mask, src.as_ptr().add(i).cast());
-                    _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, _mm512_cvtph_ps(h));
-                }
-                i += k;
-            }
-        }
-    }
+    });
     let mut pass = BlockPass {
         t,
         keys,

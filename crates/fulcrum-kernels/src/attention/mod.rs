@@ -472,6 +472,44 @@ impl<C> Task<'_, C> {
     }
 }
 
+/// Widens a prompt task's keys and values to f32 once: keys by position
+/// (`keys[(pos − base)·head_dim..]`), values by dimension
+/// (`vals[d·val_stride + pos − base]`, the block's slots of one dimension
+/// being contiguous), for positions `lo_of(first row)..=pos_of(last row)`.
+/// Other values are zero (their weights are zero); other keys are left
+/// as they are (never read). `widen` converts one contiguous run of f16;
+/// each kernel passes its instruction set's.
+#[inline(always)]
+pub(crate) fn widen_task_kv(
+    t: &Task,
+    keys: &mut [f32],
+    vals: &mut [f32],
+    val_stride: usize,
+    widen: impl Fn(&[f16], &mut [f32]),
+) {
+    let (hd, bs) = (t.p.head_dim, t.shape.block_size);
+    let base = t.base();
+    let first_pos = t.lo_of(t.rows.start);
+    let last_pos = t.pos_of(t.rows.end - 1);
+    vals.fill(0.0);
+    for b in first_pos / bs..=last_pos / bs {
+        let head = t.shape.head_offset(t.s.block_table[b] as usize, t.kv_head);
+        let (p0, p1) = ((b * bs).max(first_pos), ((b + 1) * bs - 1).min(last_pos));
+        for pos in p0..=p1 {
+            let slot = pos % bs;
+            // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
+            let k = unsafe { t.kv.k.range(head + slot * hd..head + (slot + 1) * hd) };
+            widen(k, &mut keys[(pos - base) * hd..(pos - base + 1) * hd]);
+        }
+        let (s0, n) = (p0 % bs, p1 - p0 + 1);
+        for d in 0..hd {
+            let v = unsafe { t.kv.v.range(head + d * bs + s0..head + d * bs + s0 + n) };
+            let at = d * val_stride + p0 - base;
+            widen(v, &mut vals[at..at + n]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,24 @@ pub(crate) fn tree16(v: &[f32; 16]) -> f32 {
     s2[0] + s2[1]
 }
 
+/// Turns a row of scores (whole 16-position chunks; unseen positions −∞)
+/// into attention weights: `exp(score − max)` summed per 16 in f64, then
+/// normalized and rounded to f16 as llama.cpp rounds its weights.
+#[inline(always)]
+pub(crate) fn softmax_to_f16(row: &mut [f32], max: f32) {
+    let mut total = 0f64;
+    for chunk in row.chunks_exact_mut(16) {
+        for x in chunk.iter_mut() {
+            *x = exp_approx(*x - max);
+        }
+        total += f64::from(tree16(&<[f32; 16]>::try_from(&*chunk).unwrap()));
+    }
+    let inv = (1.0 / total) as f32;
+    for x in row.iter_mut() {
+        *x = f16::from_f32(*x * inv).to_f32();
+    }
+}
+
 /// [`attend`] compiled for CPUs with FMA and F16C, for the tasks no SIMD
 /// kernel takes (head sizes not a multiple of 16): the same operations in
 /// the same order, so the same bits, but each `mul_add` is one instruction
@@ -75,17 +93,7 @@ pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
             row[pos - base] = tree16(&lanes) * p.scale;
             max = max.max(row[pos - base]);
         }
-        let mut total = 0f64;
-        for chunk in row.chunks_exact_mut(16) {
-            for x in chunk.iter_mut() {
-                *x = exp_approx(*x - max);
-            }
-            total += f64::from(tree16(&<[f32; 16]>::try_from(&*chunk).unwrap()));
-        }
-        let inv = (1.0 / total) as f32;
-        for x in row.iter_mut() {
-            *x = f16::from_f32(*x * inv).to_f32();
-        }
+        softmax_to_f16(row, max);
         let dst = &mut out[(t.s.first_row + r) * stride + h * hd..][..hd];
         for (d, o) in dst.iter_mut().enumerate() {
             let mut lanes = [0f32; 16];

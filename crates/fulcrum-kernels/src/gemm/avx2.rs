@@ -69,6 +69,57 @@ fn add_plane(v: __m256i, m: u32, value: i8) -> __m256i {
     _mm256_add_epi8(v, _mm256_and_si256(expand_bits(m), _mm256_set1_epi8(value)))
 }
 
+/// Asks for the record `PREFETCH_AHEAD` bytes past `rec`, every line of it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_ahead(rec: *const u8, total: usize) {
+    let mut line = 0;
+    while line < total {
+        // A prefetch (a hint) tolerates any address.
+        _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
+        line += 64;
+    }
+}
+
+/// Half `h` (rows 8h..8h+8: bytes 32h..32h+32 of every 64-byte slice) of
+/// the 8 slices of a 16-row group record's levels: 4/5-bit levels from the
+/// nibbles plus the bit plane; 8-bit ones as the signed quants.
+///
+/// # Safety
+/// `rec` points at a group record with its bit planes at `planes_at`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn group16_half_slices<const BITS: u32>(
+    rec: *const u8,
+    planes_at: usize,
+    h: usize,
+) -> [__m256i; 8] {
+    let mut wv = [_mm256_setzero_si256(); 8];
+    // SAFETY (block): the caller's contract.
+    unsafe {
+        if BITS == 8 {
+            // Stored level = q + 128: flip to the signed q.
+            for (j, v) in wv.iter_mut().enumerate() {
+                let raw = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
+                *v = _mm256_xor_si256(raw, _mm256_set1_epi8(-128));
+            }
+            return wv;
+        }
+        let nib = _mm256_set1_epi8(0x0F);
+        for j in 0..4 {
+            let v = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
+            wv[j] = _mm256_and_si256(v, nib);
+            wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+        }
+        if BITS == 5 {
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = add_plane(*v, read_u32(rec.add(planes_at + 8 * j + 4 * h)), 0x10);
+            }
+        }
+    }
+    wv
+}
+
 /// llama.cpp's `hsum_float_8` (= `portable::hsum8`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -118,43 +169,16 @@ impl super::TileKernels for Avx2 {
         valid: u16,
     ) {
         let mut acc = [[_mm256_setzero_ps(); C]; 2];
-        let nib = _mm256_set1_epi8(0x0F);
         for b in 0..g.blocks {
             // SAFETY: record b of the group lies inside the packed matrix; the
             // prefetch addresses may run past it, which prefetches tolerate.
             let rec = unsafe { w.add(b * g.rec.total) };
-            let mut line = 0;
-            while line < g.rec.total {
-                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
-                line += 64;
-            }
+            prefetch_ahead(rec, g.rec.total);
             for (h, acc_h) in acc.iter_mut().enumerate() {
                 // Half h: rows 8h..8h+8, bytes 32h..32h+32 of every 64-byte slice.
                 // SAFETY: the record holds the slices, planes, scales and mins.
                 let (wv, ws, mins) = unsafe {
-                    let mut wv = [_mm256_setzero_si256(); 8];
-                    if BITS == 8 {
-                        // Stored level = q + 128: flip to the signed q.
-                        for (j, v) in wv.iter_mut().enumerate() {
-                            let raw = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
-                            *v = _mm256_xor_si256(raw, _mm256_set1_epi8(-128));
-                        }
-                    } else {
-                        for j in 0..4 {
-                            let v = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
-                            wv[j] = _mm256_and_si256(v, nib);
-                            wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
-                        }
-                        if BITS == 5 {
-                            for (j, v) in wv.iter_mut().enumerate() {
-                                *v = add_plane(
-                                    *v,
-                                    read_u32(rec.add(g.rec.planes + 8 * j + 4 * h)),
-                                    0x10,
-                                );
-                            }
-                        }
-                    }
+                    let wv = group16_half_slices::<BITS>(rec, g.rec.planes, h);
                     let ws =
                         _mm256_cvtph_ps(_mm_loadu_si128(rec.add(g.rec.scales + 16 * h).cast()));
                     let mins = if FMIN {
@@ -232,7 +256,6 @@ impl super::TileKernels for Avx2 {
         n: usize,
         valid: u16,
     ) {
-        let nib = _mm256_set1_epi8(0x0F);
         let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
         for h in 0..2 {
             let bits = i32::from(valid >> (8 * h) & 0xFF);
@@ -251,30 +274,9 @@ impl super::TileKernels for Avx2 {
                     let (wv, sc, mn) = unsafe {
                         let rec = w.add(b * g.rec.total + sb * SUPER16_TRAILER);
                         if h == 0 {
-                            let mut line = 0;
-                            while line < g.rec.total {
-                                _mm_prefetch::<_MM_HINT_T0>(
-                                    rec.wrapping_add(PREFETCH_AHEAD + line).cast(),
-                                );
-                                line += 64;
-                            }
+                            prefetch_ahead(rec, g.rec.total);
                         }
-                        // Half h: bytes 32h..32h+32 of every 64-byte slice.
-                        let mut wv = [_mm256_setzero_si256(); 8];
-                        for j in 0..4 {
-                            let v = _mm256_loadu_si256(rec.add(64 * j + 32 * h).cast());
-                            wv[j] = _mm256_and_si256(v, nib);
-                            wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
-                        }
-                        if BITS == 5 {
-                            for (j, v) in wv.iter_mut().enumerate() {
-                                *v = add_plane(
-                                    *v,
-                                    read_u32(rec.add(g.rec.planes + 8 * j + 4 * h)),
-                                    0x10,
-                                );
-                            }
-                        }
+                        let wv = group16_half_slices::<BITS>(rec, g.rec.planes, h);
                         let byte8 = |at: usize| _mm_loadl_epi64(rec.add(at + 8 * h).cast());
                         (
                             wv,

@@ -92,6 +92,54 @@ unsafe fn unpack<const BITS: u32>(rec: *const u8, planes_at: usize) -> __m512i {
     }
 }
 
+/// Asks for the record `PREFETCH_AHEAD` bytes past `rec`, every line of it:
+/// weights stream from memory once per step, and the hardware prefetcher
+/// alone leaves the kernel waiting.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+fn prefetch_ahead(rec: *const u8, total: usize) {
+    let mut line = 0;
+    while line < total {
+        // A prefetch (a hint) tolerates any address.
+        _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
+        line += 64;
+    }
+}
+
+/// The 8 slices of a 16-row group record's levels (see `packed.rs`): slice
+/// `j` holds weights `4j..4j+4` of all 16 rows, 4/5-bit levels from the
+/// nibbles of the 4 quant chunks plus the bit plane, 8-bit ones as stored.
+///
+/// # Safety
+/// `rec` points at a group record with its bit planes at `planes_at`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
+unsafe fn group16_slices<const BITS: u32>(rec: *const u8, planes_at: usize) -> [__m512i; 8] {
+    let mut wv = [_mm512_setzero_si512(); 8];
+    // SAFETY (block): the caller's contract.
+    unsafe {
+        if BITS == 8 {
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(rec.add(64 * j).cast());
+            }
+            return wv;
+        }
+        let nib = _mm512_set1_epi8(0x0F);
+        for j in 0..4 {
+            let v = _mm512_loadu_si512(rec.add(64 * j).cast());
+            wv[j] = _mm512_and_si512(v, nib);
+            wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+        }
+        if BITS == 5 {
+            for (j, v) in wv.iter_mut().enumerate() {
+                let k = rec.add(planes_at + 8 * j).cast::<u64>().read_unaligned();
+                *v = _mm512_mask_add_epi8(*v, k, *v, _mm512_set1_epi8(0x10));
+            }
+        }
+    }
+    wv
+}
+
 /// Lanes 0 and 8 = the sums of lanes 0..8 and 8..16 (integers, exact).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
@@ -131,35 +179,13 @@ impl super::TileKernels for Avx512 {
         valid: __mmask16,
     ) {
         let mut acc = [_mm512_setzero_ps(); C];
-        let nib = _mm512_set1_epi8(0x0F);
         for b in 0..g.blocks {
             // SAFETY: record b of the group lies inside the packed matrix; the
             // prefetch addresses may run past it, which prefetches tolerate.
             let (wv, ws, mins) = unsafe {
                 let rec = w.add(b * g.rec.total);
-                let mut line = 0;
-                while line < g.rec.total {
-                    _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
-                    line += 64;
-                }
-                let mut wv = [_mm512_setzero_si512(); 8];
-                if BITS == 8 {
-                    for (j, v) in wv.iter_mut().enumerate() {
-                        *v = _mm512_loadu_si512(rec.add(64 * j).cast());
-                    }
-                } else {
-                    for j in 0..4 {
-                        let v = _mm512_loadu_si512(rec.add(64 * j).cast());
-                        wv[j] = _mm512_and_si512(v, nib);
-                        wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
-                    }
-                    if BITS == 5 {
-                        for (j, v) in wv.iter_mut().enumerate() {
-                            let k = rec.add(g.rec.planes + 8 * j).cast::<u64>().read_unaligned();
-                            *v = _mm512_mask_add_epi8(*v, k, *v, _mm512_set1_epi8(0x10));
-                        }
-                    }
-                }
+                prefetch_ahead(rec, g.rec.total);
+                let wv = group16_slices::<BITS>(rec, g.rec.planes);
                 let ws = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.scales).cast()));
                 let mins = if FMIN {
                     _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.mins).cast()))
@@ -239,7 +265,6 @@ impl super::TileKernels for Avx512 {
     ) {
         let mut acc = [_mm512_setzero_ps(); C];
         let mut acc_min = [_mm512_setzero_ps(); C];
-        let nib = _mm512_set1_epi8(0x0F);
         for sb in 0..g.blocks / 8 {
             let mut isum = [_mm512_setzero_si512(); C];
             let mut imin = [_mm512_setzero_si512(); C];
@@ -249,23 +274,8 @@ impl super::TileKernels for Avx512 {
                 // tolerate addresses past it.
                 let (wv, sc, mn) = unsafe {
                     let rec = w.add(b * g.rec.total + sb * SUPER16_TRAILER);
-                    let mut line = 0;
-                    while line < g.rec.total {
-                        _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD + line).cast());
-                        line += 64;
-                    }
-                    let mut wv = [_mm512_setzero_si512(); 8];
-                    for j in 0..4 {
-                        let v = _mm512_loadu_si512(rec.add(64 * j).cast());
-                        wv[j] = _mm512_and_si512(v, nib);
-                        wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
-                    }
-                    if BITS == 5 {
-                        for (j, v) in wv.iter_mut().enumerate() {
-                            let k = rec.add(g.rec.planes + 8 * j).cast::<u64>().read_unaligned();
-                            *v = _mm512_mask_add_epi8(*v, k, *v, _mm512_set1_epi8(0x10));
-                        }
-                    }
+                    prefetch_ahead(rec, g.rec.total);
+                    let wv = group16_slices::<BITS>(rec, g.rec.planes);
                     let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(rec.add(g.rec.scales).cast()));
                     let mn = _mm512_cvtepu8_epi32(_mm_loadu_si128(rec.add(g.rec.mins).cast()));
                     (wv, sc, mn)

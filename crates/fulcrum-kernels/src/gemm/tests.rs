@@ -43,6 +43,20 @@ fn portable_all(w: &PackedMatrix, acts: &QuantizedActivations) -> Vec<f32> {
     y
 }
 
+/// `x·wᵀ` (`x`: `[m, w.cols]`) with `w` packed for `numerics`.
+fn product(
+    pool: &WorkerPool,
+    w: &WeightMatrix,
+    x: &[f32],
+    m: usize,
+    numerics: Numerics,
+) -> Vec<f32> {
+    let mut y = vec![0f32; m * w.rows];
+    let packed = PackedMatrix::pack_with(w, numerics);
+    matmul(pool, x, m, &packed, &mut y, &mut MatmulScratch::default());
+    y
+}
+
 const ALL_NUMERICS: [Numerics; 3] = [Numerics::Fast, Numerics::LlamaCpp, Numerics::LlamaCppBatch];
 
 fn compare(ty: GgmlType, m: usize, n: usize, k: usize, seed: u64) {
@@ -99,19 +113,7 @@ fn llama_cpp_batch_orders_change_only_their_tokens() {
             // Large activations make the different roundings show.
             let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-50.0..50.0)).collect();
             let pool = WorkerPool::new(2);
-            let run = |numerics| {
-                let mut y = vec![0f32; m * n];
-                let mut s = MatmulScratch::default();
-                matmul(
-                    &pool,
-                    &x,
-                    m,
-                    &PackedMatrix::pack_with(&w, numerics),
-                    &mut y,
-                    &mut s,
-                );
-                y
-            };
+            let run = |numerics| product(&pool, &w, &x, m, numerics);
             let (single, batch) = (run(Numerics::LlamaCpp), run(Numerics::LlamaCppBatch));
             let same = |t: usize| {
                 (0..n).all(|r| single[t * n + r].to_bits() == batch[t * n + r].to_bits())
@@ -154,12 +156,7 @@ fn sixteen_row_k_quants_equal_the_pair_kernels() {
         let w = WeightMatrix::new(ty, n, k, &data).unwrap();
         let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-50.0..50.0)).collect();
         let pool = WorkerPool::new(2);
-        let run = |numerics| {
-            let mut y = vec![0f32; m * n];
-            let packed = PackedMatrix::pack_with(&w, numerics);
-            matmul(&pool, &x, m, &packed, &mut y, &mut MatmulScratch::default());
-            y
-        };
+        let run = |numerics| product(&pool, &w, &x, m, numerics);
         let batch = run(Numerics::LlamaCppBatch);
         let first = if ty == GgmlType::Q4_K { m / 4 * 4 } else { 0 };
         for numerics in [Numerics::Fast, Numerics::LlamaCpp] {
@@ -187,18 +184,7 @@ fn numerics_differ_only_in_rounding() {
         let w = WeightMatrix::new(ty, n, k, &data).unwrap();
         let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0..2.0)).collect();
         let pool = WorkerPool::new(2);
-        let run = |numerics| {
-            let mut y = vec![0f32; m * n];
-            matmul(
-                &pool,
-                &x,
-                m,
-                &PackedMatrix::pack_with(&w, numerics),
-                &mut y,
-                &mut MatmulScratch::default(),
-            );
-            y
-        };
+        let run = |numerics| product(&pool, &w, &x, m, numerics);
         let (fast, llama) = (run(Numerics::Fast), run(Numerics::LlamaCpp));
         let scale = llama.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
         for (a, b) in fast.iter().zip(&llama) {
