@@ -201,6 +201,19 @@ pub unsafe fn write_kv_q8_batch_cells(
     );
     layer.check(shape);
     let kvd = shape.n_kv_heads * hd;
+    #[cfg(target_arch = "x86_64")]
+    let simd = crate::isa::Isa::active() == crate::isa::Isa::Avx512 && hd.is_multiple_of(16);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    let quantize = |x: &[f32], q: &mut [i8]| -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` is set only when the CPU has AVX-512 and rows
+            // are whole 16-value chunks.
+            return unsafe { super::q8_avx512::quantize_row_i8(x, q) };
+        }
+        quantize_i8(x, |d, v| q[d] = v)
+    };
     pool.run(2 * shape.n_kv_heads, |task| {
         let (h, is_v) = (task / 2, task % 2 == 1);
         let mut q = vec![0i8; hd];
@@ -217,7 +230,7 @@ pub unsafe fn write_kv_q8_batch_cells(
                 // region and scales of the block, and the caller excludes
                 // other threads from the slot.
                 if is_v {
-                    let scale = quantize_i8(&v[row..row + hd], |d, x| q[d] = x);
+                    let scale = quantize(&v[row..row + hd], &mut q);
                     let sc = unsafe { layer.v_scales.range_mut(si..si + 1) };
                     sc[0] = scale;
                     let cells = unsafe { layer.v.range_mut(at..at + bs * hd) };
@@ -225,7 +238,7 @@ pub unsafe fn write_kv_q8_batch_cells(
                         cells[d * bs + slot] = x;
                     }
                 } else {
-                    let scale = quantize_i8(&k[row..row + hd], |d, x| q[d] = x);
+                    let scale = quantize(&k[row..row + hd], &mut q);
                     let sc = unsafe { layer.k_scales.range_mut(si..si + 1) };
                     sc[0] = scale;
                     put_key_q8(
@@ -597,6 +610,40 @@ mod tests {
         }
         // An all-zero row: scale 0, bytes 0 (no division by zero).
         assert_eq!(quantize_i8(&[0.0; 8], |_, v| assert_eq!(v, 0)), 0.0);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn simd_row_quantizer_equals_portable() {
+        if !std::is_x86_feature_detected!("avx512bw") {
+            return;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut rows: Vec<Vec<f32>> = (0..200)
+            .map(|i| {
+                let mag = 10f32.powi(i % 9 - 4);
+                (0..64).map(|_| rng.gen_range(-1.0f32..1.0) * mag).collect()
+            })
+            .collect();
+        // Edge rows: zeros, ties at half steps, NaN, infinities, a scale so
+        // small that its reciprocal overflows, huge values.
+        rows.push(vec![0.0; 64]);
+        rows.push((0..64).map(|i| (i as f32 - 32.0) * 0.5).collect());
+        let mut r = rows[0].clone();
+        r[3] = f32::NAN;
+        rows.push(r);
+        let mut r = rows[1].clone();
+        (r[5], r[9]) = (f32::INFINITY, f32::NEG_INFINITY);
+        rows.push(r);
+        rows.push((0..64).map(|i| f32::from_bits(1 + i as u32)).collect());
+        rows.push((0..64).map(|i| (i as f32 - 30.0) * 1e37).collect());
+        for (i, x) in rows.iter().enumerate() {
+            let (mut a, mut b) = ([0i8; 64], [0i8; 64]);
+            let sa = quantize_i8(x, |d, v| a[d] = v);
+            // SAFETY: checked above that the CPU supports AVX-512.
+            let sb = unsafe { crate::attention::q8_avx512::quantize_row_i8(x, &mut b) };
+            assert_eq!((sa.to_bits(), a), (sb.to_bits(), b), "row {i}");
+        }
     }
 
     #[test]
