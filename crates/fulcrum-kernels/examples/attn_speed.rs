@@ -27,7 +27,7 @@ fn main() {
         scale: 0.125,
         window: None,
     };
-    let bs = 16;
+    let bs: usize = std::env::var("BS").map_or(16, |v| v.parse().unwrap());
     let total = ctx + new;
     let per = total.div_ceil(bs);
     let shape = KvShape {
