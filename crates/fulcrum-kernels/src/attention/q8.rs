@@ -706,6 +706,9 @@ mod tests {
             (20, 16, None, (8, 1), 128, 40, 39),
             (21, 16, None, (10, 1), 16, 40, 3),
             (22, 32, Some(9), (12, 2), 32, 37, 0),
+            // Spans of several 256-position segments (integer sums flushed).
+            (23, 16, None, (9, 3), 64, 600, 560),
+            (24, 16, None, (4, 1), 32, 530, 500),
         ] {
             let c = case(seed, bs, window, heads, hd, total);
             let mut cache = Cache::new(&c.shape, 0xA7);
