@@ -615,7 +615,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn simd_row_quantizer_equals_portable() {
-        if !std::is_x86_feature_detected!("avx512bw") {
+        if !crate::isa::Isa::Avx512.is_supported() {
             return;
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);

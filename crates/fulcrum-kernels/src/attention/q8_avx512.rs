@@ -261,7 +261,7 @@ unsafe fn row<const NQ: usize, const G: usize>(
 
 /// Lane j (j < 2·G) = the sum of the 8 lanes of half `j % 2` of `acc[j / 2]`
 /// (a value register's two dimensions): the segment sums of output
-/// dimensions d0 + j, by a transposing network of 2.9 operations per
+/// dimensions d0 + j, by a transposing network of 3 operations per
 /// register instead of two horizontal reductions (~16 operations) each.
 /// Integer sums are exact in any order (they stay under 2³⁰, see
 /// `SEGMENT`), so these are the same sums.
