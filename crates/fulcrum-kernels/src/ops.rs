@@ -42,11 +42,11 @@ fn rms_scale(x: &[f32], eps: f32) -> f32 {
 /// sum drifts. llama.cpp's sum is one sequential chain; this one keeps 8
 /// interleaved chains (element i in chain i mod 8) joined by a fixed tree,
 /// so it vectorizes and is not bound by the add latency (5× faster for a
-/// 576-value row; the norms were ~4% of a 64-sequence decode step). The
+/// 576-value row; the norms were ~3.5% of a 64-sequence run). The
 /// order is fixed, so results never depend on the batch or the CPU; against
 /// the sequential chain it differs by a few f64 ulps, which round to the
 /// same f32 mean but for a ~1e-7 chance per row.
-pub fn sum_of_squares(x: &[f32]) -> f64 {
+fn sum_of_squares(x: &[f32]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = x.chunks_exact(8);
     let rest = chunks.remainder();

@@ -480,6 +480,7 @@ impl<C> Task<'_, C> {
 /// as they are (never read). `widen` converts one contiguous run of f16;
 /// each kernel passes its instruction set's.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX-512 and AVX2 kernels
 pub(crate) fn widen_task_kv(
     t: &Task,
     keys: &mut [f32],

@@ -203,8 +203,6 @@ pub unsafe fn write_kv_q8_batch_cells(
     let kvd = shape.n_kv_heads * hd;
     #[cfg(target_arch = "x86_64")]
     let simd = crate::isa::Isa::active() == crate::isa::Isa::Avx512 && hd.is_multiple_of(16);
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = false;
     let quantize = |x: &[f32], q: &mut [i8]| -> f32 {
         #[cfg(target_arch = "x86_64")]
         if simd {
@@ -260,8 +258,11 @@ pub(crate) struct Q8Scratch {
     pub scores: Vec<f32>,
     pub q16: Vec<i16>,
     /// The SIMD kernel's query bytes: high (signed) and low (unsigned).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // AVX-512 only
     pub q_hi: Vec<i8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub q_lo: Vec<u8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub w16: Vec<i16>,
 }
 
