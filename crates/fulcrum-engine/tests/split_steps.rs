@@ -33,9 +33,9 @@ fn two_steps(split_runner: bool, dtype: KvDtype) -> (Vec<f32>, Vec<f32>, u64) {
             .zip(&tables)
             .map(|(p, t)| SeqInput {
                 tokens: if prefill { &p[..8] } else { &p[8..9] },
-                start_pos: if prefill { 0 } else { 8 },
+                num_computed_tokens: if prefill { 0 } else { 8 },
                 block_table: t,
-                want_logits: true,
+                wants_logits: true,
             })
             .collect()
     };
@@ -81,9 +81,9 @@ fn only_even_shares_split() {
     let toks = [1u32; 600];
     let seq = |n: usize, start: usize| SeqInput {
         tokens: &toks[..n],
-        start_pos: start,
+        num_computed_tokens: start,
         block_table: &table,
-        want_logits: true,
+        wants_logits: true,
     };
     // 64 decodes at equal contexts: halves.
     let decodes: Vec<SeqInput> = (0..64).map(|_| seq(1, 200)).collect();

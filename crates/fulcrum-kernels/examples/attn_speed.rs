@@ -21,8 +21,8 @@ fn main() {
         .collect();
     let (seqs, ctx, new, threads) = (a[0], a[1], a[2], a[3]);
     let p = AttentionParams {
-        n_heads: 9,
-        n_kv_heads: 3,
+        num_heads: 9,
+        num_kv_heads: 3,
         head_dim: 64,
         scale: 0.125,
         window: None,
@@ -33,7 +33,7 @@ fn main() {
     let shape = KvShape {
         num_blocks: per * seqs,
         block_size: bs,
-        n_kv_heads: p.n_kv_heads,
+        num_kv_heads: p.num_kv_heads,
         head_dim: p.head_dim,
     };
     // FULCRUM_SCATTER=1: block i of every sequence side by side, as decode
@@ -49,7 +49,7 @@ fn main() {
         .collect();
     let mut k = vec![f16::ZERO; shape.layer_len()];
     let mut v = vec![f16::ZERO; shape.layer_len()];
-    let kvw = p.n_kv_heads * p.head_dim;
+    let kvw = p.num_kv_heads * p.head_dim;
     let row = |i: usize| -> Vec<f32> {
         (0..kvw)
             .map(|j| (((i * 131 + j * 17) % 199) as f32 - 99.0) / 50.0)
@@ -68,7 +68,7 @@ fn main() {
             );
         }
     }
-    let stride = p.n_heads * p.head_dim;
+    let stride = p.num_heads * p.head_dim;
     let q: Vec<f32> = (0..seqs * new * stride)
         .map(|i| ((i % 37) as f32 - 18.0) / 20.0)
         .collect();
@@ -78,7 +78,7 @@ fn main() {
         .map(|(s, t)| AttentionSeq {
             first_row: s * new,
             num_rows: new,
-            first_pos: ctx,
+            num_computed_tokens: ctx,
             block_table: t,
         })
         .collect();
@@ -103,7 +103,7 @@ fn main() {
             .map(|t| AttentionSeq {
                 first_row: 0,
                 num_rows: total,
-                first_pos: 0,
+                num_computed_tokens: 0,
                 block_table: t,
             })
             .collect();

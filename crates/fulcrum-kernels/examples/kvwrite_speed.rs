@@ -15,7 +15,7 @@ fn main() {
     let shape = KvShape {
         num_blocks: per * seqs,
         block_size: bs,
-        n_kv_heads: 3,
+        num_kv_heads: 3,
         head_dim: 64,
     };
     let tables: Vec<Vec<u32>> = (0..seqs)
@@ -39,7 +39,7 @@ fn main() {
         .map(|(s, t)| AttentionSeq {
             first_row: s * rows,
             num_rows: rows,
-            first_pos: 200,
+            num_computed_tokens: 200,
             block_table: t,
         })
         .collect();

@@ -7,7 +7,7 @@
 //! batch a token is in.
 
 /// `out = x / rms(x) * w`, one row of `w.len()` elements at a time.
-/// `x`, `out`: `[n_rows, d]`.
+/// `x`, `out`: `[num_rows, d]`.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let d = w.len();
     debug_assert_eq!(x.len(), out.len());
@@ -143,7 +143,7 @@ macro_rules! with_fma {
 }
 
 with_fma! {
-/// Rotates every head of one token's `x` (`[n_heads * head_dim]`) in place.
+/// Rotates every head of one token's `x` (`[num_heads * head_dim]`) in place.
 /// The first `2 * cos.len()` dimensions of each head rotate; the rest pass.
 pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
     let half = cos.len();

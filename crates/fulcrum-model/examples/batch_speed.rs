@@ -49,9 +49,9 @@ fn main() {
             .enumerate()
             .map(|(j, pr)| SeqInput {
                 tokens: pr,
-                start_pos: 0,
+                num_computed_tokens: 0,
                 block_table: &tables[group.0 * 16 + j],
-                want_logits: true,
+                wants_logits: true,
             })
             .collect();
         model.forward(&pool, &seqs, &mut kv, &mut scratch).unwrap();
@@ -64,9 +64,9 @@ fn main() {
         let seqs: Vec<SeqInput> = (0..b)
             .map(|s| SeqInput {
                 tokens: &toks[s],
-                start_pos: p + step,
+                num_computed_tokens: p + step,
                 block_table: &tables[s],
-                want_logits: true,
+                wants_logits: true,
             })
             .collect();
         let l = model.forward(&pool, &seqs, &mut kv, &mut scratch).unwrap();

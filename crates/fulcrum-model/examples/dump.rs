@@ -26,9 +26,9 @@ fn main() {
         let n = chunk.min(ids.len() - pos);
         let seq = SeqInput {
             tokens: &ids[pos..pos + n],
-            start_pos: pos,
+            num_computed_tokens: pos,
             block_table: &table,
-            want_logits: true,
+            wants_logits: true,
         };
         logits = model
             .forward(&pool, &[seq], &mut kv, &mut scratch)

@@ -27,11 +27,11 @@ pub struct SeqInput<'a> {
     /// Its new tokens in this step (a decode has one).
     pub tokens: &'a [u32],
     /// Position of `tokens[0]`: how many of its tokens are already in the cache.
-    pub start_pos: usize,
-    /// Physical KV blocks holding positions `0..start_pos + tokens.len()`.
+    pub num_computed_tokens: usize,
+    /// Physical KV blocks holding positions `0..num_computed_tokens + tokens.len()`.
     pub block_table: &'a [u32],
     /// Whether to compute next-token logits after its last new token.
-    pub want_logits: bool,
+    pub wants_logits: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub fn validate_batch(
                 vocab: cfg.vocab_size,
             });
         }
-        let positions = s.start_pos + s.tokens.len();
+        let positions = s.num_computed_tokens + s.tokens.len();
         if s.block_table.len() * kv.block_size() < positions {
             return Err(ForwardError::BlockTableTooShort {
                 seq: i,
@@ -150,11 +150,11 @@ pub fn validate_batch(
 }
 
 /// Runs one step. Returns `[L, vocab]` logits, one row per sequence with
-/// `want_logits`, in batch order.
+/// `wants_logits`, in batch order.
 ///
 /// # Safety
 /// While it runs, no other thread writes the blocks of these sequences or
-/// touches the slots they write (positions `start_pos..` of each): other
+/// touches the slots they write (positions `num_computed_tokens..` of each): other
 /// forward passes sharing `kv` run over other sequences, whose blocks are
 /// their own or full prefix blocks nobody writes.
 pub unsafe fn forward<'s>(
@@ -164,7 +164,7 @@ pub unsafe fn forward<'s>(
     kv: &KvCache,
     s: &'s mut ForwardScratch,
 ) -> Result<&'s [f32], ForwardError> {
-    let n = seqs.iter().filter(|s| s.want_logits).count() * model.config.vocab_size;
+    let n = seqs.iter().filter(|s| s.wants_logits).count() * model.config.vocab_size;
     let mut logits = std::mem::take(&mut s.logits);
     logits.resize(n.max(logits.len()), 0.0);
     // SAFETY: the caller's promise.
@@ -187,7 +187,7 @@ pub unsafe fn forward_into(
 ) -> Result<(), ForwardError> {
     let (cfg, weights, file) = (&model.config, &model.weights, &*model.file);
     validate_batch(cfg, kv, seqs)?;
-    let num_logits = seqs.iter().filter(|s| s.want_logits).count();
+    let num_logits = seqs.iter().filter(|s| s.wants_logits).count();
     assert_eq!(
         out.len(),
         num_logits * cfg.vocab_size,
@@ -200,7 +200,7 @@ pub unsafe fn forward_into(
     s.positions.clear();
     for sq in seqs {
         s.positions
-            .extend((0..sq.tokens.len() as u32).map(|i| sq.start_pos as u32 + i));
+            .extend((0..sq.tokens.len() as u32).map(|i| sq.num_computed_tokens as u32 + i));
     }
     // Rope tables, one per distinct base (Gemma has a local and a global one).
     s.rope.retain(|_| false);
@@ -232,7 +232,7 @@ pub unsafe fn forward_into(
         attn_seqs.push(AttentionSeq {
             first_row,
             num_rows: sq.tokens.len(),
-            first_pos: sq.start_pos,
+            num_computed_tokens: sq.num_computed_tokens,
             block_table: sq.block_table,
         });
         first_row += sq.tokens.len();
@@ -333,8 +333,8 @@ pub unsafe fn forward_into(
             KvLayer::Q8(l) => unsafe { write_kv_q8_batch_cells(pool, &shape, l, &attn_seqs, k, v) },
         }
         let params = AttentionParams {
-            n_heads: cfg.num_heads,
-            n_kv_heads: cfg.num_kv_heads,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
             head_dim: hd,
             scale: cfg.attention_scale,
             window: la.window,
@@ -414,7 +414,7 @@ pub unsafe fn forward_into(
     let wanting = attn_seqs
         .iter()
         .zip(seqs)
-        .filter(|(_, s)| s.want_logits)
+        .filter(|(_, s)| s.wants_logits)
         .map(|(a, _)| a);
     for (li, a) in wanting.enumerate() {
         let t = a.first_row + a.num_rows - 1;

@@ -76,7 +76,7 @@ impl KvCache {
         let shape = KvShape {
             num_blocks,
             block_size,
-            n_kv_heads: cfg.num_kv_heads,
+            num_kv_heads: cfg.num_kv_heads,
             head_dim: cfg.head_dim,
         };
         let layers = cfg.num_layers;
@@ -135,7 +135,7 @@ impl KvCache {
             Storage::Q8 { k, .. } => k.len(),
         };
         let s = &self.shape;
-        2 * layers * s.n_kv_heads * s.num_blocks * s.block_size * self.dtype().row_bytes(s.head_dim)
+        2 * layers * s.num_kv_heads * s.num_blocks * s.block_size * self.dtype().row_bytes(s.head_dim)
     }
 
     /// Layer `layer`'s cells. The forward pass writes and reads through

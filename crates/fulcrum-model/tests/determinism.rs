@@ -55,9 +55,9 @@ fn run(
             let end = done[s] + n;
             seqs.push(SeqInput {
                 tokens: &toks[done[s]..end],
-                start_pos: done[s],
+                num_computed_tokens: done[s],
                 block_table: &tables[s],
-                want_logits: end == toks.len(),
+                wants_logits: end == toks.len(),
             });
             which.push((s, n, end == toks.len()));
         }

@@ -61,9 +61,9 @@ fn forced_logits(model: &fulcrum_model::Model, prompt: &[u32], cont: &[u32]) -> 
         let n = if i == 0 { prompt.len() } else { 1 };
         let seq = SeqInput {
             tokens: &all[pos..pos + n],
-            start_pos: pos,
+            num_computed_tokens: pos,
             block_table: &table,
-            want_logits: true,
+            wants_logits: true,
         };
         out.push(
             model

@@ -92,7 +92,7 @@ impl ModelRunner {
     fn disjoint(&mut self, seqs: &[SeqInput], cuts: &[usize]) -> bool {
         let bs = self.kv.block_size();
         let marks = &mut self.marks;
-        let last_block = |s: &SeqInput| (s.start_pos + s.tokens.len()).saturating_sub(1) / bs;
+        let last_block = |s: &SeqInput| (s.num_computed_tokens + s.tokens.len()).saturating_sub(1) / bs;
         let shares = || {
             cuts.windows(2)
                 .enumerate()
@@ -103,7 +103,7 @@ impl ModelRunner {
         // (the plain path then reports the bad table).
         let mut ok = shares().all(|(g, s)| {
             s.block_table
-                .get(s.start_pos / bs..=last_block(s))
+                .get(s.num_computed_tokens / bs..=last_block(s))
                 .is_some_and(|written| {
                     written.iter().all(|&b| match marks.get_mut(b as usize) {
                         Some(m) if *m == 0 || *m == g => {
@@ -123,7 +123,7 @@ impl ModelRunner {
             });
         for s in seqs {
             let end = (last_block(s) + 1).min(s.block_table.len());
-            for &b in s.block_table.get(s.start_pos / bs..end).unwrap_or(&[]) {
+            for &b in s.block_table.get(s.num_computed_tokens / bs..end).unwrap_or(&[]) {
                 if let Some(m) = marks.get_mut(b as usize) {
                     *m = 0;
                 }
@@ -136,7 +136,7 @@ impl ModelRunner {
         let vocab = self.model.config.vocab_size;
         let rows: Vec<usize> = cuts
             .windows(2)
-            .map(|w| seqs[w[0]..w[1]].iter().filter(|s| s.want_logits).count())
+            .map(|w| seqs[w[0]..w[1]].iter().filter(|s| s.wants_logits).count())
             .collect();
         let total: usize = rows.iter().sum();
         self.logits.resize(total * vocab, 0.0);
@@ -209,7 +209,7 @@ pub fn split(seqs: &[SeqInput<'_>], n: usize) -> Option<Vec<usize>> {
     }
     let cost = |s: &SeqInput| {
         let t = s.tokens.len() as f64;
-        t * (1.0 + (s.start_pos as f64 + t / 2.0) / KEYS_PER_TOKEN_COST)
+        t * (1.0 + (s.num_computed_tokens as f64 + t / 2.0) / KEYS_PER_TOKEN_COST)
     };
     let costs: Vec<f64> = seqs.iter().map(cost).collect();
     let total: f64 = costs.iter().sum();

@@ -443,9 +443,9 @@ impl StepLoop {
                 .ok_or_else(|| internal("plan past the tokens".into()))?;
             inputs.push(SeqInput {
                 tokens,
-                start_pos: s.num_computed_tokens,
+                num_computed_tokens: s.num_computed_tokens,
                 block_table: seq.block_table().as_slice(),
-                want_logits: s.wants_logits,
+                wants_logits: s.wants_logits,
             });
         }
         let logits = runner

@@ -126,12 +126,12 @@ impl StepRunner for ScriptedRunner {
         if self.panic_on_call == Some(self.num_calls) {
             panic!("injected fault in call {}", self.num_calls);
         }
-        let rows: Vec<&SeqInput> = seqs.iter().filter(|s| s.want_logits).collect();
+        let rows: Vec<&SeqInput> = seqs.iter().filter(|s| s.wants_logits).collect();
         self.logits.clear();
         self.logits.resize(rows.len() * self.vocab, 0.0);
         for (r, s) in rows.iter().enumerate() {
             let last = *s.tokens.last().expect("non-empty step");
-            let next = Self::next_token(last, s.start_pos + s.tokens.len()) as usize;
+            let next = Self::next_token(last, s.num_computed_tokens + s.tokens.len()) as usize;
             let row = &mut self.logits[r * self.vocab..][..self.vocab];
             row[next] = 10.0;
             row[next + 1] = 8.0;

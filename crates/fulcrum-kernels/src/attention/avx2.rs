@@ -26,7 +26,7 @@ use super::{widen_task_kv, Task};
 pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let p = t.p;
     let hd = p.head_dim;
-    let stride = p.n_heads * hd;
+    let stride = p.num_heads * hd;
     let nq = t.num_queries();
     let (base, span) = (t.base(), t.span());
     // [nq*span] scores | [span*hd] keys (by position) | [hd*span] values (by dim) | [hd] q

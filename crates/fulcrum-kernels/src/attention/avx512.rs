@@ -153,7 +153,7 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let p = t.p;
     let hd = p.head_dim;
     let (base, span) = (t.base(), t.span());
-    let group = p.n_heads / p.n_kv_heads;
+    let group = p.num_heads / p.num_kv_heads;
     let nq = group.min(8);
     let rb = row_block(nq, hd);
     // [rb*nq*row] scores | [span*hd] keys (f32, by position) |
@@ -311,10 +311,10 @@ impl BlockPass<'_> {
         let t = self.t;
         let (p, span, rs, base) = (t.p, self.span, self.row, self.base);
         let hd = p.head_dim;
-        let stride = p.n_heads * hd;
+        let stride = p.num_heads * hd;
         let scale_v = _mm512_set1_ps(p.scale);
         let (keys, vals) = (self.keys, self.vals);
-        let group = p.n_heads / p.n_kv_heads;
+        let group = p.num_heads / p.num_kv_heads;
         let head = |gi: usize| t.kv_head * group + g0 + gi;
         let nr = rows.len();
         // Query `(row i of the block, head gi)` is number `i·NQ + gi`.
@@ -501,7 +501,7 @@ impl BlockPass<'_> {
 unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let (p, shape) = (t.p, t.shape);
     let hd = p.head_dim;
-    let stride = p.n_heads * hd;
+    let stride = p.num_heads * hd;
     let nq = t.num_queries();
     let (base, span) = (t.base(), t.span());
     let r = t.rows.start;
@@ -629,7 +629,7 @@ impl ValuePass<'_> {
     unsafe fn run<const NQ: usize, const DG: usize>(&self, out: &mut [f32]) {
         let t = self.t;
         let hd = t.p.head_dim;
-        let stride = t.p.n_heads * hd;
+        let stride = t.p.num_heads * hd;
         let r = t.rows.start;
         for d0 in (0..hd).step_by(DG) {
             let mut acc = [[_mm512_setzero_ps(); DG]; NQ];

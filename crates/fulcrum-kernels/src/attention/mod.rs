@@ -71,14 +71,14 @@ pub use q8::{
 pub struct KvShape {
     pub num_blocks: usize,
     pub block_size: usize,
-    pub n_kv_heads: usize,
+    pub num_kv_heads: usize,
     pub head_dim: usize,
 }
 
 impl KvShape {
     /// Elements of one block (all heads).
     pub fn block_len(&self) -> usize {
-        self.n_kv_heads * self.block_size * self.head_dim
+        self.num_kv_heads * self.block_size * self.head_dim
     }
 
     /// Elements of one layer.
@@ -144,7 +144,7 @@ impl std::fmt::Display for KvDtype {
     }
 }
 
-/// Stores one token's K and V rows (`[n_kv_heads * head_dim]` each) at
+/// Stores one token's K and V rows (`[num_kv_heads * head_dim]` each) at
 /// position `pos` of the sequence owning `block_table`.
 pub fn write_kv(
     shape: &KvShape,
@@ -158,7 +158,7 @@ pub fn write_kv(
     let block = block_table[pos / shape.block_size] as usize;
     let slot = pos % shape.block_size;
     let hd = shape.head_dim;
-    for h in 0..shape.n_kv_heads {
+    for h in 0..shape.num_kv_heads {
         let at = shape.head_offset(block, h);
         put_key(k_layer, at, slot, &k_row[h * hd..(h + 1) * hd]);
         put_value(
@@ -185,8 +185,8 @@ fn put_value(cells: &mut [f16], at: usize, slot: usize, block_size: usize, row: 
 }
 
 /// Stores the new K and V rows of every sequence of a step (`k`, `v`:
-/// `[rows, n_kv_heads * head_dim]`, row `first_row + r` at position
-/// `first_pos + r`), what [`write_kv`] does row by row, in parallel: one task
+/// `[rows, num_kv_heads * head_dim]`, row `first_row + r` at position
+/// `num_computed_tokens + r`), what [`write_kv`] does row by row, in parallel: one task
 /// per (head, K or V), each owning that head's region of the layout, so no
 /// two tasks touch the same memory. (The scattered V stores miss the cache;
 /// on the engine thread alone they took ~6 ms of a 64-sequence decode step.)
@@ -208,7 +208,7 @@ pub fn write_kv_batch(
 ///
 /// # Safety
 /// While it runs, no other thread touches the slots it writes (positions
-/// `first_pos..first_pos + num_rows` of each sequence), and `seqs` name
+/// `num_computed_tokens..num_computed_tokens + num_rows` of each sequence), and `seqs` name
 /// each such slot once.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn write_kv_batch_cells(
@@ -222,14 +222,14 @@ pub unsafe fn write_kv_batch_cells(
 ) {
     let kv = F16Kv::new(shape, k_layer, v_layer);
     let (hd, bs) = (shape.head_dim, shape.block_size);
-    let kvd = shape.n_kv_heads * hd;
-    pool.run(2 * shape.n_kv_heads, |task| {
+    let kvd = shape.num_kv_heads * hd;
+    pool.run(2 * shape.num_kv_heads, |task| {
         let (h, is_v) = (task / 2, task % 2 == 1);
         let cells = if is_v { kv.v } else { kv.k };
         let src = if is_v { v } else { k };
         for s in seqs {
             for r in 0..s.num_rows {
-                let pos = s.first_pos + r;
+                let pos = s.num_computed_tokens + r;
                 let at = shape.head_offset(s.block_table[pos / bs] as usize, h);
                 // SAFETY: this task alone writes head h's K (or V) region of
                 // the block, and the caller excludes other threads from the slot.
@@ -253,14 +253,14 @@ pub struct AttentionSeq<'a> {
     /// Number of new tokens (query rows) it has in this step.
     pub num_rows: usize,
     /// Position of its first new token (= tokens already in the cache).
-    pub first_pos: usize,
+    pub num_computed_tokens: usize,
     pub block_table: &'a [u32],
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionParams {
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
     pub head_dim: usize,
     /// Multiplies q·k (usually `1/sqrt(head_dim)`).
     pub scale: f32,
@@ -280,8 +280,8 @@ const MAX_ROWS_PER_TASK: usize = 128;
 /// task's keys and values once, a cost that grows with the prompt, not with
 /// the task's rows: at 16 rows it took ~0.5–1 s of a 4 000-token prompt's
 /// ~7 s of attention. Results do not depend on the split.
-fn rows_per_task(total_rows: usize, n_kv_heads: usize, threads: usize) -> usize {
-    let even = total_rows * n_kv_heads / (8 * threads.max(1));
+fn rows_per_task(total_rows: usize, num_kv_heads: usize, threads: usize) -> usize {
+    let even = total_rows * num_kv_heads / (8 * threads.max(1));
     (even / 16 * 16).clamp(ROWS_PER_TASK, MAX_ROWS_PER_TASK)
 }
 
@@ -290,7 +290,7 @@ thread_local! {
 }
 
 /// `out[row, head] = softmax(q·Kᵀ·scale) V` for every query row of every
-/// sequence. `q`, `out`: `[n_rows, n_heads * head_dim]`; the K/V of every
+/// sequence. `q`, `out`: `[num_rows, num_heads * head_dim]`; the K/V of every
 /// query position must already be in the cache.
 #[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
@@ -367,13 +367,13 @@ pub(crate) fn run_tasks<C: Copy + Sync>(
     attend: impl Fn(&Task<C>, &mut [f32]) + Sync,
 ) {
     debug_assert_eq!(p.head_dim, shape.head_dim);
-    debug_assert_eq!(p.n_kv_heads, shape.n_kv_heads);
-    debug_assert_eq!(p.n_heads % p.n_kv_heads, 0);
+    debug_assert_eq!(p.num_kv_heads, shape.num_kv_heads);
+    debug_assert_eq!(p.num_heads % p.num_kv_heads, 0);
     let total_rows: usize = seqs.iter().map(|s| s.num_rows).sum();
-    let rows_per_task = rows_per_task(total_rows, p.n_kv_heads, pool.num_threads());
+    let rows_per_task = rows_per_task(total_rows, p.num_kv_heads, pool.num_threads());
     let chunks_of = |s: &AttentionSeq| s.num_rows.div_ceil(rows_per_task);
     let per_head: usize = seqs.iter().map(chunks_of).sum();
-    let num_tasks = per_head * p.n_kv_heads;
+    let num_tasks = per_head * p.num_kv_heads;
     let out_ptr = SendPtr(out.as_mut_ptr());
     let out_len = out.len();
     pool.run(num_tasks, |task| {
@@ -436,7 +436,7 @@ pub(crate) struct Task<'a, C = F16Kv<'a>> {
 
 impl<C> Task<'_, C> {
     pub fn pos_of(&self, r: usize) -> usize {
-        self.s.first_pos + r
+        self.s.num_computed_tokens + r
     }
 
     /// First key position row `r` sees.
@@ -459,12 +459,12 @@ impl<C> Task<'_, C> {
     }
 
     pub fn num_queries(&self) -> usize {
-        self.rows.len() * (self.p.n_heads / self.p.n_kv_heads)
+        self.rows.len() * (self.p.num_heads / self.p.num_kv_heads)
     }
 
     /// Query `qi` (row-major over rows, then the group's heads): its row and head.
     pub fn query(&self, qi: usize) -> (usize, usize) {
-        let group = self.p.n_heads / self.p.n_kv_heads;
+        let group = self.p.num_heads / self.p.num_kv_heads;
         (
             self.rows.start + qi / group,
             self.kv_head * group + qi % group,
@@ -490,12 +490,12 @@ pub(crate) fn widen_task_kv(
 ) {
     let (hd, bs) = (t.p.head_dim, t.shape.block_size);
     let base = t.base();
-    let first_pos = t.lo_of(t.rows.start);
+    let num_computed_tokens = t.lo_of(t.rows.start);
     let last_pos = t.pos_of(t.rows.end - 1);
     vals.fill(0.0);
-    for b in first_pos / bs..=last_pos / bs {
+    for b in num_computed_tokens / bs..=last_pos / bs {
         let head = t.shape.head_offset(t.s.block_table[b] as usize, t.kv_head);
-        let (p0, p1) = ((b * bs).max(first_pos), ((b + 1) * bs - 1).min(last_pos));
+        let (p0, p1) = ((b * bs).max(num_computed_tokens), ((b + 1) * bs - 1).min(last_pos));
         for pos in p0..=p1 {
             let slot = pos % bs;
             // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
@@ -522,18 +522,18 @@ mod tests {
         q: &[f32],
         k: &[Vec<f32>],
         v: &[Vec<f32>],
-        first_pos: usize,
-        n_rows: usize,
+        num_computed_tokens: usize,
+        num_rows: usize,
     ) -> Vec<f32> {
         let hd = p.head_dim;
-        let group = p.n_heads / p.n_kv_heads;
-        let mut out = vec![0f32; n_rows * p.n_heads * hd];
-        for r in 0..n_rows {
-            let pos = first_pos + r;
+        let group = p.num_heads / p.num_kv_heads;
+        let mut out = vec![0f32; num_rows * p.num_heads * hd];
+        for r in 0..num_rows {
+            let pos = num_computed_tokens + r;
             let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            for h in 0..p.n_heads {
+            for h in 0..p.num_heads {
                 let g = h / group;
-                let qv = &q[(r * p.n_heads + h) * hd..][..hd];
+                let qv = &q[(r * p.num_heads + h) * hd..][..hd];
                 let scores: Vec<f64> = (lo..=pos)
                     .map(|j| {
                         qv.iter()
@@ -551,7 +551,7 @@ mod tests {
                         .zip(&ws)
                         .map(|(j, w)| w * v[j][g * hd + d] as f64)
                         .sum();
-                    out[(r * p.n_heads + h) * hd + d] = (val / tot) as f32;
+                    out[(r * p.num_heads + h) * hd + d] = (val / tot) as f32;
                 }
             }
         }
@@ -578,14 +578,14 @@ mod tests {
         let shape = KvShape {
             num_blocks: nblocks,
             block_size: bs,
-            n_kv_heads: p.n_kv_heads,
+            num_kv_heads: p.num_kv_heads,
             head_dim: p.head_dim,
         };
         let mut table: Vec<u32> = (0..nblocks as u32).rev().collect(); // non-contiguous
         table.rotate_left(1);
         let mut kc = vec![f16::ZERO; shape.layer_len()];
         let mut vc = vec![f16::ZERO; shape.layer_len()];
-        let stride = p.n_heads * p.head_dim;
+        let stride = p.num_heads * p.head_dim;
         let mut out = vec![0f32; total * stride];
         let mut start = 0;
         while start < total {
@@ -596,7 +596,7 @@ mod tests {
             let seqs = [AttentionSeq {
                 first_row: 0,
                 num_rows: n,
-                first_pos: start,
+                num_computed_tokens: start,
                 block_table: &table,
             }];
             let mut o = vec![0f32; n * stride];
@@ -622,8 +622,8 @@ mod tests {
         p: &AttentionParams,
     ) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let kvw = p.n_kv_heads * p.head_dim;
-        let q = (0..total * p.n_heads * p.head_dim)
+        let kvw = p.num_kv_heads * p.head_dim;
+        let q = (0..total * p.num_heads * p.head_dim)
             .map(|_| rng.gen_range(-1.0..1.0))
             .collect();
         let k = (0..total)
@@ -646,15 +646,15 @@ mod tests {
     #[test]
     fn matches_reference_gqa_and_window() {
         let pool = WorkerPool::new(2);
-        for (window, n_heads, n_kv, hd) in [
+        for (window, num_heads, num_kv_heads, hd) in [
             (None, 4, 2, 8),
             (Some(5), 4, 1, 16),
             (None, 3, 3, 4),
             (Some(17), 6, 2, 32),
         ] {
             let p = AttentionParams {
-                n_heads,
-                n_kv_heads: n_kv,
+                num_heads,
+                num_kv_heads: num_kv_heads,
                 head_dim: hd,
                 scale: 1.0 / (hd as f32).sqrt(),
                 window,
@@ -694,8 +694,8 @@ mod tests {
     #[test]
     fn rows_per_task_does_not_change_results() {
         let p = AttentionParams {
-            n_heads: 6,
-            n_kv_heads: 2,
+            num_heads: 6,
+            num_kv_heads: 2,
             head_dim: 16,
             scale: 0.25,
             window: None,
@@ -717,8 +717,8 @@ mod tests {
     #[test]
     fn chunking_and_threads_are_bit_identical() {
         let p = AttentionParams {
-            n_heads: 4,
-            n_kv_heads: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
             head_dim: 16,
             scale: 0.25,
             window: Some(11),
@@ -747,7 +747,7 @@ mod tests {
             crate::isa::Isa::Avx2.is_supported(),
         );
         let mut rng = rand::rngs::StdRng::seed_from_u64(21);
-        for (bs, window, n_heads, n_kv, hd, total, first_pos) in [
+        for (bs, window, num_heads, num_kv_heads, hd, total, num_computed_tokens) in [
             (16usize, None, 9usize, 3usize, 64usize, 40usize, 0usize),
             (16, Some(7), 4, 1, 32, 50, 10),
             (7, None, 2, 1, 16, 23, 3),
@@ -777,8 +777,8 @@ mod tests {
             (32, None, 4, 4, 16, 1100, 1000),
         ] {
             let p = AttentionParams {
-                n_heads,
-                n_kv_heads: n_kv,
+                num_heads,
+                num_kv_heads: num_kv_heads,
                 head_dim: hd,
                 scale: 1.0 / (hd as f32).sqrt(),
                 window,
@@ -786,7 +786,7 @@ mod tests {
             let shape = KvShape {
                 num_blocks: total.div_ceil(bs) + 2,
                 block_size: bs,
-                n_kv_heads: n_kv,
+                num_kv_heads: num_kv_heads,
                 head_dim: hd,
             };
             let mut table: Vec<u32> = (0..shape.num_blocks as u32).collect();
@@ -796,23 +796,23 @@ mod tests {
             let mut kc = vec![f16::NAN; shape.layer_len()];
             let mut vc = vec![f16::NAN; shape.layer_len()];
             for pos in 0..total {
-                let kr: Vec<f32> = (0..n_kv * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
-                let vr: Vec<f32> = (0..n_kv * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
+                let kr: Vec<f32> = (0..num_kv_heads * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
+                let vr: Vec<f32> = (0..num_kv_heads * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
                 write_kv(&shape, &mut kc, &mut vc, &table, pos, &kr, &vr);
             }
-            let rows = total - first_pos;
-            let q: Vec<f32> = (0..rows * n_heads * hd)
+            let rows = total - num_computed_tokens;
+            let q: Vec<f32> = (0..rows * num_heads * hd)
                 .map(|_| rng.gen_range(-2.0..2.0))
                 .collect();
             let seq = AttentionSeq {
                 first_row: 0,
                 num_rows: rows,
-                first_pos,
+                num_computed_tokens,
                 block_table: &table,
             };
             // Tasks of the fewest rows, of an odd count, and of the most.
             for (kv_head, task_rows) in
-                (0..n_kv).flat_map(|h| [ROWS_PER_TASK, 37, MAX_ROWS_PER_TASK].map(|n| (h, n)))
+                (0..num_kv_heads).flat_map(|h| [ROWS_PER_TASK, 37, MAX_ROWS_PER_TASK].map(|n| (h, n)))
             {
                 for r0 in (0..rows).step_by(task_rows) {
                     let r1 = (r0 + task_rows).min(rows);
@@ -895,20 +895,20 @@ mod tests {
         let shape = KvShape {
             num_blocks: 9,
             block_size: 4,
-            n_kv_heads: 3,
+            num_kv_heads: 3,
             head_dim: 8,
         };
-        let kvd = shape.n_kv_heads * shape.head_dim;
+        let kvd = shape.num_kv_heads * shape.head_dim;
         let tables: [Vec<u32>; 3] = [vec![7, 2, 5], vec![0, 8], vec![4, 1, 3, 6]];
-        // (first_pos, rows): a prefill chunk, a decode row, a chunk across blocks.
+        // (num_computed_tokens, rows): a prefill chunk, a decode row, a chunk across blocks.
         let spans = [(0usize, 9usize), (5, 1), (3, 10)];
         let mut seqs = Vec::new();
         let mut first_row = 0;
-        for (table, &(first_pos, num_rows)) in tables.iter().zip(&spans) {
+        for (table, &(num_computed_tokens, num_rows)) in tables.iter().zip(&spans) {
             seqs.push(AttentionSeq {
                 first_row,
                 num_rows,
-                first_pos,
+                num_computed_tokens,
                 block_table: table,
             });
             first_row += num_rows;
@@ -928,7 +928,7 @@ mod tests {
                     &mut k1,
                     &mut v1,
                     s.block_table,
-                    s.first_pos + r,
+                    s.num_computed_tokens + r,
                     &k[t * kvd..(t + 1) * kvd],
                     &v[t * kvd..(t + 1) * kvd],
                 );
@@ -945,8 +945,8 @@ mod tests {
     fn ragged_batch_equals_separate_calls() {
         let pool = WorkerPool::new(2);
         let p = AttentionParams {
-            n_heads: 2,
-            n_kv_heads: 1,
+            num_heads: 2,
+            num_kv_heads: 1,
             head_dim: 8,
             scale: 0.3,
             window: None,
@@ -955,7 +955,7 @@ mod tests {
         let shape = KvShape {
             num_blocks: 20,
             block_size: bs,
-            n_kv_heads: 1,
+            num_kv_heads: 1,
             head_dim: 8,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -976,13 +976,13 @@ mod tests {
             AttentionSeq {
                 first_row: 0,
                 num_rows: 1,
-                first_pos: 9,
+                num_computed_tokens: 9,
                 block_table: &ta,
             },
             AttentionSeq {
                 first_row: 1,
                 num_rows: 6,
-                first_pos: 2,
+                num_computed_tokens: 2,
                 block_table: &tb,
             },
         ];

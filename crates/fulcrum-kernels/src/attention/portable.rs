@@ -49,7 +49,7 @@ pub(crate) unsafe fn attend_fma(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
 pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
-    let stride = p.n_heads * hd;
+    let stride = p.num_heads * hd;
     let nq = t.num_queries();
     let (base, span) = (t.base(), t.span());
     let need = nq * span + hd;

@@ -118,7 +118,7 @@ impl Q8LayerMut<'_> {
 
 /// Scales of one layer's K (or V): one per slot of every (head, block).
 pub fn q8_scales_len(shape: &KvShape) -> usize {
-    shape.n_kv_heads * shape.num_blocks * shape.block_size
+    shape.num_kv_heads * shape.num_blocks * shape.block_size
 }
 
 /// Byte of key dimension `d`, slot `slot`, in the `(head, block)` region at `at`.
@@ -200,7 +200,7 @@ pub unsafe fn write_kv_q8_batch_cells(
         "q8 rows need a head dimension divisible by 4 (see KvDtype::check_head_dim)"
     );
     layer.check(shape);
-    let kvd = shape.n_kv_heads * hd;
+    let kvd = shape.num_kv_heads * hd;
     #[cfg(target_arch = "x86_64")]
     let simd = crate::isa::Isa::active() == crate::isa::Isa::Avx512 && hd.is_multiple_of(16);
     let quantize = |x: &[f32], q: &mut [i8]| -> f32 {
@@ -212,12 +212,12 @@ pub unsafe fn write_kv_q8_batch_cells(
         }
         quantize_i8(x, |d, v| q[d] = v)
     };
-    pool.run(2 * shape.n_kv_heads, |task| {
+    pool.run(2 * shape.num_kv_heads, |task| {
         let (h, is_v) = (task / 2, task % 2 == 1);
         let mut q = vec![0i8; hd];
         for s in seqs {
             for r in 0..s.num_rows {
-                let pos = s.first_pos + r;
+                let pos = s.num_computed_tokens + r;
                 let (at, slot) = (
                     shape.head_offset(s.block_table[pos / bs] as usize, h),
                     pos % bs,
@@ -366,7 +366,7 @@ unsafe fn attend_fma(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
 pub(crate) fn attend(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
-    let stride = p.n_heads * hd;
+    let stride = p.num_heads * hd;
     let (base, span) = (t.base(), t.span());
     buf.scores.resize(span, 0.0);
     buf.q16.resize(hd, 0);
@@ -494,11 +494,11 @@ mod tests {
         total: usize,
     ) -> Case {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let (n_heads, n_kv) = heads;
+        let (num_heads, num_kv_heads) = heads;
         let shape = KvShape {
             num_blocks: total.div_ceil(bs) + 3,
             block_size: bs,
-            n_kv_heads: n_kv,
+            num_kv_heads: num_kv_heads,
             head_dim: hd,
         };
         let mut table: Vec<u32> = (0..shape.num_blocks as u32).rev().collect();
@@ -506,16 +506,16 @@ mod tests {
         let mut gen = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.5..1.5)).collect() };
         Case {
             p: AttentionParams {
-                n_heads,
-                n_kv_heads: n_kv,
+                num_heads,
+                num_kv_heads: num_kv_heads,
                 head_dim: hd,
                 scale: 1.0 / (hd as f32).sqrt(),
                 window,
             },
             table,
-            q: gen(total * n_heads * hd),
-            k: gen(total * n_kv * hd),
-            v: gen(total * n_kv * hd),
+            q: gen(total * num_heads * hd),
+            k: gen(total * num_kv_heads * hd),
+            v: gen(total * num_kv_heads * hd),
             shape,
             total,
         }
@@ -524,7 +524,7 @@ mod tests {
     /// The whole sequence through the cache `chunk` tokens per call.
     fn run(c: &Case, pool: &WorkerPool, chunk: usize, fill: u8) -> Vec<f32> {
         let mut cache = Cache::new(&c.shape, fill);
-        let (stride, kvd) = (c.p.n_heads * c.p.head_dim, c.p.n_kv_heads * c.p.head_dim);
+        let (stride, kvd) = (c.p.num_heads * c.p.head_dim, c.p.num_kv_heads * c.p.head_dim);
         let mut out = vec![0f32; c.total * stride];
         let mut start = 0;
         while start < c.total {
@@ -532,7 +532,7 @@ mod tests {
             let seqs = [AttentionSeq {
                 first_row: 0,
                 num_rows: n,
-                first_pos: start,
+                num_computed_tokens: start,
                 block_table: &c.table,
             }];
             cache.write(
@@ -559,9 +559,9 @@ mod tests {
 
     /// Plain softmax attention in f64 over the unquantized inputs.
     fn reference(c: &Case) -> Vec<f32> {
-        let (hd, nh) = (c.p.head_dim, c.p.n_heads);
-        let group = nh / c.p.n_kv_heads;
-        let kvd = c.p.n_kv_heads * hd;
+        let (hd, nh) = (c.p.head_dim, c.p.num_heads);
+        let group = nh / c.p.num_kv_heads;
+        let kvd = c.p.num_kv_heads * hd;
         let mut out = vec![0f32; c.total * nh * hd];
         for pos in 0..c.total {
             let lo = c.p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
@@ -693,7 +693,7 @@ mod tests {
         if !crate::isa::Isa::Avx512.is_supported() {
             return;
         }
-        for (seed, bs, window, heads, hd, total, first_pos) in [
+        for (seed, bs, window, heads, hd, total, num_computed_tokens) in [
             (10, 16, None, (9, 3), 64, 40, 0),
             (11, 16, Some(7), (4, 1), 32, 50, 10),
             (12, 32, Some(20), (4, 2), 64, 70, 60),
@@ -717,18 +717,18 @@ mod tests {
             let all = [AttentionSeq {
                 first_row: 0,
                 num_rows: total,
-                first_pos: 0,
+                num_computed_tokens: 0,
                 block_table: &c.table,
             }];
             cache.write(&c.shape, &all, &c.k[..total * kvd], &c.v[..total * kvd]);
-            let rows = total - first_pos;
+            let rows = total - num_computed_tokens;
             let seq = AttentionSeq {
                 first_row: 0,
                 num_rows: rows,
-                first_pos,
+                num_computed_tokens,
                 block_table: &c.table,
             };
-            let q = &c.q[first_pos * heads.0 * hd..];
+            let q = &c.q[num_computed_tokens * heads.0 * hd..];
             let layer = cache.layer();
             for kv_head in 0..heads.1 {
                 for r0 in (0..rows).step_by(16) {

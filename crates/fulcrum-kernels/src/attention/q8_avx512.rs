@@ -17,7 +17,7 @@ use super::Task;
 /// and `block_size` must be multiples of 16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn attend(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
-    let group = t.p.n_heads / t.p.n_kv_heads;
+    let group = t.p.num_heads / t.p.num_kv_heads;
     for r in t.rows.clone() {
         let mut g0 = 0;
         while g0 < group {
@@ -56,8 +56,8 @@ unsafe fn row<const NQ: usize, const G: usize>(
 ) {
     let (p, shape) = (t.p, t.shape);
     let (hd, bs) = (p.head_dim, shape.block_size);
-    let stride = p.n_heads * hd;
-    let group = p.n_heads / p.n_kv_heads;
+    let stride = p.num_heads * hd;
+    let group = p.num_heads / p.num_kv_heads;
     let head = |gi: usize| t.kv_head * group + g0 + gi;
     let (lo, hi) = (t.lo_of(r), t.pos_of(r));
     // Positions from a multiple of 16: lanes and softmax groups are absolute.

@@ -58,9 +58,9 @@ pub fn next_logprobs_with(model: &Model, ids: &[u32], dtype: fulcrum_model::KvDt
     let mut scratch = ForwardScratch::default();
     let seq = SeqInput {
         tokens: ids,
-        start_pos: 0,
+        num_computed_tokens: 0,
         block_table: &table,
-        want_logits: true,
+        wants_logits: true,
     };
     let mut logits = model
         .forward(pool(), &[seq], &mut kv, &mut scratch)
@@ -85,9 +85,9 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new: usize, chunk: usize) -> Ve
         let n = chunk.min(prompt.len() - pos);
         let seq = SeqInput {
             tokens: &prompt[pos..pos + n],
-            start_pos: pos,
+            num_computed_tokens: pos,
             block_table: &table,
-            want_logits: pos + n == prompt.len(),
+            wants_logits: pos + n == prompt.len(),
         };
         logits = model
             .forward(pool(), &[seq], &mut kv, &mut scratch)
@@ -104,9 +104,9 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new: usize, chunk: usize) -> Ve
         let tok = [next];
         let seq = SeqInput {
             tokens: &tok,
-            start_pos: pos,
+            num_computed_tokens: pos,
             block_table: &table,
-            want_logits: true,
+            wants_logits: true,
         };
         logits = model
             .forward(pool(), &[seq], &mut kv, &mut scratch)
