@@ -1,13 +1,16 @@
 //! Engine gauges and counters, published by the step loop as one plain
 //! snapshot ([`EngineMetrics`]) behind a mutex: when a step's batch is
-//! formed, before each request's `Done`, and when the loop goes idle. So a
+//! formed, when a step ends, once for all the requests that finish together
+//! (before any of their `Done`s goes out), and when the loop goes idle. So a
 //! client that has its `Done` (or a token) sees a snapshot at least that
-//! recent.
+//! recent. Publishing is per step, never per request: sixty-four requests
+//! finishing in one step cost one copy, not sixty-four.
 //!
 //! Why a snapshot and not a metrics library: the engine has one writer (its
 //! thread) and rare readers (a `/metrics` scrape, a progress line), so a
-//! clone of a small struct under a lock held for nanoseconds is the cheapest
-//! correct thing, and it keeps the engine free of any exposition format.
+//! copy of a small struct under a lock held for nanoseconds is the cheapest
+//! correct thing; the readers see every figure from one moment, and the
+//! engine stays free of any exposition format.
 //! Latency histograms are built by whoever consumes the per-request timings
 //! in `ChoiceFinished`; the engine only counts.
 

@@ -5,7 +5,9 @@
 //! the real one (the model's forward pass over its own KV cache and worker
 //! pool). The trait exists so that another execution strategy (tensor
 //! parallelism) can slot in, and so that tests can wrap the real runner to
-//! inject faults.
+//! inject faults. The loop's side of the seam: [`batch_inputs`] turns a
+//! step's plan into the batch, [`run_batch`] runs it and checks the shape of
+//! the logits.
 
 use std::sync::Arc;
 
@@ -14,11 +16,59 @@ use fulcrum_kernels::WorkerPool;
 use fulcrum_model::{ForwardError, ForwardScratch, KvCache, Model, SeqInput};
 
 use super::options::EngineConfig;
+use super::request::RequestFailure;
+use crate::scheduler::{Scheduler, StepPlan};
 
 /// Runs one step's batch.
 pub trait StepRunner: Send {
     /// `[num wanting logits, vocab]` logits, in batch order.
     fn forward(&mut self, seqs: &[SeqInput<'_>]) -> Result<&[f32], ForwardError>;
+}
+
+/// The runner's view of the step: each scheduled sequence's new tokens,
+/// where they start, and its block table.
+pub(super) fn batch_inputs<'a>(
+    scheduler: &'a Scheduler,
+    plan: &StepPlan,
+) -> Result<Vec<SeqInput<'a>>, RequestFailure> {
+    plan.scheduled
+        .iter()
+        .map(|s| {
+            let seq = scheduler
+                .sequence(s.seq_id)
+                .ok_or_else(|| RequestFailure::Internal(format!("{} is not live", s.seq_id)))?;
+            let end = s.num_computed_tokens + s.num_new_tokens;
+            let tokens = seq
+                .tokens()
+                .get(s.num_computed_tokens..end)
+                .ok_or_else(|| RequestFailure::Internal("plan past the tokens".into()))?;
+            Ok(SeqInput {
+                tokens,
+                num_computed_tokens: s.num_computed_tokens,
+                block_table: seq.block_table().as_slice(),
+                wants_logits: s.wants_logits,
+            })
+        })
+        .collect()
+}
+
+/// Runs the batch: `[num_logits, vocab]` logits, checked for shape.
+pub(super) fn run_batch<'r>(
+    runner: &'r mut dyn StepRunner,
+    inputs: &[SeqInput<'_>],
+    num_logits: usize,
+    vocab: usize,
+) -> Result<&'r [f32], RequestFailure> {
+    let logits = runner
+        .forward(inputs)
+        .map_err(|e| RequestFailure::Forward(e.to_string()))?;
+    if vocab == 0 || logits.len() != num_logits * vocab {
+        return Err(RequestFailure::Internal(format!(
+            "{} logits for {num_logits} rows of {vocab}",
+            logits.len(),
+        )));
+    }
+    Ok(logits)
 }
 
 /// The model's forward pass on this machine's cores.
@@ -92,7 +142,8 @@ impl ModelRunner {
     fn disjoint(&mut self, seqs: &[SeqInput], cuts: &[usize]) -> bool {
         let bs = self.kv.block_size();
         let marks = &mut self.marks;
-        let last_block = |s: &SeqInput| (s.num_computed_tokens + s.tokens.len()).saturating_sub(1) / bs;
+        let last_block =
+            |s: &SeqInput| (s.num_computed_tokens + s.tokens.len()).saturating_sub(1) / bs;
         let shares = || {
             cuts.windows(2)
                 .enumerate()
@@ -123,7 +174,11 @@ impl ModelRunner {
             });
         for s in seqs {
             let end = (last_block(s) + 1).min(s.block_table.len());
-            for &b in s.block_table.get(s.num_computed_tokens / bs..end).unwrap_or(&[]) {
+            for &b in s
+                .block_table
+                .get(s.num_computed_tokens / bs..end)
+                .unwrap_or(&[])
+            {
                 if let Some(m) = marks.get_mut(b as usize) {
                     *m = 0;
                 }

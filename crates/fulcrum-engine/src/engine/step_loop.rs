@@ -21,12 +21,13 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fulcrum_model::{Model, SeqInput};
+use fulcrum_model::tokenizer::Tokenizer;
+use fulcrum_model::Model;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::{EngineMetrics, StepMetrics};
@@ -35,13 +36,13 @@ use super::request::{
     ChoiceFinished, RequestEvent, RequestFailure, RequestId, StopReason, TokenEvent, TokenLogprobs,
     Usage,
 };
-use super::runner::StepRunner;
+use super::runner::{batch_inputs, run_batch, StepRunner};
 use super::text::TextStream;
 use super::Shared;
 use crate::config::ConfigError;
 use crate::sampler::{sample, sampler_rng, SampledToken, SamplerRng, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerStats, StepOutput, StepPlan};
-use crate::sequence::{FinishReason, SeqId, SequenceRequest, SequenceTimings};
+use crate::sequence::{FinishReason, SeqId, Sequence, SequenceRequest, SequenceTimings};
 
 /// What the handles send the loop.
 pub(crate) enum Command {
@@ -80,6 +81,17 @@ struct ActiveRequest {
     cached_tokens: usize,
 }
 
+impl ActiveRequest {
+    /// Takes the request out of `Shared::num_queued`, once: when its first
+    /// choice is scheduled, or when it ends without ever being scheduled.
+    fn leave_queue(&mut self, num_queued: &AtomicUsize) {
+        if self.is_queued {
+            self.is_queued = false;
+            num_queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The loop's side of one sequence (the scheduler holds its tokens).
 struct ActiveSeq {
     request: RequestId,
@@ -89,6 +101,36 @@ struct ActiveSeq {
     /// The stop token that ended it, if one did.
     stop_token: Option<u32>,
     num_emitted: usize,
+}
+
+impl ActiveSeq {
+    /// Samples `seq`'s next token from its row of logits; `scratch` is the
+    /// copy sampling works in.
+    fn sample_next(
+        &mut self,
+        seq: &Sequence,
+        logits: &[f32],
+        params: &SamplingParams,
+        tokenizer: &Tokenizer,
+        scratch: &mut Vec<f32>,
+    ) -> (StepOutput, SampledToken) {
+        let token = sample(
+            logits,
+            scratch,
+            params,
+            seq.prompt_tokens(),
+            seq.output_tokens(),
+            &mut self.rng,
+        );
+        let is_stop = (!params.ignore_eos && tokenizer.is_stop_token(token.id))
+            || params.stop_token_ids.contains(&token.id);
+        let output = StepOutput {
+            seq_id: seq.id(),
+            token: token.id,
+            is_stop,
+        };
+        (output, token)
+    }
 }
 
 enum StepOutcome {
@@ -115,6 +157,9 @@ pub(crate) struct StepLoop {
     is_disconnected: bool,
     /// Requests whose event receiver is gone; aborted before the next step.
     orphaned: Vec<RequestId>,
+    /// `Done` events of finished requests, held until the metrics that count
+    /// them are published.
+    pending_done: Vec<(UnboundedSender<RequestEvent>, Usage)>,
     /// `[vocab]` one logits row, copied because sampling works in place.
     row: Vec<f32>,
 }
@@ -147,6 +192,7 @@ impl StepLoop {
             shutdown_deadline: None,
             is_disconnected: false,
             orphaned: Vec::new(),
+            pending_done: Vec::new(),
             row: Vec::new(),
         })
     }
@@ -322,7 +368,7 @@ impl StepLoop {
     /// Ends a request with `Failed`: its sequences leave the scheduler
     /// silently.
     fn fail_request(&mut self, id: RequestId, failure: RequestFailure) {
-        let Some(request) = self.requests.remove(&id) else {
+        let Some(mut request) = self.requests.remove(&id) else {
             return;
         };
         let now = Instant::now();
@@ -331,9 +377,7 @@ impl StepLoop {
             self.seqs.remove(seq_id);
         }
         self.metrics.num_finished.error += request.num_unfinished as u64;
-        if request.is_queued {
-            self.shared.num_queued.fetch_sub(1, Ordering::AcqRel);
-        }
+        request.leave_queue(&self.shared.num_queued);
         let _ = request.events.send(RequestEvent::Failed(failure));
     }
 
@@ -344,26 +388,22 @@ impl StepLoop {
             "engine step failed: {failure}; failing the requests in flight"
         );
         self.metrics.num_step_failures += 1;
-        let stats = self.scheduler.stats();
-        self.stats_base.num_steps += stats.num_steps;
-        self.stats_base.num_preemptions += stats.num_preemptions;
-        self.stats_base.prefix_cache_queries += stats.prefix_cache_queries;
-        self.stats_base.prefix_cache_hits += stats.prefix_cache_hits;
+        self.stats_base += self.scheduler.stats();
         match Scheduler::new(self.config.scheduler.clone()) {
             Ok(scheduler) => self.scheduler = scheduler,
             // Unreachable: the same config built the first scheduler.
             Err(e) => tracing::error!("cannot rebuild the scheduler: {e}"),
         }
         self.seqs.clear();
-        let failed: Vec<ActiveRequest> =
+        let mut failed: Vec<ActiveRequest> =
             self.requests.drain().map(|(_, request)| request).collect();
-        for request in &failed {
+        for request in &mut failed {
             self.metrics.num_finished.error += request.num_unfinished as u64;
-            if request.is_queued {
-                self.shared.num_queued.fetch_sub(1, Ordering::AcqRel);
-            }
+            request.leave_queue(&self.shared.num_queued);
         }
         self.publish_metrics();
+        // Requests that finished before the failure keep their `Done`.
+        self.send_pending_done();
         for request in failed {
             let _ = request.events.send(RequestEvent::Failed(failure.clone()));
         }
@@ -406,12 +446,8 @@ impl StepLoop {
             let Some(seq) = self.seqs.get(&scheduled.seq_id) else {
                 continue;
             };
-            let Some(request) = self.requests.get_mut(&seq.request) else {
-                continue;
-            };
-            if request.is_queued {
-                request.is_queued = false;
-                self.shared.num_queued.fetch_sub(1, Ordering::AcqRel);
+            if let Some(request) = self.requests.get_mut(&seq.request) {
+                request.leave_queue(&self.shared.num_queued);
             }
         }
     }
@@ -421,6 +457,8 @@ impl StepLoop {
         &mut self,
         plan: &StepPlan,
     ) -> Result<Vec<(StepOutput, SampledToken)>, RequestFailure> {
+        // Field by field: the logits borrow the runner while sampling
+        // updates the sequences' state.
         let StepLoop {
             model,
             runner,
@@ -430,70 +468,27 @@ impl StepLoop {
             row,
             ..
         } = self;
-        let internal = |what: String| RequestFailure::Internal(what);
-        let mut inputs = Vec::with_capacity(plan.scheduled.len());
-        for s in &plan.scheduled {
-            let seq = scheduler
-                .sequence(s.seq_id)
-                .ok_or_else(|| internal(format!("{} is not live", s.seq_id)))?;
-            let end = s.num_computed_tokens + s.num_new_tokens;
-            let tokens = seq
-                .tokens()
-                .get(s.num_computed_tokens..end)
-                .ok_or_else(|| internal("plan past the tokens".into()))?;
-            inputs.push(SeqInput {
-                tokens,
-                num_computed_tokens: s.num_computed_tokens,
-                block_table: seq.block_table().as_slice(),
-                wants_logits: s.wants_logits,
-            });
-        }
-        let logits = runner
-            .forward(&inputs)
-            .map_err(|e| RequestFailure::Forward(e.to_string()))?;
+        let inputs = batch_inputs(scheduler, plan)?;
         let vocab = model.config.vocab_size;
-        if vocab == 0 || logits.len() != plan.num_logits() * vocab {
-            return Err(internal(format!(
-                "{} logits for {} rows of {vocab}",
-                logits.len(),
-                plan.num_logits()
-            )));
-        }
-        let mut sampled = Vec::with_capacity(plan.num_logits());
-        for (s, logits_row) in plan
+        let logits = run_batch(runner.as_mut(), &inputs, plan.num_logits(), vocab)?;
+        let rows = plan
             .scheduled
             .iter()
             .filter(|s| s.wants_logits)
-            .zip(logits.chunks_exact(vocab))
-        {
+            .zip(logits.chunks_exact(vocab));
+        let mut sampled = Vec::with_capacity(plan.num_logits());
+        for (s, logits_row) in rows {
             let seq = scheduler
                 .sequence(s.seq_id)
-                .ok_or_else(|| internal(format!("{} is not live", s.seq_id)))?;
+                .ok_or_else(|| RequestFailure::Internal(format!("{} is not live", s.seq_id)))?;
             let active = seqs
                 .get_mut(&s.seq_id)
-                .ok_or_else(|| internal(format!("{} has no state", s.seq_id)))?;
+                .ok_or_else(|| RequestFailure::Internal(format!("{} has no state", s.seq_id)))?;
             let params = &requests
                 .get(&active.request)
-                .ok_or_else(|| internal("orphan sequence".into()))?
+                .ok_or_else(|| RequestFailure::Internal("orphan sequence".into()))?
                 .params;
-            let token = sample(
-                logits_row,
-                row,
-                params,
-                seq.prompt_tokens(),
-                seq.output_tokens(),
-                &mut active.rng,
-            );
-            let is_stop = (!params.ignore_eos && model.tokenizer.is_stop_token(token.id))
-                || params.stop_token_ids.contains(&token.id);
-            sampled.push((
-                StepOutput {
-                    seq_id: s.seq_id,
-                    token: token.id,
-                    is_stop,
-                },
-                token,
-            ));
+            sampled.push(active.sample_next(seq, logits_row, params, &model.tokenizer, row));
         }
         Ok(sampled)
     }
@@ -582,9 +577,17 @@ impl StepLoop {
             };
             self.finish_choice(active.request, event);
         }
+        if !self.pending_done.is_empty() {
+            // Once for every request this finished, before their `Done`s: a
+            // client that reads the metrics after `Done` sees its blocks
+            // freed.
+            self.publish_metrics();
+            self.send_pending_done();
+        }
     }
 
-    /// Sends a choice's final event; the request's `Done` after its last.
+    /// Sends a choice's final event; after the request's last, holds its
+    /// `Done` until the metrics are published (see `drain_finished`).
     fn finish_choice(&mut self, id: RequestId, event: ChoiceFinished) {
         let Some(request) = self.requests.get_mut(&id) else {
             return;
@@ -594,20 +597,22 @@ impl StepLoop {
         if request.num_unfinished > 0 {
             return;
         }
-        let Some(request) = self.requests.remove(&id) else {
+        let Some(mut request) = self.requests.remove(&id) else {
             return;
         };
-        if request.is_queued {
-            self.shared.num_queued.fetch_sub(1, Ordering::AcqRel);
-        }
+        request.leave_queue(&self.shared.num_queued);
         let usage = Usage {
             prompt_tokens: request.prompt.len(),
             completion_tokens: request.completion_tokens,
             cached_tokens: request.cached_tokens,
         };
-        // A client that reads the metrics after `Done` sees its blocks freed.
-        self.publish_metrics();
-        let _ = request.events.send(RequestEvent::Done(usage));
+        self.pending_done.push((request.events, usage));
+    }
+
+    fn send_pending_done(&mut self) {
+        for (events, usage) in self.pending_done.drain(..) {
+            let _ = events.send(RequestEvent::Done(usage));
+        }
     }
 
     fn record_plan(&mut self, plan: &StepPlan) {
@@ -623,9 +628,9 @@ impl StepLoop {
     }
 
     fn publish_metrics(&mut self) {
-        let stats = self.scheduler.stats();
+        let mut stats = self.stats_base;
+        stats += self.scheduler.stats();
         let pool = self.scheduler.pool();
-        let base = self.stats_base;
         let m = &mut self.metrics;
         m.num_running = self.scheduler.num_running();
         m.num_waiting = self.scheduler.num_waiting();
@@ -633,10 +638,10 @@ impl StepLoop {
         m.num_kv_blocks = pool.num_blocks();
         m.num_kv_blocks_used = pool.num_used_blocks();
         m.num_kv_blocks_cached = pool.num_cached_blocks();
-        m.num_steps = base.num_steps + stats.num_steps;
-        m.num_preemptions = base.num_preemptions + stats.num_preemptions;
-        m.prefix_cache_queries = base.prefix_cache_queries + stats.prefix_cache_queries;
-        m.prefix_cache_hits = base.prefix_cache_hits + stats.prefix_cache_hits;
+        m.num_steps = stats.num_steps;
+        m.num_preemptions = stats.num_preemptions;
+        m.prefix_cache_queries = stats.prefix_cache_queries;
+        m.prefix_cache_hits = stats.prefix_cache_hits;
         *self
             .shared
             .metrics

@@ -26,6 +26,7 @@ mod plan;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::AddAssign;
 use std::time::Instant;
 
 use crate::block_pool::BlockPool;
@@ -94,6 +95,17 @@ pub struct SchedulerStats {
     pub prefix_cache_queries: u64,
     /// Of those, tokens served from cached blocks.
     pub prefix_cache_hits: u64,
+}
+
+/// Totals over schedulers (the step loop replaces its scheduler after a
+/// failed step and keeps counting from the old one's totals).
+impl AddAssign for SchedulerStats {
+    fn add_assign(&mut self, other: SchedulerStats) {
+        self.num_steps += other.num_steps;
+        self.num_preemptions += other.num_preemptions;
+        self.prefix_cache_queries += other.prefix_cache_queries;
+        self.prefix_cache_hits += other.prefix_cache_hits;
+    }
 }
 
 #[derive(Debug)]

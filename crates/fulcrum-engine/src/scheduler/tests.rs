@@ -691,3 +691,28 @@ fn with_the_prefix_cache_off_nothing_is_reused_or_counted() {
     assert_eq!(s.stats().prefix_cache_queries, 0);
     assert_eq!(s.pool().num_cached_blocks(), 0);
 }
+
+#[test]
+fn stats_add_field_by_field() {
+    let mut total = SchedulerStats {
+        num_steps: 10,
+        num_preemptions: 1,
+        prefix_cache_queries: 100,
+        prefix_cache_hits: 40,
+    };
+    total += SchedulerStats {
+        num_steps: 5,
+        num_preemptions: 2,
+        prefix_cache_queries: 30,
+        prefix_cache_hits: 16,
+    };
+    assert_eq!(
+        total,
+        SchedulerStats {
+            num_steps: 15,
+            num_preemptions: 3,
+            prefix_cache_queries: 130,
+            prefix_cache_hits: 56,
+        }
+    );
+}
