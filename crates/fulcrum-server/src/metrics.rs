@@ -185,13 +185,22 @@ impl Metrics {
 
 impl Family {
     fn register(registry: &Registry, names: &Names) -> Family {
+        Family {
+            latency: LatencyHistograms::register(registry, names),
+            engine: EngineSeries::register(registry, names),
+        }
+    }
+}
+
+impl LatencyHistograms {
+    fn register(registry: &Registry, names: &Names) -> LatencyHistograms {
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
                 .unwrap_or_else(|e| unreachable_metric(name, e));
             register(registry, h.clone(), name);
             h
         };
-        let latency = LatencyHistograms {
+        LatencyHistograms {
             ttft: histogram(
                 names.ttft,
                 "Time to first token, from arrival.",
@@ -213,7 +222,31 @@ impl Family {
                 "Arrival to first scheduled.",
                 FIRST_TOKEN_BUCKETS,
             ),
-        };
+        }
+    }
+
+    fn observe(&self, timings: &SequenceTimings) {
+        let seconds = Duration::as_secs_f64;
+        if let Some(d) = timings.ttft() {
+            self.ttft.observe(seconds(&d));
+        }
+        if let Some(d) = timings.tpot() {
+            self.tpot.observe(seconds(&d));
+        }
+        for d in timings.inter_token_latencies() {
+            self.itl.observe(seconds(&d));
+        }
+        if let Some(d) = timings.e2e() {
+            self.e2e.observe(seconds(&d));
+        }
+        if let Some(d) = timings.queue_time() {
+            self.queue.observe(seconds(&d));
+        }
+    }
+}
+
+impl EngineSeries {
+    fn register(registry: &Registry, names: &Names) -> EngineSeries {
         let int_gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
             register(registry, g.clone(), name);
@@ -240,7 +273,7 @@ impl Family {
             finished.with_label_values(&[reason]);
         }
         let block_gauges = names.has_block_gauges;
-        let engine = EngineSeries {
+        EngineSeries {
             running: int_gauge(names.running, "Sequences in the running batch."),
             waiting: int_gauge(
                 names.waiting,
@@ -279,33 +312,9 @@ impl Family {
                 "Prompt tokens served from the prefix cache.",
             ),
             finished,
-        };
-        Family { latency, engine }
-    }
-}
-
-impl LatencyHistograms {
-    fn observe(&self, timings: &SequenceTimings) {
-        let seconds = Duration::as_secs_f64;
-        if let Some(d) = timings.ttft() {
-            self.ttft.observe(seconds(&d));
-        }
-        if let Some(d) = timings.tpot() {
-            self.tpot.observe(seconds(&d));
-        }
-        for d in timings.inter_token_latencies() {
-            self.itl.observe(seconds(&d));
-        }
-        if let Some(d) = timings.e2e() {
-            self.e2e.observe(seconds(&d));
-        }
-        if let Some(d) = timings.queue_time() {
-            self.queue.observe(seconds(&d));
         }
     }
-}
 
-impl EngineSeries {
     fn update(&self, m: &EngineMetrics) {
         self.running.set(as_i64(m.num_running));
         self.waiting.set(as_i64(m.num_waiting));

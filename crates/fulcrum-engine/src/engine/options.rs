@@ -218,26 +218,10 @@ impl EngineConfig {
         available_memory: impl FnOnce() -> Option<u64>,
     ) -> Result<EngineConfig, EngineConfigError> {
         let context_length = model.context_length.max(1);
-        let max_model_len = match options.max_model_len {
-            Some(n) if n > context_length => {
-                return Err(EngineConfigError::MaxModelLenTooLarge {
-                    requested: n,
-                    context_length,
-                });
-            }
-            Some(n) => n,
-            None => context_length.min(DEFAULT_MAX_MODEL_LEN_CAP),
-        };
-        let max_batched_tokens =
-            options
-                .max_batched_tokens
-                .unwrap_or(if options.policy.is_chunked() {
-                    DEFAULT_MAX_BATCHED_TOKENS.max(options.max_num_seqs)
-                } else {
-                    DEFAULT_MAX_BATCHED_TOKENS
-                        .max(max_model_len)
-                        .max(options.max_num_seqs)
-                });
+        let max_model_len = resolve_max_model_len(options.max_model_len, context_length)?;
+        let max_batched_tokens = options
+            .max_batched_tokens
+            .unwrap_or_else(|| default_max_batched_tokens(options, max_model_len));
         let num_threads = options
             .threads
             .unwrap_or_else(fulcrum_kernels::pool::default_num_threads);
@@ -251,31 +235,13 @@ impl EngineConfig {
             .map_err(EngineConfigError::KvDtype)?;
         let kv_bytes_per_token = model.kv_bytes_per_token(dtype).max(1);
         let bytes_per_block = (kv_bytes_per_token as u64).saturating_mul(block_size.max(1) as u64);
-        let usable_tokens = options.max_num_seqs.saturating_mul(max_model_len);
-        let num_blocks = match options.kv_cache {
-            Some(KvCacheSize::Tokens(n)) => n.div_ceil(block_size.max(1)),
-            Some(KvCacheSize::Bytes(b)) => KvCache::blocks_for_bytes(
-                model,
-                block_size,
-                usize::try_from(b).unwrap_or(usize::MAX),
-                dtype,
-            ),
-            Some(KvCacheSize::FractionOfAvailable(x)) => {
-                blocks_for_fraction(x, bytes_per_block, available_memory)?
-            }
-            None => {
-                let num_usable_blocks = usable_tokens.div_ceil(block_size.max(1));
-                let num_max_blocks =
-                    usize::try_from(DEFAULT_KV_CACHE_MAX_BYTES / bytes_per_block.max(1))
-                        .unwrap_or(usize::MAX);
-                let num_blocks = blocks_for_fraction(
-                    DEFAULT_KV_CACHE_FRACTION,
-                    bytes_per_block,
-                    available_memory,
-                )?;
-                num_blocks.min(num_max_blocks).min(num_usable_blocks)
-            }
-        };
+        let num_blocks = num_kv_blocks(
+            options,
+            model,
+            max_model_len,
+            bytes_per_block,
+            available_memory,
+        )?;
         let scheduler = SchedulerConfig {
             policy: options.policy,
             max_num_seqs: options.max_num_seqs,
@@ -337,6 +303,70 @@ impl fmt::Display for EngineConfig {
             self.num_threads,
         )
     }
+}
+
+/// The stated `max_model_len`, checked against the model's context length,
+/// or the context length up to [`DEFAULT_MAX_MODEL_LEN_CAP`].
+fn resolve_max_model_len(
+    requested: Option<usize>,
+    context_length: usize,
+) -> Result<usize, EngineConfigError> {
+    match requested {
+        Some(n) if n > context_length => Err(EngineConfigError::MaxModelLenTooLarge {
+            requested: n,
+            context_length,
+        }),
+        Some(n) => Ok(n),
+        None => Ok(context_length.min(DEFAULT_MAX_MODEL_LEN_CAP)),
+    }
+}
+
+/// The step budget when none is stated: [`DEFAULT_MAX_BATCHED_TOKENS`], and
+/// at least one token per sequence; whole-prompt policies also need room
+/// for the longest prompt.
+fn default_max_batched_tokens(options: &EngineOptions, max_model_len: usize) -> usize {
+    if options.policy.is_chunked() {
+        DEFAULT_MAX_BATCHED_TOKENS.max(options.max_num_seqs)
+    } else {
+        DEFAULT_MAX_BATCHED_TOKENS
+            .max(max_model_len)
+            .max(options.max_num_seqs)
+    }
+}
+
+/// KV blocks for `options.kv_cache`; unset, the default fraction of
+/// available memory, at most [`DEFAULT_KV_CACHE_MAX_BYTES`] and what
+/// `max_num_seqs` sequences of `max_model_len` tokens can use.
+fn num_kv_blocks(
+    options: &EngineOptions,
+    model: &ModelConfig,
+    max_model_len: usize,
+    bytes_per_block: u64,
+    available_memory: impl FnOnce() -> Option<u64>,
+) -> Result<usize, EngineConfigError> {
+    let block_size = options.block_size;
+    Ok(match options.kv_cache {
+        Some(KvCacheSize::Tokens(n)) => n.div_ceil(block_size.max(1)),
+        Some(KvCacheSize::Bytes(b)) => KvCache::blocks_for_bytes(
+            model,
+            block_size,
+            usize::try_from(b).unwrap_or(usize::MAX),
+            options.kv_cache_dtype,
+        ),
+        Some(KvCacheSize::FractionOfAvailable(x)) => {
+            blocks_for_fraction(x, bytes_per_block, available_memory)?
+        }
+        None => {
+            let usable_tokens = options.max_num_seqs.saturating_mul(max_model_len);
+            let num_usable_blocks = usable_tokens.div_ceil(block_size.max(1));
+            let num_max_blocks =
+                usize::try_from(DEFAULT_KV_CACHE_MAX_BYTES / bytes_per_block.max(1))
+                    .unwrap_or(usize::MAX);
+            let num_blocks =
+                blocks_for_fraction(DEFAULT_KV_CACHE_FRACTION, bytes_per_block, available_memory)?;
+            num_blocks.min(num_max_blocks).min(num_usable_blocks)
+        }
+    })
 }
 
 fn blocks_for_fraction(

@@ -102,7 +102,20 @@ impl SamplingParams {
         }
     }
 
+    /// Checks every field against its range; the first out of range is the
+    /// error (in declaration order).
     pub fn validate(&self) -> Result<(), SamplingError> {
+        self.check_distribution()?;
+        self.check_penalties()?;
+        self.check_stopping()?;
+        if let Some(n) = self.logprobs {
+            check(n <= MAX_LOGPROBS, "logprobs", "must be in [0, 20]", n)?;
+        }
+        Ok(())
+    }
+
+    /// `n`, temperature and truncation (`top_k`, `top_p`, `min_p`).
+    fn check_distribution(&self) -> Result<(), SamplingError> {
         check(
             (1..=MAX_N).contains(&self.n),
             "n",
@@ -136,6 +149,10 @@ impl SamplingParams {
             "must be in [0, 1]",
             self.min_p,
         )?;
+        Ok(())
+    }
+
+    fn check_penalties(&self) -> Result<(), SamplingError> {
         let p = self.presence_penalty;
         check(
             (-2.0..=2.0).contains(&p),
@@ -157,6 +174,11 @@ impl SamplingParams {
             "must be a finite number > 0",
             r,
         )?;
+        Ok(())
+    }
+
+    /// `max_tokens`, stop token ids and stop strings.
+    fn check_stopping(&self) -> Result<(), SamplingError> {
         if let Some(m) = self.max_tokens {
             check(m >= 1, "max_tokens", "must be at least 1", m)?;
         }
@@ -187,9 +209,6 @@ impl SamplingParams {
                 "strings must be at most 256 bytes",
                 s.len(),
             )?;
-        }
-        if let Some(n) = self.logprobs {
-            check(n <= MAX_LOGPROBS, "logprobs", "must be in [0, 20]", n)?;
         }
         Ok(())
     }

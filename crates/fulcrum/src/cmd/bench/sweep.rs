@@ -14,7 +14,7 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use fulcrum_bench::{
     EngineBench, InProcessDriver, LoadDriver, PromptVocabulary, RequestRate, SweepGrid,
-    SweepReport, TerminalProgress,
+    SweepOutcome, SweepPoint, SweepReport, TerminalProgress, Workload,
 };
 use fulcrum_engine::engine::DEFAULT_MAX_NUM_SEQS;
 use fulcrum_engine::{EngineOptions, Policy};
@@ -115,16 +115,7 @@ fn knob_spelling(message: &str) -> String {
 }
 
 pub fn run(a: SweepArgs) -> Result<()> {
-    let grid = SweepGrid {
-        policies: a.policy.clone(),
-        max_num_seqs: a.max_num_seqs.clone(),
-        max_batched_tokens: if a.max_batched_tokens.is_empty() {
-            vec![None]
-        } else {
-            a.max_batched_tokens.iter().copied().map(Some).collect()
-        },
-        request_rates: a.request_rate.clone(),
-    };
+    let grid = a.grid();
     let base = a.engine.options();
     let load = a.load.load(
         a.request_rate[0],
@@ -155,26 +146,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
     let mut outcomes = Vec::with_capacity(points.len());
     for (i, point) in points.iter().enumerate() {
         eprintln!("[{}/{}] {} …", i + 1, points.len(), point.label);
-        let bound = point
-            .load
-            .num_requests
-            .filter(|_| point.load.duration.is_none());
-        let progress = Arc::new(TerminalProgress::new(bound));
-        let (outcome, report) =
-            bench.run_point(point, workload.clone(), driver.as_mut(), progress)?;
-        if !a.quiet {
-            let engine = bench
-                .resolve(&point.options)
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            println!(
-                "{}\n",
-                report
-                    .summary
-                    .to_table(&format!("{} · {engine}", point.label))
-            );
-        }
-        outcomes.push(outcome);
+        outcomes.push(run_point(&a, &bench, point, &workload, driver.as_mut())?);
     }
     let threads = bench
         .resolve(&base)
@@ -197,10 +169,61 @@ pub fn run(a: SweepArgs) -> Result<()> {
         "request_rates": grid.request_rates,
         "sweep_wall_s": started.elapsed().as_secs_f64(),
     });
-    let report = SweepReport::new(config, outcomes);
+    write_report(&a, &title, SweepReport::new(config, outcomes))
+}
+
+impl SweepArgs {
+    /// The grid the flags span; no `--max-batched-tokens` means the
+    /// engine's default for each policy.
+    fn grid(&self) -> SweepGrid {
+        SweepGrid {
+            policies: self.policy.clone(),
+            max_num_seqs: self.max_num_seqs.clone(),
+            max_batched_tokens: if self.max_batched_tokens.is_empty() {
+                vec![None]
+            } else {
+                self.max_batched_tokens.iter().copied().map(Some).collect()
+            },
+            request_rates: self.request_rate.clone(),
+        }
+    }
+}
+
+/// Measures one configuration on a fresh engine, with a progress bar;
+/// prints its table unless `--quiet`.
+fn run_point(
+    a: &SweepArgs,
+    bench: &EngineBench,
+    point: &SweepPoint,
+    workload: &Workload,
+    driver: &mut dyn LoadDriver,
+) -> Result<SweepOutcome> {
+    let bound = point
+        .load
+        .num_requests
+        .filter(|_| point.load.duration.is_none());
+    let progress = Arc::new(TerminalProgress::new(bound));
+    let (outcome, report) = bench.run_point(point, workload.clone(), driver, progress)?;
+    if !a.quiet {
+        let engine = bench
+            .resolve(&point.options)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        println!(
+            "{}\n",
+            report
+                .summary
+                .to_table(&format!("{} · {engine}", point.label))
+        );
+    }
+    Ok(outcome)
+}
+
+/// The comparison table, then the plot and the JSON unless switched off.
+fn write_report(a: &SweepArgs, title: &str, report: SweepReport) -> Result<()> {
     println!("{title}\n{}", report.to_table());
     if !a.no_plot {
-        let paths = report.plot(&title, &a.plot)?;
+        let paths = report.plot(title, &a.plot)?;
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         eprintln!("plot written to {}", shown.join(" and "));
     }

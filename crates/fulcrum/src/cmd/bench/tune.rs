@@ -114,19 +114,31 @@ pub fn run(a: TuneArgs) -> Result<()> {
             };
             let (outcome, _) =
                 bench.run_point(&point, workload.clone(), &mut driver, Arc::new(NoProgress))?;
-            let s = &outcome.summary;
-            eprintln!(
-            "  {:<28} goodput {:>6.2}/s  {:>7.1} tok/s  TTFT p99 {:>7}  TPOT p99 {:>6}  [{:.0} s]",
-            point.label,
-            s.goodput.unwrap_or(0.0),
-            s.output_throughput,
-            s.ttft_ms.map_or("—".into(), |l| format!("{:.0}ms", l.p99)),
-            s.tpot_ms.map_or("—".into(), |l| format!("{:.0}ms", l.p99)),
-            started.elapsed().as_secs_f64(),
-        );
+            print_probe(&point.label, &outcome.summary, started.elapsed());
             Ok(outcome.summary)
         };
     let outcome = search(&space, &slo, budget, &mut elapsed, &mut probe)?;
+    print_outcome(&a, &load, &outcome)
+}
+
+/// One probe's line: its goodput and the latencies the SLO bounds.
+fn print_probe(label: &str, s: &RunSummary, elapsed: Duration) {
+    eprintln!(
+        "  {:<28} goodput {:>6.2}/s  {:>7.1} tok/s  TTFT p99 {:>7}  TPOT p99 {:>6}  [{:.0} s]",
+        label,
+        s.goodput.unwrap_or(0.0),
+        s.output_throughput,
+        s.ttft_ms.map_or("—".into(), |l| format!("{:.0}ms", l.p99)),
+        s.tpot_ms.map_or("—".into(), |l| format!("{:.0}ms", l.p99)),
+        elapsed.as_secs_f64(),
+    );
+}
+
+/// The probes' table, the JSON if asked for, and the recommendation as a
+/// `fulcrum serve` command line with what it was measured at; an error
+/// when no configuration had any request meet the SLO.
+fn print_outcome(a: &TuneArgs, load: &LoadSpec, outcome: &TuneOutcome) -> Result<()> {
+    let slo = &outcome.slo;
     println!("{}", outcome.to_table());
     if outcome.is_budget_exhausted {
         println!(
@@ -135,13 +147,13 @@ pub fn run(a: TuneArgs) -> Result<()> {
         );
     }
     if let Some(path) = &a.json {
-        super::write_json(path, &tune_json(&a, &load, &outcome))?;
+        super::write_json(path, &tune_json(a, load, outcome))?;
     }
     let Some(best) = outcome.best_trial() else {
         bail!(
             "no configuration had any request meet {} at {}: lower --request-rate, or relax --slo",
             slo,
-            describe_load(&load)
+            describe_load(load)
         );
     };
     let s = &best.summary;
@@ -151,7 +163,7 @@ pub fn run(a: TuneArgs) -> Result<()> {
     println!(
         "\nrecommended for {} at {} ({}):",
         slo,
-        describe_load(&load),
+        describe_load(load),
         a.workload.describe()
     );
     println!(
