@@ -38,7 +38,7 @@ fi
 
 if want budget; then
     echo "## 1b. the chunked policy's step budget at $rate req/s" | tee "$out/chunked-budget.txt"
-    "$fulcrum" bench sweep "${workload[@]}" --policy chunked --max-batched-tokens 128,256,512,2048 \
+    "$fulcrum" bench sweep "${workload[@]}" --policy chunked --max-batched-tokens 128,256,512,1024,2048 \
         --request-rate "$rate" --num-requests "$n" --quiet \
         --plot "$out/chunked-budget" --json "$out/chunked-budget.json" | tee -a "$out/chunked-budget.txt"
 fi
