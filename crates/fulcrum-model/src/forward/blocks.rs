@@ -75,7 +75,9 @@ pub(super) unsafe fn attention(
         .1;
     qk_norm_rope(step, lw, rope, q, k);
     let attn = sized(attn, t * qd); // [T, num_heads * head_dim]
-                                    // SAFETY: the caller's promise.
+
+    // SAFETY: the caller's promise (a validated batch, its blocks not
+    // touched by another thread).
     unsafe {
         write_kv(step, kv, li, k, v);
         attend(step, la, kv, li, q, attn);
