@@ -232,7 +232,7 @@ impl Dims {
                 return Err(keys.invalid(k, v, "must be between 1 and 2^20"));
             }
         }
-        if self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(keys.invalid(
                 "attention.head_count_kv",
                 self.num_kv_heads,
@@ -240,7 +240,7 @@ impl Dims {
             ));
         }
         let head_dim = self.head_dim;
-        if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1024 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) || head_dim > 1024 {
             return Err(keys.invalid(
                 "attention.key_length",
                 head_dim,
@@ -253,7 +253,7 @@ impl Dims {
             }
         }
         let rope_dim = self.rope_dim;
-        if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {
+        if rope_dim == 0 || rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
             return Err(keys.invalid(
                 "rope.dimension_count",
                 rope_dim,
