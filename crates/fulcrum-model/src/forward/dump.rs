@@ -29,3 +29,23 @@ impl TensorDump {
         let _ = std::fs::write(self.dir.join(format!("{name}-{layer}.bin")), bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tools/compare_tensors.py reads `{name}-{layer}.bin` as raw f32.
+    #[test]
+    fn writes_name_layer_files_of_little_endian_f32() {
+        let dir = std::env::temp_dir().join(format!("fulcrum-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TensorDump::new(&dir).write("Qcur", 3, &[1.0, -2.5]);
+        let bytes = std::fs::read(dir.join("Qcur-3.bin")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let want: Vec<u8> = [1.0f32, -2.5]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect();
+        assert_eq!(bytes, want);
+    }
+}
