@@ -132,116 +132,14 @@ impl GgufFile {
     fn parse(backing: Backing) -> Result<GgufFile, GgufError> {
         let bytes = backing.bytes();
         let mut cur = Cursor { bytes, pos: 0 };
-
-        let magic: [u8; 4] = cur.take(4, "magic")?.try_into().expect("took 4 bytes");
-        if magic != GGUF_MAGIC {
-            return Err(GgufError::BadMagic { found: magic });
-        }
-        let version = cur.u32("version")?;
-        if version != 2 && version != 3 {
-            return Err(GgufError::UnsupportedVersion(version));
-        }
-        let num_tensors = cur.u64("tensor count")?;
-        let num_kv = cur.u64("metadata count")?;
-        // A metadata entry takes at least 8 (key length) + 4 (type) + 1 bytes,
-        // a tensor entry at least 8 + 4 + 4 + 8 bytes.
-        cur.check_count("metadata count", num_kv, 13)?;
-        cur.check_count("tensor count", num_tensors, 24)?;
-
-        let mut metadata = Metadata::new();
-        for _ in 0..num_kv {
-            let key = cur.string("metadata key")?;
-            let type_id = cur.u32("metadata value type")?;
-            let value = cur.value(&key, type_id, 0)?;
-            if !metadata.insert(key.clone(), value) {
-                return Err(GgufError::DuplicateKey(key));
-            }
-        }
-
-        let alignment = match metadata.get("general.alignment") {
-            None => DEFAULT_ALIGNMENT,
-            Some(v) => {
-                let a = v.as_i128().and_then(|a| u64::try_from(a).ok()).ok_or(
-                    GgufError::WrongType {
-                        key: "general.alignment".into(),
-                        expected: "unsigned integer",
-                        found: v.type_name(),
-                    },
-                )?;
-                if a == 0 || !a.is_power_of_two() || a > (1 << 20) {
-                    return Err(GgufError::BadAlignment(a));
-                }
-                a
-            }
-        };
-
-        struct RawTensor {
-            name: String,
-            dims: Vec<u64>,
-            ty: GgmlType,
-            offset: u64,
-            size: u64,
-        }
-        let mut raw = Vec::with_capacity(num_tensors as usize);
-        let mut names = HashSet::new();
-        for _ in 0..num_tensors {
-            let name = cur.string("tensor name")?;
-            let n_dims = cur.u32("tensor dimension count")?;
-            if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(GgufError::BadTensor {
-                    name,
-                    reason: format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
-                });
-            }
-            let mut dims = Vec::with_capacity(n_dims as usize);
-            for _ in 0..n_dims {
-                dims.push(cur.u64("tensor dimension")?);
-            }
-            let type_id = cur.u32("tensor type")?;
-            let offset = cur.u64("tensor offset")?;
-            let ty =
-                GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnsupportedTensorType {
-                    name: name.clone(),
-                    type_id,
-                })?;
-            let bad = |reason: String| GgufError::BadTensor {
-                name: name.clone(),
-                reason,
-            };
-            let num_elements = dims
-                .iter()
-                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| bad(format!("element count of shape {dims:?} overflows")))?;
-            if dims[0] % ty.block_size() as u64 != 0 {
-                return Err(bad(format!(
-                    "row length {} is not a multiple of the {ty} block size {}",
-                    dims[0],
-                    ty.block_size()
-                )));
-            }
-            let size = ty
-                .bytes_for(num_elements)
-                .ok_or_else(|| bad(format!("byte size of shape {dims:?} overflows")))?;
-            if offset % alignment != 0 {
-                return Err(bad(format!(
-                    "offset {offset} is not aligned to {alignment}"
-                )));
-            }
-            if !names.insert(name.clone()) {
-                return Err(GgufError::DuplicateTensor(name));
-            }
-            raw.push(RawTensor {
-                name,
-                dims,
-                ty,
-                offset,
-                size,
-            });
-        }
+        let header = cur.header()?;
+        let metadata = cur.metadata(header.num_kv)?;
+        let alignment = alignment(&metadata)?;
+        let table = cur.tensor_table(header.num_tensors, alignment)?;
 
         let file_len = bytes.len() as u64;
         let data_offset = cur.pos.div_ceil(alignment) * alignment;
-        if num_tensors > 0 && data_offset > file_len {
+        if header.num_tensors > 0 && data_offset > file_len {
             return Err(GgufError::Truncated {
                 what: "data section",
                 offset: cur.pos,
@@ -249,34 +147,11 @@ impl GgufFile {
                 file_len,
             });
         }
-        let mut tensors = Vec::with_capacity(raw.len());
-        for t in raw {
-            let start = data_offset.checked_add(t.offset);
-            let end = start.and_then(|s| s.checked_add(t.size));
-            match (start, end) {
-                (Some(start), Some(end)) if end <= file_len => tensors.push(TensorInfo {
-                    name: t.name,
-                    dims: t.dims,
-                    ty: t.ty,
-                    range: start as usize..end as usize,
-                }),
-                _ => {
-                    return Err(GgufError::BadTensor {
-                        name: t.name,
-                        reason: format!(
-                            "data at offset {} + {} bytes lies outside the file ({} bytes of data)",
-                            t.offset,
-                            t.size,
-                            file_len.saturating_sub(data_offset)
-                        ),
-                    })
-                }
-            }
-        }
+        let tensors = place_tensors(table, data_offset, file_len)?;
 
         Ok(GgufFile {
             backing,
-            version,
+            version: header.version,
             metadata,
             tensors,
             alignment,
@@ -303,6 +178,75 @@ impl GgufFile {
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
         &self.bytes()[info.range.clone()]
     }
+}
+
+/// The fixed-size start of the file.
+struct Header {
+    version: u32,
+    num_tensors: u64,
+    num_kv: u64,
+}
+
+/// A tensor table entry as read, its offset still relative to the data
+/// section (whose start is known only once the whole table is read).
+struct RawTensor {
+    name: String,
+    dims: Vec<u64>,
+    ty: GgmlType,
+    offset: u64,
+    size: u64,
+}
+
+/// `general.alignment`, or the default: a power of two up to 1 MiB.
+fn alignment(metadata: &Metadata) -> Result<u64, GgufError> {
+    let Some(v) = metadata.get("general.alignment") else {
+        return Ok(DEFAULT_ALIGNMENT);
+    };
+    let a = v
+        .as_i128()
+        .and_then(|a| u64::try_from(a).ok())
+        .ok_or(GgufError::WrongType {
+            key: "general.alignment".into(),
+            expected: "unsigned integer",
+            found: v.type_name(),
+        })?;
+    if a == 0 || !a.is_power_of_two() || a > (1 << 20) {
+        return Err(GgufError::BadAlignment(a));
+    }
+    Ok(a)
+}
+
+/// Each entry's byte range in the file, checked to lie inside it.
+fn place_tensors(
+    table: Vec<RawTensor>,
+    data_offset: u64,
+    file_len: u64,
+) -> Result<Vec<TensorInfo>, GgufError> {
+    let mut tensors = Vec::with_capacity(table.len());
+    for t in table {
+        let start = data_offset.checked_add(t.offset);
+        let end = start.and_then(|s| s.checked_add(t.size));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= file_len => tensors.push(TensorInfo {
+                name: t.name,
+                dims: t.dims,
+                ty: t.ty,
+                range: start as usize..end as usize,
+            }),
+            _ => {
+                return Err(GgufError::BadTensor {
+                    name: t.name,
+                    reason: format!(
+                        "data at offset {} + {} bytes lies outside the file ({} bytes of data)",
+                        t.offset,
+                        t.size,
+                        file_len.saturating_sub(data_offset)
+                    ),
+                })
+            }
+        }
+    }
+    Ok(tensors)
 }
 
 /// A bounds-checked little-endian reader over the file's bytes.
@@ -365,6 +309,115 @@ impl<'a> Cursor<'a> {
         let at = self.pos;
         let raw = self.take(len, what)?;
         String::from_utf8(raw.to_vec()).map_err(|_| GgufError::InvalidUtf8 { what, offset: at })
+    }
+
+    /// Magic, version and the two counts, each count checked against the
+    /// bytes that remain.
+    fn header(&mut self) -> Result<Header, GgufError> {
+        let magic: [u8; 4] = self.array("magic")?;
+        if magic != GGUF_MAGIC {
+            return Err(GgufError::BadMagic { found: magic });
+        }
+        let version = self.u32("version")?;
+        if version != 2 && version != 3 {
+            return Err(GgufError::UnsupportedVersion(version));
+        }
+        let num_tensors = self.u64("tensor count")?;
+        let num_kv = self.u64("metadata count")?;
+        // A metadata entry takes at least 8 (key length) + 4 (type) + 1 bytes,
+        // a tensor entry at least 8 + 4 + 4 + 8 bytes.
+        self.check_count("metadata count", num_kv, 13)?;
+        self.check_count("tensor count", num_tensors, 24)?;
+        Ok(Header {
+            version,
+            num_tensors,
+            num_kv,
+        })
+    }
+
+    /// The `num_kv` metadata entries; a key may appear once.
+    fn metadata(&mut self, num_kv: u64) -> Result<Metadata, GgufError> {
+        let mut metadata = Metadata::new();
+        for _ in 0..num_kv {
+            let key = self.string("metadata key")?;
+            let type_id = self.u32("metadata value type")?;
+            let value = self.value(&key, type_id, 0)?;
+            if !metadata.insert(key.clone(), value) {
+                return Err(GgufError::DuplicateKey(key));
+            }
+        }
+        Ok(metadata)
+    }
+
+    /// The `num_tensors` entries of the tensor table; a name may appear once.
+    fn tensor_table(
+        &mut self,
+        num_tensors: u64,
+        alignment: u64,
+    ) -> Result<Vec<RawTensor>, GgufError> {
+        let mut table = Vec::with_capacity(num_tensors as usize);
+        let mut names = HashSet::new();
+        for _ in 0..num_tensors {
+            let t = self.tensor_entry(alignment)?;
+            if !names.insert(t.name.clone()) {
+                return Err(GgufError::DuplicateTensor(t.name));
+            }
+            table.push(t);
+        }
+        Ok(table)
+    }
+
+    /// One tensor table entry: a shape ggml allows, a known type whose
+    /// blocks tile the rows, a byte size without overflow, an aligned offset.
+    fn tensor_entry(&mut self, alignment: u64) -> Result<RawTensor, GgufError> {
+        let name = self.string("tensor name")?;
+        let num_dims = self.u32("tensor dimension count")?;
+        if num_dims == 0 || num_dims > MAX_DIMS {
+            return Err(GgufError::BadTensor {
+                name,
+                reason: format!("{num_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+            });
+        }
+        let mut dims = Vec::with_capacity(num_dims as usize);
+        for _ in 0..num_dims {
+            dims.push(self.u64("tensor dimension")?);
+        }
+        let type_id = self.u32("tensor type")?;
+        let offset = self.u64("tensor offset")?;
+        let ty = GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnsupportedTensorType {
+            name: name.clone(),
+            type_id,
+        })?;
+        let bad = |reason: String| GgufError::BadTensor {
+            name: name.clone(),
+            reason,
+        };
+        let num_elements = dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| bad(format!("element count of shape {dims:?} overflows")))?;
+        if dims[0] % ty.block_size() as u64 != 0 {
+            return Err(bad(format!(
+                "row length {} is not a multiple of the {ty} block size {}",
+                dims[0],
+                ty.block_size()
+            )));
+        }
+        let size = ty
+            .bytes_for(num_elements)
+            .ok_or_else(|| bad(format!("byte size of shape {dims:?} overflows")))?;
+        if offset % alignment != 0 {
+            return Err(bad(format!(
+                "offset {offset} is not aligned to {alignment}"
+            )));
+        }
+        Ok(RawTensor {
+            name,
+            dims,
+            ty,
+            offset,
+            size,
+        })
     }
 
     fn value(&mut self, key: &str, type_id: u32, depth: usize) -> Result<MetadataValue, GgufError> {

@@ -135,7 +135,11 @@ impl KvCache {
             Storage::Q8 { k, .. } => k.len(),
         };
         let s = &self.shape;
-        2 * layers * s.num_kv_heads * s.num_blocks * s.block_size * self.dtype().row_bytes(s.head_dim)
+        2 * layers
+            * s.num_kv_heads
+            * s.num_blocks
+            * s.block_size
+            * self.dtype().row_bytes(s.head_dim)
     }
 
     /// Layer `layer`'s cells. The forward pass writes and reads through

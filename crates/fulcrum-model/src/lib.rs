@@ -19,7 +19,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};
-pub use forward::{ForwardError, ForwardScratch, SeqInput};
+pub use forward::{ForwardError, ForwardScratch, SeqInput, TensorDump};
 pub use fulcrum_kernels::attention::KvDtype;
 pub use fulcrum_kernels::gemm::Numerics;
 pub use kv_cache::KvCache;

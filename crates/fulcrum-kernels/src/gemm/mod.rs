@@ -32,12 +32,14 @@ mod neon;
 mod packed;
 mod portable;
 mod raw;
+mod same_input;
 
 pub use activations::{ActScheme, QuantizedActivations};
 pub use packed::{
     AlignedBytes, Bits, Numerics, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK,
     SuperOrder,
 };
+pub use same_input::matmul_same_input;
 
 use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};

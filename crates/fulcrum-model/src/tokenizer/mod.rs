@@ -61,12 +61,55 @@ pub enum TokenizerKind {
     SentencePieceBpe,
 }
 
+impl TokenizerKind {
+    fn from_metadata(md: &Metadata) -> Result<TokenizerKind, TokenizerError> {
+        match md.get_str("tokenizer.ggml.model")? {
+            "gpt2" => Ok(TokenizerKind::ByteLevelBpe),
+            "llama" => Ok(TokenizerKind::SentencePieceBpe),
+            other => Err(TokenizerError::UnsupportedModel(other.to_string())),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Model {
     ByteLevel(Box<ByteLevelBpe>),
     SentencePiece {
         byte_tokens: Box<[Option<u32>; 256]>,
     },
+}
+
+impl Model {
+    fn from_metadata(
+        md: &Metadata,
+        kind: TokenizerKind,
+        vocab: &Vocab,
+    ) -> Result<Model, TokenizerError> {
+        if kind == TokenizerKind::SentencePieceBpe {
+            // The pre-tokenizer name does not apply to SentencePiece.
+            return Ok(Model::SentencePiece {
+                byte_tokens: Box::new(byte_tokens(vocab)),
+            });
+        }
+        // llama.cpp falls back to its default pre-tokenizer when the key is absent.
+        let name = if md.contains("tokenizer.ggml.pre") {
+            md.get_str("tokenizer.ggml.pre")?
+        } else {
+            "default"
+        };
+        let pre =
+            PreTokenizer::by_name(name).ok_or_else(|| TokenizerError::UnsupportedPreTokenizer {
+                name: name.to_string(),
+                known: pretokenize::known_names()
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        Ok(Model::ByteLevel(Box::new(ByteLevelBpe::from_metadata(
+            md, vocab, pre,
+        )?)))
+    }
 }
 
 /// Texts of tokens that end a turn in common chat formats; a control token
@@ -120,38 +163,11 @@ impl Tokenizer {
 
     /// As [`Tokenizer::from_gguf`], from the metadata alone.
     pub fn from_metadata(md: &Metadata) -> Result<Tokenizer, TokenizerError> {
-        let kind = match md.get_str("tokenizer.ggml.model")? {
-            "gpt2" => TokenizerKind::ByteLevelBpe,
-            "llama" => TokenizerKind::SentencePieceBpe,
-            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
-        };
+        let kind = TokenizerKind::from_metadata(md)?;
         let vocab = Vocab::from_metadata(md)?;
         let n = vocab.len();
         let spm = kind == TokenizerKind::SentencePieceBpe;
-        let model = if spm {
-            // The pre-tokenizer name does not apply to SentencePiece.
-            Model::SentencePiece {
-                byte_tokens: Box::new(byte_tokens(&vocab)),
-            }
-        } else {
-            // llama.cpp falls back to its default pre-tokenizer when the key is absent.
-            let name = if md.contains("tokenizer.ggml.pre") {
-                md.get_str("tokenizer.ggml.pre")?
-            } else {
-                "default"
-            };
-            let pre = PreTokenizer::by_name(name).ok_or_else(|| {
-                TokenizerError::UnsupportedPreTokenizer {
-                    name: name.to_string(),
-                    known: pretokenize::known_names()
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
-            })?;
-            Model::ByteLevel(Box::new(ByteLevelBpe::from_metadata(md, &vocab, pre)?))
-        };
+        let model = Model::from_metadata(md, kind, &vocab)?;
         // Defaults where the key is absent are llama.cpp's, per model kind.
         let default_id = |spm_default: u32| if spm { Some(spm_default) } else { None };
         let bos = token_id_key(md, "tokenizer.ggml.bos_token_id", n)?
@@ -173,20 +189,7 @@ impl Tokenizer {
             .opt("tokenizer.ggml.add_space_prefix", Metadata::get_bool)?
             .unwrap_or(spm);
 
-        let mut stop_ids: Vec<u32> = eos.into_iter().collect();
-        for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-            stop_ids.extend(token_id_key(md, key, n)?);
-        }
-        for &text in END_OF_TURN_TEXTS {
-            if let Some(id) = vocab.id_of(text) {
-                if vocab.token_type(id) == Some(TokenType::Control) {
-                    stop_ids.push(id);
-                }
-            }
-        }
-        stop_ids.sort_unstable();
-        stop_ids.dedup();
-
+        let stop_ids = stop_ids(md, &vocab, eos)?;
         let specials = SpecialMatcher::new(&vocab);
         Ok(Tokenizer {
             vocab,
@@ -360,6 +363,26 @@ impl Tokenizer {
             Some(TokenType::Control | TokenType::Unknown | TokenType::Unused)
         )
     }
+}
+
+/// Tokens that end generation, sorted, no duplicates: EOS, the file's
+/// end-of-turn and end-of-message tokens, and the control tokens spelled as
+/// common chat formats end a turn.
+fn stop_ids(md: &Metadata, vocab: &Vocab, eos: Option<u32>) -> Result<Vec<u32>, TokenizerError> {
+    let mut stop_ids: Vec<u32> = eos.into_iter().collect();
+    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        stop_ids.extend(token_id_key(md, key, vocab.len())?);
+    }
+    for &text in END_OF_TURN_TEXTS {
+        if let Some(id) = vocab.id_of(text) {
+            if vocab.token_type(id) == Some(TokenType::Control) {
+                stop_ids.push(id);
+            }
+        }
+    }
+    stop_ids.sort_unstable();
+    stop_ids.dedup();
+    Ok(stop_ids)
 }
 
 /// An optional token id key. Negative values mean "none" (some converters
