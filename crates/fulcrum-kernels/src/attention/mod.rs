@@ -495,7 +495,10 @@ pub(crate) fn widen_task_kv(
     vals.fill(0.0);
     for b in num_computed_tokens / bs..=last_pos / bs {
         let head = t.shape.head_offset(t.s.block_table[b] as usize, t.kv_head);
-        let (p0, p1) = ((b * bs).max(num_computed_tokens), ((b + 1) * bs - 1).min(last_pos));
+        let (p0, p1) = (
+            (b * bs).max(num_computed_tokens),
+            ((b + 1) * bs - 1).min(last_pos),
+        );
         for pos in p0..=p1 {
             let slot = pos % bs;
             // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
@@ -796,8 +799,12 @@ mod tests {
             let mut kc = vec![f16::NAN; shape.layer_len()];
             let mut vc = vec![f16::NAN; shape.layer_len()];
             for pos in 0..total {
-                let kr: Vec<f32> = (0..num_kv_heads * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
-                let vr: Vec<f32> = (0..num_kv_heads * hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
+                let kr: Vec<f32> = (0..num_kv_heads * hd)
+                    .map(|_| rng.gen_range(-2.0..2.0))
+                    .collect();
+                let vr: Vec<f32> = (0..num_kv_heads * hd)
+                    .map(|_| rng.gen_range(-2.0..2.0))
+                    .collect();
                 write_kv(&shape, &mut kc, &mut vc, &table, pos, &kr, &vr);
             }
             let rows = total - num_computed_tokens;
@@ -811,8 +818,8 @@ mod tests {
                 block_table: &table,
             };
             // Tasks of the fewest rows, of an odd count, and of the most.
-            for (kv_head, task_rows) in
-                (0..num_kv_heads).flat_map(|h| [ROWS_PER_TASK, 37, MAX_ROWS_PER_TASK].map(|n| (h, n)))
+            for (kv_head, task_rows) in (0..num_kv_heads)
+                .flat_map(|h| [ROWS_PER_TASK, 37, MAX_ROWS_PER_TASK].map(|n| (h, n)))
             {
                 for r0 in (0..rows).step_by(task_rows) {
                     let r1 = (r0 + task_rows).min(rows);

@@ -524,7 +524,10 @@ mod tests {
     /// The whole sequence through the cache `chunk` tokens per call.
     fn run(c: &Case, pool: &WorkerPool, chunk: usize, fill: u8) -> Vec<f32> {
         let mut cache = Cache::new(&c.shape, fill);
-        let (stride, kvd) = (c.p.num_heads * c.p.head_dim, c.p.num_kv_heads * c.p.head_dim);
+        let (stride, kvd) = (
+            c.p.num_heads * c.p.head_dim,
+            c.p.num_kv_heads * c.p.head_dim,
+        );
         let mut out = vec![0f32; c.total * stride];
         let mut start = 0;
         while start < c.total {

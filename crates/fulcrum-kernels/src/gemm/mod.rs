@@ -1,6 +1,12 @@
 //! The batched matrix product every linear layer runs, `Y[m×n] = X[m×k]·Wᵀ`,
-//! over *all* tokens of a step at once.
+//! over *all* tokens of a step at once: [`matmul`] (and, for activations
+//! already quantized, [`matmul_quantized_many`]) is the entry point.
 //!
+//! - [`WeightMatrix`] (`weight_matrix.rs`): a weight tensor as the GGUF file
+//!   stores it, the input of packing.
+//! - [`matmul_reference`] (`reference.rs`): the plain scalar product over
+//!   the GGUF blocks, which no layer runs: every fast kernel is tested
+//!   against it.
 //! - [`PackedMatrix`] (`packed.rs`): weights repacked at load time, rows in
 //!   groups of 16 (K-quants: pairs), blocks of 32 the SIMD kernels consume
 //!   directly.
@@ -32,12 +38,16 @@ mod neon;
 mod packed;
 mod portable;
 mod raw;
+mod reference;
+mod weight_matrix;
 
 pub use activations::{ActScheme, QuantizedActivations};
 pub use packed::{
     AlignedBytes, Bits, Numerics, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK,
     SuperOrder,
 };
+pub use reference::{dequantize_matrix_f32, matmul_reference};
+pub use weight_matrix::{MatrixError, WeightMatrix};
 
 use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};

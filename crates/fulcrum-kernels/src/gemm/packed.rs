@@ -55,7 +55,7 @@
 use fulcrum_gguf::GgmlType;
 use half::f16;
 
-use crate::matmul::WeightMatrix;
+use super::WeightMatrix;
 use crate::quant::{
     dequantize_row, load_blocks, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
     BlockQ6_K, BlockQ8_0,
