@@ -18,6 +18,7 @@
 compile_error!("fulcrum-kernels needs a little-endian target");
 
 pub mod attention;
+mod const_width;
 pub mod gemm;
 pub mod isa;
 pub mod ops;

@@ -1,14 +1,15 @@
 //! The AVX-512 VNNI kernels over packed weights: the arithmetic of
 //! `portable.rs`, bit for bit.
 //!
-//! Q4_0…Q8_0 (`tile16`): a register holds one 4-weight slice of a group's
-//! 16 rows. Per 32-weight block the 8 slices are unpacked once (nibble mask
-//! and shift, bit planes added with masked byte adds) and used for all `C`
-//! tokens of the tile; per token, 8 `vpdpbusd` against the token's 4
-//! activations of each slice broadcast to every lane leave 16 exact integer
-//! block sums, then one conversion, one scale product and one or two fused
-//! multiply-adds finish the block for all 16 outputs. The outputs of a token
-//! are 16 consecutive floats of `y`: stored directly.
+//! Q4_0…Q8_0 (`tile16`, the loops of `group_lanes.rs`): a register holds
+//! one 4-weight slice of a group's 16 rows. Per 32-weight block the 8 slices
+//! are unpacked once (nibble mask and shift, bit planes added with masked
+//! byte adds) and used for all `C` tokens of the tile; per token, 8
+//! `vpdpbusd` against the token's 4 activations of each slice broadcast to
+//! every lane leave 16 exact integer block sums, then one conversion, one
+//! scale product and one or two fused multiply-adds finish the block for
+//! all 16 outputs. The outputs of a token are 16 consecutive floats of `y`:
+//! stored directly.
 //!
 //! Q4_0…Q8_0 in llama.cpp's order (`tile_lanes8`): a register holds the 8
 //! lanes of two outputs (rows A and B of a pair, same token). Per block, the
@@ -18,7 +19,8 @@
 //! offset correction), one conversion, one scale product and one fused
 //! multiply-add — llama.cpp's order, so results match its.
 //!
-//! Q4_K/Q5_K in 16-row groups (`tile16_super`): `tile16`'s unpacking and
+//! Q4_K/Q5_K in 16-row groups (`tile16_super`, also `group_lanes.rs`'s
+//! loops): `tile16`'s unpacking and
 //! `vpdpbusd`s per block, then the block sums times the block's integer
 //! scale (`vpmulld`) into a per-row super-block sum, and the integer min
 //! times the token's block sum into another; one float step each per
@@ -26,6 +28,11 @@
 //!
 //! Other K-quants (`tile_super`): a register holds the 8 lanes of two outputs
 //! (rows A and B of a pair), integer sums per 256-weight super-block.
+//!
+//! The two pair kernels keep their own loops: with two rows a register,
+//! each token's activations are loaded once for both pairs of the group,
+//! and the offset correction of llama.cpp's order comes from the weights
+//! (once per block), not from the activations' lane sums as on AVX2.
 
 #![allow(clippy::too_many_arguments)]
 
@@ -33,8 +40,9 @@ use std::arch::x86_64::*;
 
 use super::activations::{AT_D, AT_SUM, AT_SUM_LO, DUP_Q, DUP_QB};
 use super::avx2::hsum8;
-use super::packed::SUPER16_TRAILER;
-use super::{Geometry, SuperOrder};
+use super::group_lanes::{self, GroupLanes, Super16Lanes};
+use super::packed::SuperOrder;
+use super::tiles::{Geometry, TileKernels};
 
 /// For a tile of `C` tokens, lane `i·C + c` of the min-term register holds
 /// row `i`, token `c`.
@@ -161,10 +169,175 @@ fn lane8(v: __m512) -> f32 {
     _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(v))
 }
 
-/// The AVX-512 VNNI kernel set.
-pub struct Avx512;
+/// The AVX-512 VNNI kernel set; a value is proof that the CPU supports it.
+#[derive(Clone, Copy)]
+pub struct Avx512(());
 
-impl super::TileKernels for Avx512 {
+impl Avx512 {
+    /// # Safety
+    /// The CPU supports AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA and F16C.
+    #[inline(always)]
+    unsafe fn assume_supported() -> Avx512 {
+        Avx512(())
+    }
+}
+
+// SAFETY (every `unsafe` block of the two impls below that only calls
+// intrinsics): a value of `Avx512` exists only on CPUs with its features
+// (`Avx512::assume_supported`).
+
+/// A whole 16-row group per register.
+impl GroupLanes for Avx512 {
+    type Slice = __m512i;
+    type Ints = __m512i;
+    type Floats = __m512;
+    type RowMask = __mmask16;
+
+    #[inline(always)]
+    fn prefetch_record(self, rec: *const u8, total: usize) {
+        // SAFETY: see above.
+        unsafe { prefetch_ahead(rec, total) }
+    }
+
+    #[inline(always)]
+    unsafe fn slices<const BITS: u32>(
+        self,
+        rec: *const u8,
+        planes_at: usize,
+        _part: usize,
+    ) -> [__m512i; 8] {
+        // SAFETY: the caller's record; see above.
+        unsafe { group16_slices::<BITS>(rec, planes_at) }
+    }
+
+    /// Few tokens: two dependency chains keep the multiplier busy.
+    #[inline(always)]
+    unsafe fn block_sums<const BITS: u32, const SHIFT: u32, const C: usize>(
+        self,
+        wv: &[__m512i; 8],
+        xr: *const u8,
+    ) -> __m512i {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let x = |j: usize| _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned());
+            let init = if SHIFT > 0 {
+                _mm512_set1_epi32(
+                    (xr.add(AT_SUM).cast::<i32>().read_unaligned() << SHIFT).wrapping_neg(),
+                )
+            } else {
+                _mm512_setzero_si512()
+            };
+            if C < 4 {
+                let mut i0 = init;
+                let mut i1 = _mm512_setzero_si512();
+                for j in 0..4 {
+                    i0 = _mm512_dpbusd_epi32(i0, wv[j], x(j));
+                    i1 = _mm512_dpbusd_epi32(i1, wv[j + 4], x(j + 4));
+                }
+                _mm512_add_epi32(i0, i1)
+            } else {
+                let mut i0 = init;
+                for (j, &wj) in wv.iter().enumerate() {
+                    i0 = _mm512_dpbusd_epi32(i0, wj, x(j));
+                }
+                i0
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u8) -> __m512 {
+        // SAFETY: the caller's 16 f16; see above.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_set1_ps(x) }
+    }
+
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn to_floats(self, v: __m512i) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_cvtepi32_ps(v) }
+    }
+
+    #[inline(always)]
+    fn row_mask(self, bits: u32) -> __mmask16 {
+        bits as __mmask16
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, mask: __mmask16, v: __m512) {
+        // SAFETY: the caller's room; see above.
+        unsafe { _mm512_mask_storeu_ps(p, mask, v) }
+    }
+}
+
+impl Super16Lanes for Avx512 {
+    /// Two dependency chains, whatever the tile's width.
+    #[inline(always)]
+    unsafe fn level_sums<const BITS: u32>(self, wv: &[__m512i; 8], xr: *const u8) -> __m512i {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let x = |j: usize| _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned());
+            let mut i0 = _mm512_setzero_si512();
+            let mut i1 = _mm512_setzero_si512();
+            for j in 0..4 {
+                i0 = _mm512_dpbusd_epi32(i0, wv[j], x(j));
+                i1 = _mm512_dpbusd_epi32(i1, wv[j + 4], x(j + 4));
+            }
+            _mm512_add_epi32(i0, i1)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_u8(self, p: *const u8) -> __m512i {
+        // SAFETY: the caller's 16 bytes; see above.
+        unsafe { _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())) }
+    }
+
+    #[inline(always)]
+    fn splat_int(self, x: i32) -> __m512i {
+        // SAFETY: see above.
+        unsafe { _mm512_set1_epi32(x) }
+    }
+
+    #[inline(always)]
+    fn add_ints(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: see above.
+        unsafe { _mm512_add_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_ints(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: see above.
+        unsafe { _mm512_mullo_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+}
+
+/// The entry points: `group_lanes.rs`'s loops compiled for AVX-512, and
+/// the pair kernels.
+impl TileKernels for Avx512 {
     const MAX_TOKENS: usize = 8;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
@@ -176,83 +349,27 @@ impl super::TileKernels for Avx512 {
         tok0: usize,
         y: *mut f32,
         n: usize,
-        valid: __mmask16,
+        valid: u16,
     ) {
-        let mut acc = [_mm512_setzero_ps(); C];
-        for b in 0..g.blocks {
-            // SAFETY: record b of the group lies inside the packed matrix; the
-            // prefetch addresses may run past it, which prefetches tolerate.
-            let (wv, ws, mins) = unsafe {
-                let rec = w.add(b * g.rec.total);
-                prefetch_ahead(rec, g.rec.total);
-                let wv = group16_slices::<BITS>(rec, g.rec.planes);
-                let ws = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.scales).cast()));
-                let mins = if FMIN {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(g.rec.mins).cast()))
-                } else {
-                    _mm512_setzero_ps()
-                };
-                (wv, ws, mins)
-            };
-            for (c, acc_c) in acc.iter_mut().enumerate() {
-                // SAFETY: token c's record b lies inside the activations, and its
-                // `s` inside the `s` array.
-                let (isum, dx, sx) = unsafe {
-                    let xr = a.add(c * g.act_stride + b * g.act_rec);
-                    let x =
-                        |j: usize| _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned());
-                    let init = if SHIFT > 0 {
-                        _mm512_set1_epi32(
-                            (xr.add(AT_SUM).cast::<i32>().read_unaligned() << SHIFT).wrapping_neg(),
-                        )
-                    } else {
-                        _mm512_setzero_si512()
-                    };
-                    // Few tokens: two dependency chains keep the multiplier busy.
-                    let isum = if C < 4 {
-                        let mut i0 = init;
-                        let mut i1 = _mm512_setzero_si512();
-                        for j in 0..4 {
-                            i0 = _mm512_dpbusd_epi32(i0, wv[j], x(j));
-                            i1 = _mm512_dpbusd_epi32(i1, wv[j + 4], x(j + 4));
-                        }
-                        _mm512_add_epi32(i0, i1)
-                    } else {
-                        let mut i0 = init;
-                        for (j, &wj) in wv.iter().enumerate() {
-                            i0 = _mm512_dpbusd_epi32(i0, wj, x(j));
-                        }
-                        i0
-                    };
-                    let dx = _mm512_set1_ps(xr.add(AT_D).cast::<f32>().read_unaligned());
-                    let sx = if FMIN {
-                        _mm512_set1_ps(*s.add(b * g.m + tok0 + c))
-                    } else {
-                        _mm512_setzero_ps()
-                    };
-                    (isum, dx, sx)
-                };
-                *acc_c = _mm512_fmadd_ps(_mm512_mul_ps(ws, dx), _mm512_cvtepi32_ps(isum), *acc_c);
-                if FMIN {
-                    *acc_c = _mm512_fmadd_ps(mins, sx, *acc_c);
-                }
-            }
-        }
-        for (c, acc_c) in acc.iter().enumerate() {
-            // SAFETY: the caller guarantees room for the valid rows of C tokens.
-            unsafe { _mm512_mask_storeu_ps(y.add((tok0 + c) * n), valid, *acc_c) };
+        // SAFETY: the caller checked the CPU and vouches for the rest
+        // (`TileKernels`' contract); a register holds the whole group.
+        unsafe {
+            group_lanes::tile16::<_, 1, BITS, SHIFT, FMIN, C>(
+                Avx512::assume_supported(),
+                g,
+                w,
+                a,
+                s,
+                tok0,
+                y,
+                n,
+                valid,
+            )
         }
     }
 
     const SUPER16: bool = true;
 
-    /// Per block, the 16 rows' 8 slices are unpacked once (as in
-    /// [`tile16`](super::TileKernels::tile16)) and serve all `C` tokens:
-    /// 8 `vpdpbusd` give each row's exact block sum, which the block's
-    /// integer scale multiplies into the super-block sum `I`; the min sum `M`
-    /// takes the block's integer min times the token's block sum. Per
-    /// super-block and token, one float step each for all 16 rows — the
-    /// portable kernel's order.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")]
     unsafe fn tile16_super<const BITS: u32, const C: usize>(
         g: &Geometry,
@@ -261,76 +378,20 @@ impl super::TileKernels for Avx512 {
         tok0: usize,
         y: *mut f32,
         n: usize,
-        valid: __mmask16,
+        valid: u16,
     ) {
-        let mut acc = [_mm512_setzero_ps(); C];
-        let mut acc_min = [_mm512_setzero_ps(); C];
-        for sb in 0..g.blocks / 8 {
-            let mut isum = [_mm512_setzero_si512(); C];
-            let mut imin = [_mm512_setzero_si512(); C];
-            for b in 8 * sb..8 * sb + 8 {
-                // SAFETY: record b of the group lies inside the packed matrix
-                // (records, then a trailer after every eighth); prefetches
-                // tolerate addresses past it.
-                let (wv, sc, mn) = unsafe {
-                    let rec = w.add(b * g.rec.total + sb * SUPER16_TRAILER);
-                    prefetch_ahead(rec, g.rec.total);
-                    let wv = group16_slices::<BITS>(rec, g.rec.planes);
-                    let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(rec.add(g.rec.scales).cast()));
-                    let mn = _mm512_cvtepu8_epi32(_mm_loadu_si128(rec.add(g.rec.mins).cast()));
-                    (wv, sc, mn)
-                };
-                for c in 0..C {
-                    // SAFETY: token c's record b lies inside the activations.
-                    let (q, bsum) = unsafe {
-                        let xr = a.add(c * g.act_stride + b * g.act_rec);
-                        let x = |j: usize| {
-                            _mm512_set1_epi32(xr.add(4 * j).cast::<i32>().read_unaligned())
-                        };
-                        let mut i0 = _mm512_setzero_si512();
-                        let mut i1 = _mm512_setzero_si512();
-                        for j in 0..4 {
-                            i0 = _mm512_dpbusd_epi32(i0, wv[j], x(j));
-                            i1 = _mm512_dpbusd_epi32(i1, wv[j + 4], x(j + 4));
-                        }
-                        let bsum = _mm512_set1_epi32(xr.add(AT_SUM).cast::<i32>().read_unaligned());
-                        (_mm512_add_epi32(i0, i1), bsum)
-                    };
-                    isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(q, sc));
-                    imin[c] = _mm512_add_epi32(imin[c], _mm512_mullo_epi32(mn, bsum));
-                }
-            }
-            // SAFETY: the super-block's trailer follows its eighth record;
-            // token c's last record of the super-block holds its `d`.
-            unsafe {
-                let tr = w.add((8 * sb + 8) * g.rec.total + sb * SUPER16_TRAILER);
-                let d = _mm512_cvtph_ps(_mm256_loadu_si256(tr.cast()));
-                let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(tr.add(32).cast()));
-                for c in 0..C {
-                    let dx = _mm512_set1_ps(
-                        a.add(c * g.act_stride + (8 * sb + 7) * g.act_rec + AT_D)
-                            .cast::<f32>()
-                            .read_unaligned(),
-                    );
-                    acc[c] =
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, dx), acc[c]);
-                    acc_min[c] = _mm512_fmadd_ps(
-                        _mm512_cvtepi32_ps(imin[c]),
-                        _mm512_mul_ps(dmin, dx),
-                        acc_min[c],
-                    );
-                }
-            }
-        }
-        for c in 0..C {
-            // SAFETY: the caller guarantees room for the valid rows of C tokens.
-            unsafe {
-                _mm512_mask_storeu_ps(
-                    y.add((tok0 + c) * n),
-                    valid,
-                    _mm512_sub_ps(acc[c], acc_min[c]),
-                )
-            };
+        // SAFETY: as in `tile16`.
+        unsafe {
+            group_lanes::tile16_super::<_, 1, BITS, C>(
+                Avx512::assume_supported(),
+                g,
+                w,
+                a,
+                tok0,
+                y,
+                n,
+                valid,
+            )
         }
     }
 
