@@ -11,7 +11,7 @@
 //! the block for the part's rows (`portable.rs` states the arithmetic).
 //!
 //! The loops are `#[inline(always)]` and so are the operations: each
-//! instruction set's `#[target_feature]` entry point ([`super::TileKernels`])
+//! instruction set's `#[target_feature]` entry point ([`super::tiles::TileKernels`])
 //! compiles them into one function with its intrinsics inline.
 
 #![allow(clippy::too_many_arguments)]
@@ -112,10 +112,10 @@ pub(crate) trait Super16Lanes: GroupLanes {
     fn sub(self, a: Self::Floats, b: Self::Floats) -> Self::Floats;
 }
 
-/// [`super::TileKernels::tile16`] with `PARTS` parts per group.
+/// [`super::tiles::TileKernels::tile16`] with `PARTS` parts per group.
 ///
 /// # Safety
-/// As [`super::TileKernels::tile16`]; `v`'s registers hold `16 / PARTS` rows.
+/// As [`super::tiles::TileKernels::tile16`]; `v`'s registers hold `16 / PARTS` rows.
 #[inline(always)]
 pub(crate) unsafe fn tile16<
     V: GroupLanes,
@@ -188,7 +188,7 @@ pub(crate) unsafe fn tile16<
     }
 }
 
-/// [`super::TileKernels::tile16_super`] with `PARTS` parts per group: the
+/// [`super::tiles::TileKernels::tile16_super`] with `PARTS` parts per group: the
 /// parts one after the other, each over the whole row. Per block, the
 /// part's slices are unpacked once and serve all `C` tokens: their exact
 /// block sums times the block's integer scale go into the super-block sum
@@ -197,7 +197,7 @@ pub(crate) unsafe fn tile16<
 /// order.
 ///
 /// # Safety
-/// As [`super::TileKernels::tile16_super`]; `v`'s registers hold
+/// As [`super::tiles::TileKernels::tile16_super`]; `v`'s registers hold
 /// `16 / PARTS` rows.
 #[inline(always)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // NEON has no 16-row K-quant kernel

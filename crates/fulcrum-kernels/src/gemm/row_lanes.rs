@@ -11,7 +11,7 @@
 //! (`avx512.rs`).
 //!
 //! The loops are `#[inline(always)]` and so are the operations: each
-//! instruction set's `#[target_feature]` entry point ([`super::TileKernels`])
+//! instruction set's `#[target_feature]` entry point ([`super::tiles::TileKernels`])
 //! compiles them into one function with its intrinsics inline.
 
 #![allow(clippy::too_many_arguments)]
@@ -91,11 +91,11 @@ pub(crate) trait RowLanes: Copy {
     fn hsum(self, v: Self::Floats) -> f32;
 }
 
-/// [`super::TileKernels::tile_lanes8`]: the four rows of a group one after
+/// [`super::tiles::TileKernels::tile_lanes8`]: the four rows of a group one after
 /// the other within each block.
 ///
 /// # Safety
-/// As [`super::TileKernels::tile_lanes8`].
+/// As [`super::tiles::TileKernels::tile_lanes8`].
 #[inline(always)]
 pub(crate) unsafe fn tile_lanes8<
     V: RowLanes,
@@ -166,11 +166,11 @@ pub(crate) unsafe fn tile_lanes8<
     }
 }
 
-/// [`super::TileKernels::tile_super`]: integer sums per row and token over
+/// [`super::tiles::TileKernels::tile_super`]: integer sums per row and token over
 /// each super-block (or 64-weight step, `Gemm4`), then one float step.
 ///
 /// # Safety
-/// As [`super::TileKernels::tile_super`].
+/// As [`super::tiles::TileKernels::tile_super`].
 #[inline(always)]
 pub(crate) unsafe fn tile_super<
     V: RowLanes,

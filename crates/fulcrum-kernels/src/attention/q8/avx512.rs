@@ -1,4 +1,4 @@
-//! AVX-512 attention over the 8-bit cache: `q8.rs`'s arithmetic, 16 slots
+//! AVX-512 attention over the 8-bit cache: `portable.rs`'s arithmetic, 16 slots
 //! at a time. Rows are taken one by one (a prefill task's rows find its
 //! blocks in cache after the first); up to 8 query heads of a group share
 //! every load. A chunk of 16 keys against one query is `head_dim / 4`
@@ -8,9 +8,9 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{exp16, tree16};
-use super::q8::{weight_scales, Q8Cells, Q8Scratch, SEGMENT};
-use super::Task;
+use super::{weight_scales, Q8Cells, Q8Scratch, SEGMENT};
+use crate::attention::avx512::{exp16, tree16};
+use crate::attention::Task;
 
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/DQ/VNNI, FMA and F16C; `head_dim`
@@ -313,7 +313,7 @@ fn chunks_to_prefetch(c: usize, chunks: usize) -> std::ops::Range<usize> {
     start.min(end)..end
 }
 
-/// `q8.rs`'s `quantize_query`, 16 values at a time (the same maximum,
+/// `q8`'s `quantize_query`, 16 values at a time (the same maximum,
 /// exact in any order; the same scalar scale and reciprocal; the same
 /// rounding, to nearest even, and clamp — for finite queries), each value
 /// split into its high byte (signed) and low byte (unsigned):
@@ -350,7 +350,7 @@ unsafe fn quantize_query16(x: &[f32], hi: &mut [i8], lo: &mut [u8]) -> (f32, i32
     }
 }
 
-/// [`super::q8::quantize_i8`] of one row, 16 values at a time: the same
+/// [`super::quantize_i8`] of one row, 16 values at a time: the same
 /// maximum (exact in any order), the same scalar scale and reciprocal, the
 /// same rounding (adding and removing 1.5·2²³) and the same saturation
 /// (±∞ to ±127, NaN to 0), so the same bytes and scale. The scalar loop's
