@@ -402,6 +402,28 @@ pub(crate) fn run_tasks<C: Copy + Sync>(
     });
 }
 
+/// The passes over a group of `group` query heads, `(g0, n)` for heads
+/// `g0..g0 + n`, up to 8 at a time: the AVX-512 kernels take a group's heads
+/// together (each load serves them all), as many as their accumulators
+/// leave registers for.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX-512 kernels
+pub(crate) fn head_passes(group: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..group)
+        .step_by(8)
+        .map(move |g0| (g0, (group - g0).min(8)))
+}
+
+/// The lanes of the 16 positions from `first` that a query row seeing
+/// positions `lo..=hi` sees, bit `l` for position `first + l` (`first ≤ hi`
+/// and `lo < first + 16`).
+#[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX-512 kernels
+pub(crate) fn visible_lanes(lo: usize, hi: usize, first: usize) -> u16 {
+    let a = lo.saturating_sub(first).min(16);
+    let b = (hi + 1 - first).min(16);
+    (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16
+}
+
 /// One layer's f16 cache. Kernels read only the blocks of their task's
 /// sequence, which no thread writes during attention (the contract of
 /// [`paged_attention_cells`]).

@@ -10,7 +10,8 @@ use std::arch::x86_64::*;
 
 use super::{weight_scales, Q8Cells, Q8Scratch, SEGMENT};
 use crate::attention::avx512::{exp16, tree16};
-use crate::attention::Task;
+use crate::attention::{head_passes, visible_lanes, Task};
+use crate::const_width::const_width;
 
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/DQ/VNNI, FMA and F16C; `head_dim`
@@ -19,24 +20,20 @@ use crate::attention::Task;
 pub(crate) unsafe fn attend(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
     let group = t.p.num_heads / t.p.num_kv_heads;
     for r in t.rows.clone() {
-        let mut g0 = 0;
-        while g0 < group {
-            let n = (group - g0).min(8);
-            // SAFETY (all arms): same contract; NQ·G ≤ 24 accumulators.
-            unsafe {
-                match n {
-                    1 => row::<1, 8>(t, r, g0, buf, out),
-                    2 => row::<2, 8>(t, r, g0, buf, out),
-                    3 => row::<3, 8>(t, r, g0, buf, out),
-                    4 => row::<4, 4>(t, r, g0, buf, out),
-                    5 => row::<5, 4>(t, r, g0, buf, out),
-                    6 => row::<6, 2>(t, r, g0, buf, out),
-                    7 => row::<7, 2>(t, r, g0, buf, out),
-                    _ => row::<8, 2>(t, r, g0, buf, out),
-                }
-            }
-            g0 += n;
+        for (g0, n) in head_passes(group) {
+            // SAFETY (every width): same contract.
+            unsafe { const_width!(n, NQ => row::<NQ, { value_pairs(NQ) }>(t, r, g0, buf, out)) }
         }
+    }
+}
+
+/// Pairs of output dimensions [`row`] accumulates together for `nq` query
+/// heads (`G`): `nq · G ≤ 24` accumulators.
+const fn value_pairs(nq: usize) -> usize {
+    match nq {
+        1..=3 => 8,
+        4 | 5 => 4,
+        _ => 2,
     }
 }
 
@@ -98,11 +95,7 @@ unsafe fn row<const NQ: usize, const G: usize>(
         let block = t.s.block_table[first / bs] as usize;
         (shape.head_offset(block, t.kv_head), first % bs)
     };
-    let visible = |first: usize| -> __mmask16 {
-        let a = lo.saturating_sub(first).min(16);
-        let b = (hi + 1 - first).min(16);
-        (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16
-    };
+    let visible = |first: usize| visible_lanes(lo, hi, first);
     let (kp, vp) = (t.kv.k.as_ptr(), t.kv.v.as_ptr());
     let chunks = span / 16;
     for c in 0..chunks {
