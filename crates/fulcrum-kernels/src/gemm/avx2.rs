@@ -27,12 +27,12 @@ use std::arch::x86_64::*;
 
 use super::activations::{AT_LANE_SUMS, AT_SUM};
 use super::group_lanes::{self, GroupLanes, Super16Lanes};
-use super::packed::SuperOrder;
+use super::layout::SuperOrder;
 use super::raw::{read_i32, read_u32};
 use super::row_lanes::{self, RowLanes};
 use super::tiles::{Geometry, TileKernels};
 
-/// Bytes ahead of the current record to prefetch (see `avx512.rs`).
+/// Bytes ahead of the current record to prefetch (see `avx512/mod.rs`).
 const PREFETCH_AHEAD: usize = 4096;
 
 /// Σ of each 4 consecutive `w[i]·x[i]` as i32 lanes; `w` unsigned below 64.

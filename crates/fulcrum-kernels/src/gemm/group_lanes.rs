@@ -17,7 +17,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::activations::{AT_D, AT_SUM};
-use super::packed::SUPER16_TRAILER;
+use super::layout::SUPER16_TRAILER;
 use super::raw::{read_f32, read_i32};
 use super::tiles::Geometry;
 

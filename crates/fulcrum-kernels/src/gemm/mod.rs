@@ -7,25 +7,26 @@
 //! - [`matmul_reference`] (`reference.rs`): the plain scalar product over
 //!   the GGUF blocks, which no layer runs: every fast kernel is tested
 //!   against it.
-//! - [`PackedMatrix`] (`packed.rs`): weights repacked at load time, rows in
-//!   groups of 16 (K-quants: pairs), blocks of 32 the SIMD kernels consume
-//!   directly.
+//! - [`PackedMatrix`] (`packed.rs`): weights repacked at load time into the
+//!   records of `layout.rs` ([`QuantLayout`]), rows in groups of 16
+//!   (K-quants: pairs), blocks of 32 the SIMD kernels consume directly.
 //! - [`QuantizedActivations`] (`activations.rs`): each activation row quantized
 //!   to 8 bits once per product (and reused for q/k/v, gate/up), rounded as
 //!   llama.cpp rounds.
 //! - Kernels: `portable.rs` states the arithmetic of each [`Numerics`] (fast:
 //!   exact integer sums per block, blocks accumulated in sequence; llama.cpp's:
 //!   8 float lanes per output) and is the kernel of CPUs without SIMD
-//!   support. The SIMD kernels reproduce it bit for bit: `avx512.rs`
-//!   (AVX-512 VNNI, tiles of 16 rows — or, in llama.cpp's order, 4 rows — by
-//!   up to 8 tokens), `avx2.rs` (AVX2 + FMA, the same tiles by up to 4
-//!   tokens) and `neon.rs` (aarch64 NEON with `sdot`). Each implements
-//!   `tiles.rs`'s `TileKernels`, whose driver `simd_block` runs a task's
-//!   rows × tokens through any of them; the kernels' loops are written once,
-//!   in `group_lanes.rs` (16-row groups) and `row_lanes.rs` (8 lanes per
-//!   row), over a small trait of vector operations each instruction set
-//!   implements, so its file holds only its intrinsics (AVX-512's pair
-//!   kernels, which hold two rows per register, keep loops of their own).
+//!   support. The SIMD kernels reproduce it bit for bit: `avx512/` (AVX-512
+//!   VNNI, tiles of 16 rows — or, in llama.cpp's order and for K-quant
+//!   pairs, 4 rows, `avx512/pairs.rs` — by up to 8 tokens), `avx2.rs` (AVX2
+//!   and FMA, the same tiles by up to 4 tokens) and `neon.rs` (aarch64 NEON
+//!   with `sdot`). Each implements `tiles.rs`'s `TileKernels`, whose driver
+//!   `simd_block` runs a task's rows × tokens through any of them; the
+//!   kernels' loops are written once, in `group_lanes.rs` (16-row groups)
+//!   and `row_lanes.rs` (8 lanes per row), over a small trait of vector
+//!   operations each instruction set implements, so its file holds only its
+//!   intrinsics (AVX-512's pair kernels, which hold two rows per register,
+//!   keep loops of their own).
 //!
 //! Work is split into tasks of (row block × token block) claimed by the
 //! worker pool. Every output element is computed entirely inside one tile by
@@ -40,6 +41,7 @@ mod avx2;
 mod avx512;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod group_lanes;
+mod layout;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod packed;
@@ -52,10 +54,8 @@ mod tiles;
 mod weight_matrix;
 
 pub use activations::{ActScheme, QuantizedActivations};
-pub use packed::{
-    AlignedBytes, Bits, Numerics, PackedData, PackedMatrix, QuantLayout, RecordLayout, SuperK,
-    SuperOrder,
-};
+pub use layout::{Bits, Numerics, QuantLayout, RecordLayout, SuperK, SuperOrder};
+pub use packed::{AlignedBytes, PackedData, PackedMatrix};
 pub use reference::{dequantize_matrix_f32, matmul_reference};
 pub use weight_matrix::{MatrixError, WeightMatrix};
 
@@ -145,18 +145,49 @@ fn matmul_quantized_many_on(
     acts: &QuantizedActivations,
     outs: &mut [(&PackedMatrix, &mut [f32])],
 ) {
-    struct Job<'a> {
-        w: &'a PackedMatrix,
-        layout: &'a QuantLayout,
-        bytes: &'a [u8],
-        y: SendPtr<f32>,
-        rb: usize,
-        row_blocks: usize,
-        first_task: usize,
-    }
     let m = acts.m;
     let tb = m.min(64);
-    let token_blocks = m.div_ceil(tb);
+    let (jobs, num_tasks) = plan_jobs(pool, acts, outs, m.div_ceil(tb));
+    pool.run(num_tasks, |task| {
+        let j = jobs
+            .iter()
+            .rev()
+            .find(|j| j.first_task <= task)
+            .expect("task belongs to a job");
+        let local = task - j.first_task;
+        let (rbi, tbi) = (local % j.row_blocks, local / j.row_blocks);
+        let n = j.w.rows;
+        let rows = rbi * j.rb..((rbi + 1) * j.rb).min(n);
+        let toks = tbi * tb..((tbi + 1) * tb).min(m);
+        // SAFETY: each task writes only y[t, r] for its own rows × tokens of its own matrix.
+        let y = unsafe { std::slice::from_raw_parts_mut(j.y.get(), m * n) };
+        run_block(isa, j, acts, rows, toks, y);
+    });
+}
+
+/// One matrix of a [`matmul_quantized_many`] call, split into `row_blocks`
+/// blocks of `rb` rows (whole groups) × the token blocks: its tasks are
+/// numbered from `first_task`, row block fastest.
+struct Job<'a> {
+    w: &'a PackedMatrix,
+    layout: &'a QuantLayout,
+    bytes: &'a [u8],
+    /// `[m, w.rows]`.
+    y: SendPtr<f32>,
+    rb: usize,
+    row_blocks: usize,
+    first_task: usize,
+}
+
+/// The jobs of the products `outs` (checked against `acts`), and the
+/// number of tasks of all of them.
+fn plan_jobs<'a>(
+    pool: &WorkerPool,
+    acts: &QuantizedActivations,
+    outs: &'a mut [(&PackedMatrix, &mut [f32])],
+    token_blocks: usize,
+) -> (Vec<Job<'a>>, usize) {
+    let m = acts.m;
     let mut jobs = Vec::with_capacity(outs.len());
     let mut num_tasks = 0;
     let total_rows: usize = outs.iter().map(|(w, _)| w.rows).sum();
@@ -198,37 +229,35 @@ fn matmul_quantized_many_on(
         });
         num_tasks += row_blocks * token_blocks;
     }
-    pool.run(num_tasks, |task| {
-        let j = jobs
-            .iter()
-            .rev()
-            .find(|j| j.first_task <= task)
-            .expect("task belongs to a job");
-        let local = task - j.first_task;
-        let (rbi, tbi) = (local % j.row_blocks, local / j.row_blocks);
-        let n = j.w.rows;
-        let rows = rbi * j.rb..((rbi + 1) * j.rb).min(n);
-        let toks = tbi * tb..((tbi + 1) * tb).min(m);
-        // SAFETY: each task writes only y[t, r] for its own rows × tokens of its own matrix.
-        let y = unsafe { std::slice::from_raw_parts_mut(j.y.get(), m * n) };
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                simd_block::<avx512::Avx512>(j.layout, j.w, j.bytes, acts, rows, toks, y)
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => simd_block::<avx2::Avx2>(j.layout, j.w, j.bytes, acts, rows, toks, y),
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => simd_block::<neon::Neon>(j.layout, j.w, j.bytes, acts, rows, toks, y),
-            _ => {
-                for t in toks {
-                    for r in rows.clone() {
-                        y[t * n + r] = portable::dot(j.layout, j.bytes, j.w, acts, r, t);
-                    }
+    (jobs, num_tasks)
+}
+
+/// Rows × tokens of one job through the kernels of `isa` (supported by this
+/// CPU: the callers check).
+fn run_block(
+    isa: Isa,
+    j: &Job,
+    acts: &QuantizedActivations,
+    rows: std::ops::Range<usize>,
+    toks: std::ops::Range<usize>,
+    y: &mut [f32],
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => simd_block::<avx512::Avx512>(j.layout, j.w, j.bytes, acts, rows, toks, y),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => simd_block::<avx2::Avx2>(j.layout, j.w, j.bytes, acts, rows, toks, y),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => simd_block::<neon::Neon>(j.layout, j.w, j.bytes, acts, rows, toks, y),
+        _ => {
+            let n = j.w.rows;
+            for t in toks {
+                for r in rows.clone() {
+                    y[t * n + r] = portable::dot(j.layout, j.bytes, j.w, acts, r, t);
                 }
             }
         }
-    });
+    }
 }
 
 /// Float weights (F32/F16/BF16 files: tests and tiny models): plain f32 dots.

@@ -25,7 +25,7 @@ use std::arch::aarch64::*;
 
 use super::activations::{AT_LANE_SUMS, AT_SUM};
 use super::group_lanes::{self, GroupLanes};
-use super::packed::SuperOrder;
+use super::layout::SuperOrder;
 use super::raw::{read_f16, read_i32, read_u16};
 use super::row_lanes::{self, RowLanes};
 use super::tiles::{Geometry, TileKernels};

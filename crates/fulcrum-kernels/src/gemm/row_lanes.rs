@@ -8,7 +8,7 @@
 //! 32 activation bytes gives the 8 lane sums of llama.cpp's kernels
 //! directly (`portable.rs` states the arithmetic). The AVX-512 kernels hold
 //! a pair's two rows in one register instead and keep their own loops
-//! (`avx512.rs`).
+//! (`avx512/pairs.rs`).
 //!
 //! The loops are `#[inline(always)]` and so are the operations: each
 //! instruction set's `#[target_feature]` entry point ([`super::tiles::TileKernels`])
@@ -17,7 +17,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::activations::{AT_D, AT_SUM, AT_SUM_HI, AT_SUM_LO};
-use super::packed::SuperOrder;
+use super::layout::SuperOrder;
 use super::raw::{read_f16, read_f32, read_i32, read_u32};
 use super::tiles::Geometry;
 

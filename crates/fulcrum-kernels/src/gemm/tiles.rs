@@ -7,7 +7,8 @@
 use std::ops::Range;
 
 use super::activations::QuantizedActivations;
-use super::packed::{Bits, PackedMatrix, QuantLayout, RecordLayout, SuperK, SuperOrder};
+use super::layout::{Bits, QuantLayout, RecordLayout, SuperK, SuperOrder};
+use super::packed::PackedMatrix;
 use super::portable;
 use crate::const_width::const_width;
 
