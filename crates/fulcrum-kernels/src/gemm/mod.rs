@@ -61,6 +61,7 @@ pub use weight_matrix::{MatrixError, WeightMatrix};
 
 use crate::isa::Isa;
 use crate::pool::{SendPtr, WorkerPool};
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use tiles::simd_block;
 
 /// Buffers reused across products so the hot path does not allocate.

@@ -2,6 +2,7 @@
 //! the plain one, bit for bit.
 
 use super::*;
+#[cfg(target_arch = "x86_64")]
 use crate::attention::Task;
 use rand::{Rng, SeedableRng};
 
