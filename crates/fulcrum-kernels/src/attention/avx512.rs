@@ -8,7 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{widen_task_kv, Task};
+use super::{head_passes, visible_lanes, widen_task_kv, Task};
+use crate::const_width::const_width;
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
@@ -198,25 +199,46 @@ pub(crate) unsafe fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         base,
         rb,
     };
-    // Up to 8 query heads of the group at a time (the accumulators must fit
-    // the registers).
-    let mut g0 = 0;
-    while g0 < group {
-        let n = (group - g0).min(8);
-        // SAFETY (all arms): the buffers were sized above; same contract.
+    for (g0, n) in head_passes(group) {
+        // SAFETY (every width): the buffers were sized above; same contract.
         unsafe {
-            match n {
-                1 => pass.run::<1, 16, 4, 4>(g0, out),
-                2 => pass.run::<2, 8, 2, 4>(g0, out),
-                3 => pass.run::<3, 8, 2, 4>(g0, out),
-                4 => pass.run::<4, 4, 1, 4>(g0, out),
-                5 => pass.run::<5, 4, 1, 4>(g0, out),
-                6 => pass.run::<6, 2, 1, 2>(g0, out),
-                7 => pass.run::<7, 2, 1, 2>(g0, out),
-                _ => pass.run::<8, 2, 1, 2>(g0, out),
-            }
+            const_width!(n, NQ => pass.run::<
+                NQ,
+                { score_keys(NQ) },
+                { value_rows(NQ) },
+                { value_dims(NQ) },
+            >(g0, out))
         }
-        g0 += n;
+    }
+}
+
+/// Keys a [`BlockPass`] loads together for `nq` query heads (`SL`): each
+/// key load serves every head; with fewer heads, more keys are in flight.
+const fn score_keys(nq: usize) -> usize {
+    match nq {
+        1 => 16,
+        2 | 3 => 8,
+        4 | 5 => 4,
+        _ => 2,
+    }
+}
+
+/// Rows a [`BlockPass`]'s value pass takes together for `nq` query heads
+/// (`RQ`, at most [`MAX_ROW_GROUP`]).
+const fn value_rows(nq: usize) -> usize {
+    match nq {
+        1 => 4,
+        2 | 3 => 2,
+        _ => 1,
+    }
+}
+
+/// Output dimensions a [`BlockPass`]'s value pass accumulates together for
+/// `nq` query heads (`DG`).
+const fn value_dims(nq: usize) -> usize {
+    match nq {
+        1..=5 => 4,
+        _ => 2,
     }
 }
 
@@ -376,9 +398,7 @@ impl BlockPass<'_> {
                         dots[gi][s0..s0 + SL].copy_from_slice(&acc[gi]);
                     }
                 }
-                let a = lo.saturating_sub(first).min(16);
-                let b = (hi + 1 - first).min(16);
-                let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
+                let vis = visible_lanes(lo, hi, first);
                 for gi in 0..NQ {
                     let sc = _mm512_mul_ps(tree16x16(&dots[gi]), scale_v);
                     // SAFETY: the chunk lies inside the query's score row.
@@ -529,9 +549,7 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     let scale_v = _mm512_set1_ps(p.scale);
     for c in c0..c1 {
         let first = base + 16 * c;
-        let a = lo.saturating_sub(first).min(16);
-        let b = (hi + 1 - first).min(16);
-        let vis = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as __mmask16;
+        let vis = visible_lanes(lo, hi, first);
         // SAFETY (these reads): blocks of the task's own sequence (see `F16Kv`).
         let kblock = unsafe { t.kv.k.range(block_of(first)..block_of(first) + 16 * hd) };
         // The blocks are scattered over the pool, out of the hardware
@@ -587,18 +605,18 @@ unsafe fn attend_one_row(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         c0,
         c1,
     };
-    // SAFETY: same contract; each instance keeps NQ·DG ≤ 24 accumulators.
-    unsafe {
-        match nq {
-            1 => pass.run::<1, 16>(out),
-            2 => pass.run::<2, 8>(out),
-            3 => pass.run::<3, 8>(out),
-            4 => pass.run::<4, 4>(out),
-            5 => pass.run::<5, 4>(out),
-            6 => pass.run::<6, 2>(out),
-            7 => pass.run::<7, 2>(out),
-            _ => pass.run::<8, 2>(out),
-        }
+    // SAFETY: same contract; `nq` is 1 to MAX_DIRECT (8).
+    unsafe { const_width!(nq, NQ => pass.run::<NQ, { direct_value_dims(NQ) }>(out)) }
+}
+
+/// Output dimensions a [`ValuePass`] accumulates together for `nq` queries
+/// (`DG`): `nq · DG ≤ 24` accumulators.
+const fn direct_value_dims(nq: usize) -> usize {
+    match nq {
+        1 => 16,
+        2 | 3 => 8,
+        4 | 5 => 4,
+        _ => 2,
     }
 }
 
@@ -637,9 +655,7 @@ impl ValuePass<'_> {
                 let first = self.base + 16 * c;
                 // Lanes outside [lo, hi] load as zero (their weight is zero;
                 // the cache there may hold another sequence's values).
-                let a = self.lo.saturating_sub(first).min(16);
-                let b = (self.hi + 1 - first).min(16);
-                let mask: __mmask16 = (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16;
+                let mask = visible_lanes(self.lo, self.hi, first);
                 let block = t
                     .shape
                     .head_offset(t.s.block_table[first / 16] as usize, t.kv_head);

@@ -1,5 +1,8 @@
 //! The attention arithmetic, written plainly: the contract the SIMD path
-//! reproduces bit for bit (see the module doc of `attention`).
+//! reproduces bit for bit (see the module doc of `attention`). Its loop over
+//! a task's queries ([`attend_each_query`]) also runs the AVX2 kernel, which
+//! reads keys and values from widened copies instead of the cache
+//! ([`TaskKv`]).
 
 use half::f16;
 
@@ -45,36 +48,35 @@ pub(crate) unsafe fn attend_fma(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
     attend(t, buf, out)
 }
 
+/// Where a kernel that takes one query at a time ([`attend_each_query`])
+/// finds a task's keys and values, and how it runs their chains.
+pub(crate) trait TaskKv {
+    /// The 16 lanes of the score of the key at `pos` against `qv`: lane `l`
+    /// is the chain of fused multiply-adds over dimensions `l, l+16, …`.
+    fn score_lanes(&self, pos: usize, qv: &[f32]) -> [f32; 16];
+
+    /// The 16 lanes of output dimension `d` over the weights `row` (from
+    /// position `base`) of positions `lo..=hi`: lane `l` is the chain over
+    /// positions `base + l, base + l + 16, …`.
+    fn value_lanes(&self, d: usize, row: &[f32], lo: usize, hi: usize) -> [f32; 16];
+}
+
+/// The task's queries one at a time, the contract's operations in its
+/// order: `q` rounded to f16, scores, softmax, values. `scores` holds
+/// `num_queries · span` floats, `qv` `head_dim`.
 #[inline(always)]
-pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
-    let (p, shape) = (t.p, t.shape);
-    let (hd, bs) = (p.head_dim, shape.block_size);
+pub(crate) fn attend_each_query(
+    t: &Task,
+    kv: &impl TaskKv,
+    scores: &mut [f32],
+    qv: &mut [f32],
+    out: &mut [f32],
+) {
+    let p = t.p;
+    let hd = p.head_dim;
     let stride = p.num_heads * hd;
-    let nq = t.num_queries();
     let (base, span) = (t.base(), t.span());
-    let need = nq * span + hd;
-    if buf.len() < need {
-        buf.resize(need, 0.0);
-    }
-    let (scores, rest) = buf.split_at_mut(nq * span);
-    let qv = &mut rest[..hd];
-    let head_at = |pos: usize| {
-        (
-            shape.head_offset(t.s.block_table[pos / bs] as usize, t.kv_head),
-            pos % bs,
-        )
-    };
-    let k_at = |pos: usize, d: usize| {
-        let (at, slot) = head_at(pos);
-        // SAFETY: a block of the task's own sequence (see `F16Kv`).
-        unsafe { t.kv.k.read(at + slot * hd + d) }.to_f32()
-    };
-    let v_at = |pos: usize, d: usize| {
-        let (at, slot) = head_at(pos);
-        // SAFETY: as above.
-        unsafe { t.kv.v.read(at + d * bs + slot) }.to_f32()
-    };
-    for qi in 0..nq {
+    for qi in 0..t.num_queries() {
         let (r, h) = t.query(qi);
         for (d, x) in qv.iter_mut().enumerate() {
             *x = f16::from_f32(t.q[(t.s.first_row + r) * stride + h * hd + d]).to_f32();
@@ -84,24 +86,73 @@ pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
         row.fill(f32::NEG_INFINITY);
         let mut max = f32::NEG_INFINITY;
         for pos in lo..=hi {
-            let mut lanes = [0f32; 16];
-            for (l, acc) in lanes.iter_mut().enumerate() {
-                for d in (l..hd).step_by(16) {
-                    *acc = k_at(pos, d).mul_add(qv[d], *acc);
-                }
-            }
-            row[pos - base] = tree16(&lanes) * p.scale;
+            row[pos - base] = tree16(&kv.score_lanes(pos, qv)) * p.scale;
             max = max.max(row[pos - base]);
         }
         softmax_to_f16(row, max);
         let dst = &mut out[(t.s.first_row + r) * stride + h * hd..][..hd];
         for (d, o) in dst.iter_mut().enumerate() {
-            let mut lanes = [0f32; 16];
-            for pos in lo..=hi {
-                let l = (pos - base) % 16;
-                lanes[l] = v_at(pos, d).mul_add(row[pos - base], lanes[l]);
-            }
-            *o = tree16(&lanes);
+            *o = tree16(&kv.value_lanes(d, row, lo, hi));
         }
     }
+}
+
+/// Keys and values read from the cache element by element.
+struct CacheKv<'a> {
+    t: &'a Task<'a>,
+    base: usize,
+}
+
+impl CacheKv<'_> {
+    /// (Offset of the position's (block, head) region, its slot.)
+    #[inline(always)]
+    fn head_at(&self, pos: usize) -> (usize, usize) {
+        let bs = self.t.shape.block_size;
+        let block = self.t.s.block_table[pos / bs] as usize;
+        (self.t.shape.head_offset(block, self.t.kv_head), pos % bs)
+    }
+}
+
+impl TaskKv for CacheKv<'_> {
+    #[inline(always)]
+    fn score_lanes(&self, pos: usize, qv: &[f32]) -> [f32; 16] {
+        let hd = self.t.p.head_dim;
+        let (at, slot) = self.head_at(pos);
+        let mut lanes = [0f32; 16];
+        for (l, acc) in lanes.iter_mut().enumerate() {
+            for d in (l..hd).step_by(16) {
+                // SAFETY: a block of the task's own sequence (see `F16Kv`).
+                let k = unsafe { self.t.kv.k.read(at + slot * hd + d) }.to_f32();
+                *acc = k.mul_add(qv[d], *acc);
+            }
+        }
+        lanes
+    }
+
+    #[inline(always)]
+    fn value_lanes(&self, d: usize, row: &[f32], lo: usize, hi: usize) -> [f32; 16] {
+        let bs = self.t.shape.block_size;
+        let mut lanes = [0f32; 16];
+        for pos in lo..=hi {
+            let (at, slot) = self.head_at(pos);
+            // SAFETY: as above.
+            let v = unsafe { self.t.kv.v.read(at + d * bs + slot) }.to_f32();
+            let l = (pos - self.base) % 16;
+            lanes[l] = v.mul_add(row[pos - self.base], lanes[l]);
+        }
+        lanes
+    }
+}
+
+#[inline(always)]
+pub(crate) fn attend(t: &Task, buf: &mut Vec<f32>, out: &mut [f32]) {
+    let hd = t.p.head_dim;
+    let nq = t.num_queries();
+    let need = nq * t.span() + hd;
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let (scores, rest) = buf.split_at_mut(nq * t.span());
+    let kv = CacheKv { t, base: t.base() };
+    attend_each_query(t, &kv, scores, &mut rest[..hd], out);
 }

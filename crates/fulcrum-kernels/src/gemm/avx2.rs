@@ -11,26 +11,28 @@
 //! integer the portable kernel computes, and the float steps that follow are
 //! the portable kernel's, in its order.
 //!
-//! - `tile16` (Q4_0…Q8_0, fast order): a register holds one 4-weight slice
-//!   of 8 rows (half a 16-row group); per block and token, 8 dot products
-//!   leave 8 rows' exact block sums, then one conversion, one scale product
-//!   and one or two fused multiply-adds for all 8 outputs.
-//! - `tile_lanes8` (Q4_0…Q8_0, llama.cpp's order): a register holds one
-//!   row's 32 levels; one dot product per token gives the 8 lane sums of
-//!   llama.cpp's kernel directly.
-//! - `tile_super` (K-quants): as `tile_lanes8`, integer sums per 256-weight
-//!   super-block, one float step per super-block.
+//! The kernels' loops are `group_lanes.rs`'s and `row_lanes.rs`'s; this
+//! file holds the vector operations they run on:
+//! - `tile16` and `tile16_super` (16-row groups, [`GroupLanes`]): a register
+//!   holds one 4-weight slice of 8 rows (half a group); per block and token,
+//!   8 dot products leave 8 rows' exact block sums.
+//! - `tile_lanes8` (Q4_0…Q8_0, llama.cpp's order) and `tile_super`
+//!   (K-quants) ([`RowLanes`]): a register holds one row's 32 levels; one
+//!   dot product per token gives the 8 lane sums of llama.cpp's kernels
+//!   directly.
 
 #![allow(clippy::too_many_arguments)]
 
 use std::arch::x86_64::*;
 
-use super::activations::{AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
-use super::packed::SUPER16_TRAILER;
-use super::raw::{read_f16, read_f32, read_i32, read_u32};
-use super::{Geometry, SuperOrder};
+use super::activations::{AT_LANE_SUMS, AT_SUM};
+use super::group_lanes::{self, GroupLanes, Super16Lanes};
+use super::layout::SuperOrder;
+use super::raw::{read_i32, read_u32};
+use super::row_lanes::{self, RowLanes};
+use super::tiles::{Geometry, TileKernels};
 
-/// Bytes ahead of the current record to prefetch (see `avx512.rs`).
+/// Bytes ahead of the current record to prefetch (see `avx512/mod.rs`).
 const PREFETCH_AHEAD: usize = 4096;
 
 /// Σ of each 4 consecutive `w[i]·x[i]` as i32 lanes; `w` unsigned below 64.
@@ -151,10 +153,287 @@ unsafe fn nibbles32(p: *const u8) -> __m256i {
     )
 }
 
-/// The AVX2 + FMA kernel set.
-pub struct Avx2;
+/// The AVX2 + FMA kernel set; a value is proof that the CPU supports it.
+#[derive(Clone, Copy)]
+pub struct Avx2(());
 
-impl super::TileKernels for Avx2 {
+impl Avx2 {
+    /// # Safety
+    /// The CPU supports AVX2, FMA and F16C.
+    #[inline(always)]
+    unsafe fn assume_supported() -> Avx2 {
+        Avx2(())
+    }
+}
+
+// SAFETY (every `unsafe` block of the three impls below that only calls
+// intrinsics): a value of `Avx2` exists only on CPUs with AVX2, FMA and
+// F16C (`Avx2::assume_supported`).
+
+/// Half a 16-row group per register.
+impl GroupLanes for Avx2 {
+    type Slice = __m256i;
+    type Ints = __m256i;
+    type Floats = __m256;
+    type RowMask = __m256i;
+
+    #[inline(always)]
+    fn prefetch_record(self, rec: *const u8, total: usize) {
+        // SAFETY: see above.
+        unsafe { prefetch_ahead(rec, total) }
+    }
+
+    #[inline(always)]
+    unsafe fn slices<const BITS: u32>(
+        self,
+        rec: *const u8,
+        planes_at: usize,
+        part: usize,
+    ) -> [__m256i; 8] {
+        // SAFETY: the caller's record; see above.
+        unsafe { group16_half_slices::<BITS>(rec, planes_at, part) }
+    }
+
+    /// 8-bit weights are signed here: no offset to subtract.
+    #[inline(always)]
+    unsafe fn block_sums<const BITS: u32, const SHIFT: u32, const C: usize>(
+        self,
+        wv: &[__m256i; 8],
+        xr: *const u8,
+    ) -> __m256i {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let x = |j: usize| _mm256_set1_epi32(read_i32(xr.add(4 * j)));
+            let mut isum = if SHIFT > 0 && BITS != 8 {
+                _mm256_set1_epi32((read_i32(xr.add(AT_SUM)) << SHIFT).wrapping_neg())
+            } else {
+                _mm256_setzero_si256()
+            };
+            for (j, &wj) in wv.iter().enumerate() {
+                let d = if BITS == 8 {
+                    dot4_signed(wj, x(j))
+                } else {
+                    dot4(wj, x(j))
+                };
+                isum = _mm256_add_epi32(isum, d);
+            }
+            isum
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u8) -> __m256 {
+        // SAFETY: the caller's 8 f16; see above.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_set1_ps(x) }
+    }
+
+    #[inline(always)]
+    fn mul(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn to_floats(self, v: __m256i) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_cvtepi32_ps(v) }
+    }
+
+    #[inline(always)]
+    fn row_mask(self, bits: u32) -> __m256i {
+        // SAFETY: see above.
+        unsafe {
+            let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits as i32), bit), bit)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, mask: __m256i, v: __m256) {
+        // SAFETY: the caller's room; see above.
+        unsafe { _mm256_maskstore_ps(p, mask, v) }
+    }
+}
+
+impl Super16Lanes for Avx2 {
+    #[inline(always)]
+    unsafe fn level_sums<const BITS: u32>(self, wv: &[__m256i; 8], xr: *const u8) -> __m256i {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let x = |j: usize| _mm256_set1_epi32(read_i32(xr.add(4 * j)));
+            let mut q = _mm256_setzero_si256();
+            for (j, &wj) in wv.iter().enumerate() {
+                q = _mm256_add_epi32(q, dot4(wj, x(j)));
+            }
+            q
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_u8(self, p: *const u8) -> __m256i {
+        // SAFETY: the caller's 8 bytes; see above.
+        unsafe { _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast())) }
+    }
+
+    #[inline(always)]
+    fn splat_int(self, x: i32) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_set1_epi32(x) }
+    }
+
+    #[inline(always)]
+    fn add_ints(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_add_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_ints(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_mullo_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    fn sub(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+}
+
+/// One row's 8 lanes per register.
+impl RowLanes for Avx2 {
+    type Levels = __m256i;
+    type Ints = __m256i;
+    type Floats = __m256;
+    type Scales = __m256i;
+
+    #[inline(always)]
+    fn prefetch_line(self, rec: *const u8) {
+        // SAFETY: see above; a prefetch (a hint) tolerates any address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn nibbles(self, p: *const u8) -> __m256i {
+        // SAFETY: the caller's 16 bytes; see above.
+        unsafe { nibbles32(p) }
+    }
+
+    #[inline(always)]
+    fn add_plane(self, lv: __m256i, plane: u32, value: u8) -> __m256i {
+        // SAFETY: see above.
+        unsafe { add_plane(lv, plane, value as i8) }
+    }
+
+    #[inline(always)]
+    unsafe fn signed_levels(self, lo: *const u8, hi: *const u8) -> __m256i {
+        // SAFETY: the caller's 16 + 16 bytes; see above.
+        unsafe { _mm256_loadu2_m128i(hi.cast(), lo.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn lane_sums<const BITS: u32, const SHIFT: u32>(
+        self,
+        lv: __m256i,
+        xr: *const u8,
+    ) -> __m256i {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let x = _mm256_loadu_si256(xr.cast());
+            if BITS == 8 {
+                dot4_signed(lv, x)
+            } else if SHIFT > 0 {
+                let lane_sums = _mm256_loadu_si256(xr.add(AT_LANE_SUMS).cast());
+                let shift = _mm_cvtsi32_si128(SHIFT as i32);
+                _mm256_sub_epi32(dot4(lv, x), _mm256_sll_epi32(lane_sums, shift))
+            } else {
+                dot4(lv, x)
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn level_sums(self, lv: __m256i, xr: *const u8) -> __m256i {
+        // SAFETY: the caller's 32 bytes; see above.
+        unsafe { dot4(lv, _mm256_loadu_si256(xr.cast())) }
+    }
+
+    #[inline(always)]
+    fn splat_scale(self, s: i32) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_set1_epi32(s) }
+    }
+
+    #[inline(always)]
+    fn half_scales(self, lo: i32, hi: i32) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_setr_epi32(lo, lo, lo, lo, hi, hi, hi, hi) }
+    }
+
+    #[inline(always)]
+    fn add_scaled(self, acc: __m256i, v: __m256i, sc: __m256i) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_add_epi32(acc, _mm256_mullo_epi32(v, sc)) }
+    }
+
+    #[inline(always)]
+    fn sub_ints(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_sub_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    fn sum_ints(self, v: __m256i) -> i32 {
+        // SAFETY: see above.
+        unsafe { hsum_i32(v) }
+    }
+
+    #[inline(always)]
+    fn load_ints(self, v: &[i32; 8]) -> __m256i {
+        // SAFETY: 8 i32s; see above.
+        unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
+    }
+
+    #[inline(always)]
+    fn zero_ints(self) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_setzero_si256() }
+    }
+
+    #[inline(always)]
+    fn zero_floats(self) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_setzero_ps() }
+    }
+
+    #[inline(always)]
+    fn mul_add_splat(self, acc: __m256, x: f32, v: __m256i) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_fmadd_ps(_mm256_set1_ps(x), _mm256_cvtepi32_ps(v), acc) }
+    }
+
+    #[inline(always)]
+    fn hsum(self, v: __m256) -> f32 {
+        // SAFETY: see above.
+        unsafe { hsum8(v) }
+    }
+}
+
+/// The entry points: `group_lanes.rs`'s and `row_lanes.rs`'s loops compiled
+/// for AVX2.
+impl TileKernels for Avx2 {
     const MAX_TOKENS: usize = 4;
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -168,84 +447,25 @@ impl super::TileKernels for Avx2 {
         n: usize,
         valid: u16,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); C]; 2];
-        for b in 0..g.blocks {
-            // SAFETY: record b of the group lies inside the packed matrix; the
-            // prefetch addresses may run past it, which prefetches tolerate.
-            let rec = unsafe { w.add(b * g.rec.total) };
-            prefetch_ahead(rec, g.rec.total);
-            for (h, acc_h) in acc.iter_mut().enumerate() {
-                // Half h: rows 8h..8h+8, bytes 32h..32h+32 of every 64-byte slice.
-                // SAFETY: the record holds the slices, planes, scales and mins.
-                let (wv, ws, mins) = unsafe {
-                    let wv = group16_half_slices::<BITS>(rec, g.rec.planes, h);
-                    let ws =
-                        _mm256_cvtph_ps(_mm_loadu_si128(rec.add(g.rec.scales + 16 * h).cast()));
-                    let mins = if FMIN {
-                        _mm256_cvtph_ps(_mm_loadu_si128(rec.add(g.rec.mins + 16 * h).cast()))
-                    } else {
-                        _mm256_setzero_ps()
-                    };
-                    (wv, ws, mins)
-                };
-                for (c, acc_c) in acc_h.iter_mut().enumerate() {
-                    // SAFETY: token c's record b lies inside the activations, and
-                    // its `s` inside the `s` array.
-                    let (isum, dx, sx) = unsafe {
-                        let xr = a.add(c * g.act_stride + b * g.act_rec);
-                        let x = |j: usize| _mm256_set1_epi32(read_i32(xr.add(4 * j)));
-                        // 8-bit weights are signed here: no offset to subtract.
-                        let mut isum = if SHIFT > 0 && BITS != 8 {
-                            _mm256_set1_epi32((read_i32(xr.add(AT_SUM)) << SHIFT).wrapping_neg())
-                        } else {
-                            _mm256_setzero_si256()
-                        };
-                        for (j, &wj) in wv.iter().enumerate() {
-                            let d = if BITS == 8 {
-                                dot4_signed(wj, x(j))
-                            } else {
-                                dot4(wj, x(j))
-                            };
-                            isum = _mm256_add_epi32(isum, d);
-                        }
-                        let dx = _mm256_set1_ps(read_f32(xr.add(AT_D)));
-                        let sx = if FMIN {
-                            _mm256_set1_ps(*s.add(b * g.m + tok0 + c))
-                        } else {
-                            _mm256_setzero_ps()
-                        };
-                        (isum, dx, sx)
-                    };
-                    *acc_c =
-                        _mm256_fmadd_ps(_mm256_mul_ps(ws, dx), _mm256_cvtepi32_ps(isum), *acc_c);
-                    if FMIN {
-                        *acc_c = _mm256_fmadd_ps(mins, sx, *acc_c);
-                    }
-                }
-            }
-        }
-        let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-        for (h, acc_h) in acc.iter().enumerate() {
-            let bits = i32::from(valid >> (8 * h) & 0xFF);
-            if bits == 0 {
-                continue;
-            }
-            let mask = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), bit), bit);
-            for (c, acc_c) in acc_h.iter().enumerate() {
-                // SAFETY: the caller guarantees room for the valid rows of C tokens.
-                unsafe { _mm256_maskstore_ps(y.add((tok0 + c) * n + 8 * h), mask, *acc_c) };
-            }
+        // SAFETY: the caller checked the CPU and vouches for the rest
+        // (`TileKernels`' contract); a register holds half a group.
+        unsafe {
+            group_lanes::tile16::<_, 2, BITS, SHIFT, FMIN, C>(
+                Avx2::assume_supported(),
+                g,
+                w,
+                a,
+                s,
+                tok0,
+                y,
+                n,
+                valid,
+            )
         }
     }
 
     const SUPER16: bool = true;
 
-    /// The AVX-512 kernel's arithmetic ([`super::avx512`]'s `tile16_super`)
-    /// on 8-lane registers: each half of the group (rows 8h..8h+8) in turn,
-    /// its levels unpacked once per block for the tile's tokens; exact block
-    /// sums times the integer scale into the super-block sum, the integer
-    /// min times the token's block sum into the min sum, one float step each
-    /// per super-block.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile16_super<const BITS: u32, const C: usize>(
         g: &Geometry,
@@ -256,83 +476,18 @@ impl super::TileKernels for Avx2 {
         n: usize,
         valid: u16,
     ) {
-        let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-        for h in 0..2 {
-            let bits = i32::from(valid >> (8 * h) & 0xFF);
-            if bits == 0 {
-                continue;
-            }
-            let mut acc = [_mm256_setzero_ps(); C];
-            let mut acc_min = [_mm256_setzero_ps(); C];
-            for sb in 0..g.blocks / 8 {
-                let mut isum = [_mm256_setzero_si256(); C];
-                let mut imin = [_mm256_setzero_si256(); C];
-                for b in 8 * sb..8 * sb + 8 {
-                    // SAFETY: record b of the group lies inside the packed
-                    // matrix (records, then a trailer after every eighth);
-                    // prefetches tolerate addresses past it.
-                    let (wv, sc, mn) = unsafe {
-                        let rec = w.add(b * g.rec.total + sb * SUPER16_TRAILER);
-                        if h == 0 {
-                            prefetch_ahead(rec, g.rec.total);
-                        }
-                        let wv = group16_half_slices::<BITS>(rec, g.rec.planes, h);
-                        let byte8 = |at: usize| _mm_loadl_epi64(rec.add(at + 8 * h).cast());
-                        (
-                            wv,
-                            _mm256_cvtepu8_epi32(byte8(g.rec.scales)),
-                            _mm256_cvtepu8_epi32(byte8(g.rec.mins)),
-                        )
-                    };
-                    for c in 0..C {
-                        // SAFETY: token c's record b lies inside the activations.
-                        let (q, bsum) = unsafe {
-                            let xr = a.add(c * g.act_stride + b * g.act_rec);
-                            let x = |j: usize| _mm256_set1_epi32(read_i32(xr.add(4 * j)));
-                            let mut q = _mm256_setzero_si256();
-                            for (j, &wj) in wv.iter().enumerate() {
-                                q = _mm256_add_epi32(q, dot4(wj, x(j)));
-                            }
-                            (q, _mm256_set1_epi32(read_i32(xr.add(AT_SUM))))
-                        };
-                        isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(q, sc));
-                        imin[c] = _mm256_add_epi32(imin[c], _mm256_mullo_epi32(mn, bsum));
-                    }
-                }
-                // SAFETY: the super-block's trailer follows its eighth record;
-                // token c's last record of the super-block holds its `d`.
-                unsafe {
-                    let tr = w.add((8 * sb + 8) * g.rec.total + sb * SUPER16_TRAILER);
-                    let d = _mm256_cvtph_ps(_mm_loadu_si128(tr.add(16 * h).cast()));
-                    let dmin = _mm256_cvtph_ps(_mm_loadu_si128(tr.add(32 + 16 * h).cast()));
-                    for c in 0..C {
-                        let dx = _mm256_set1_ps(read_f32(
-                            a.add(c * g.act_stride + (8 * sb + 7) * g.act_rec + AT_D),
-                        ));
-                        acc[c] = _mm256_fmadd_ps(
-                            _mm256_cvtepi32_ps(isum[c]),
-                            _mm256_mul_ps(d, dx),
-                            acc[c],
-                        );
-                        acc_min[c] = _mm256_fmadd_ps(
-                            _mm256_cvtepi32_ps(imin[c]),
-                            _mm256_mul_ps(dmin, dx),
-                            acc_min[c],
-                        );
-                    }
-                }
-            }
-            let mask = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), bit), bit);
-            for c in 0..C {
-                // SAFETY: the caller guarantees room for the valid rows of C tokens.
-                unsafe {
-                    _mm256_maskstore_ps(
-                        y.add((tok0 + c) * n + 8 * h),
-                        mask,
-                        _mm256_sub_ps(acc[c], acc_min[c]),
-                    )
-                };
-            }
+        // SAFETY: as in `tile16`.
+        unsafe {
+            group_lanes::tile16_super::<_, 2, BITS, C>(
+                Avx2::assume_supported(),
+                g,
+                w,
+                a,
+                tok0,
+                y,
+                n,
+                valid,
+            )
         }
     }
 
@@ -345,69 +500,17 @@ impl super::TileKernels for Avx2 {
         tok0: usize,
         out: &mut [[f32; C]; 8],
     ) {
-        let mut acc = [[_mm256_setzero_ps(); C]; 4];
-        let mut summs = [[0f32; C]; 4];
-        let shift = _mm_cvtsi32_si128(SHIFT as i32);
-        for b in 0..g.blocks {
-            // SAFETY: record b of the group lies inside the packed matrix.
-            let rec = unsafe { w.add(b * g.rec.total) };
-            _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH_AHEAD).cast());
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let (p, ri) = (r / 2, r % 2);
-                // Row r's 32 levels in weight order (8-bit: the signed quants,
-                // stored at [A 0-15 | B 0-15 | A 16-31 | B 16-31] of pair p).
-                // SAFETY: the record holds the pairs' bytes, planes and scales.
-                let (lv, ws) = unsafe {
-                    let lv = if BITS == 8 {
-                        let at = rec.add(64 * p + 16 * ri);
-                        _mm256_loadu2_m128i(at.add(32).cast(), at.cast())
-                    } else {
-                        let v = nibbles32(rec.add(16 * r));
-                        if BITS == 5 {
-                            let plane =
-                                rec.add(g.rec.planes + 8 * p).cast::<u64>().read_unaligned();
-                            let lo = (plane >> (16 * ri)) & 0xFFFF;
-                            let hi = (plane >> (32 + 16 * ri)) & 0xFFFF;
-                            add_plane(v, (lo | hi << 16) as u32, 0x10)
-                        } else {
-                            v
-                        }
-                    };
-                    (lv, read_f16(rec.add(g.rec.scales + 2 * r)))
-                };
-                for (c, acc_c) in acc_r.iter_mut().enumerate() {
-                    // SAFETY: token c's record b lies inside the activations.
-                    let (isum, dx) = unsafe {
-                        let xr = a.add(c * g.act_stride + b * g.act_rec);
-                        let x = _mm256_loadu_si256(xr.cast());
-                        let isum = if BITS == 8 {
-                            dot4_signed(lv, x)
-                        } else if SHIFT > 0 {
-                            let lane_sums = _mm256_loadu_si256(xr.add(AT_LANE_SUMS).cast());
-                            _mm256_sub_epi32(dot4(lv, x), _mm256_sll_epi32(lane_sums, shift))
-                        } else {
-                            dot4(lv, x)
-                        };
-                        (isum, read_f32(xr.add(AT_D)))
-                    };
-                    *acc_c =
-                        _mm256_fmadd_ps(_mm256_set1_ps(ws * dx), _mm256_cvtepi32_ps(isum), *acc_c);
-                }
-                if FMIN {
-                    // SAFETY: the record holds four f16 mins; the s array `m` per block.
-                    let mn = unsafe { read_f16(rec.add(g.rec.mins + 2 * r)) };
-                    for (c, sm) in summs[r].iter_mut().enumerate() {
-                        // SAFETY: as above.
-                        let sx = unsafe { *s.add(b * g.m + tok0 + c) };
-                        *sm = mn.mul_add(sx, *sm);
-                    }
-                }
-            }
-        }
-        for r in 0..4 {
-            for c in 0..C {
-                out[r][c] = hsum8(acc[r][c]) + summs[r][c];
-            }
+        // SAFETY: as in `tile16`.
+        unsafe {
+            row_lanes::tile_lanes8::<_, BITS, SHIFT, FMIN, C>(
+                Avx2::assume_supported(),
+                g,
+                w,
+                a,
+                s,
+                tok0,
+                out,
+            )
         }
     }
 
@@ -419,135 +522,16 @@ impl super::TileKernels for Avx2 {
         order: SuperOrder,
         out: &mut [[f32; C]; 8],
     ) {
-        let span = if order == SuperOrder::Gemm4 { 2 } else { 8 };
-        let tiled = order == SuperOrder::Tiled;
-        let sc_at = g.rec.scales;
-        // Per row (2p + ri) and token.
-        let mut acc = [[0f32; C]; 8];
-        let mut acc_min = [[0f32; C]; 8];
-        let mut lanes = [[_mm256_setzero_ps(); C]; 8];
-        debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
-        debug_assert!(
-            !tiled || KIND == 1,
-            "the tiled order is reproduced for Q6_K"
-        );
-        for b0 in (0..g.blocks).step_by(span) {
-            let sb = b0 / 8;
-            let mut iacc = [[_mm256_setzero_si256(); C]; 8];
-            let mut imin = [[0i32; C]; 8];
-            for b in b0..b0 + span {
-                for p in 0..P {
-                    // SAFETY: pair p's record b lies inside the packed matrix.
-                    let rec = unsafe { w.add(b * g.step + p * g.rec.total) };
-                    for ri in 0..2 {
-                        let row = 2 * p + ri;
-                        // SAFETY: the record holds both rows' nibbles, planes, scales.
-                        let (lv, scv, mn) = unsafe {
-                            let mut lv = nibbles32(rec.add(16 * ri));
-                            if BITS >= 5 {
-                                let plane = read_u32(rec.add(g.rec.planes + 4 * ri));
-                                lv = add_plane(lv, plane, 0x10);
-                            }
-                            if BITS >= 6 {
-                                let plane = read_u32(rec.add(g.rec.planes + 8 + 4 * ri));
-                                lv = add_plane(lv, plane, 0x20);
-                            }
-                            if KIND == 0 {
-                                (
-                                    lv,
-                                    _mm256_set1_epi32(i32::from(*rec.add(sc_at + ri))),
-                                    i32::from(*rec.add(sc_at + 2 + ri)),
-                                )
-                            } else {
-                                let sc = |h: usize| i32::from(*rec.add(sc_at + 2 * ri + h) as i8);
-                                let (s0, s1) = (sc(0), sc(1));
-                                (lv, _mm256_setr_epi32(s0, s0, s0, s0, s1, s1, s1, s1), 0)
-                            }
-                        };
-                        for c in 0..C {
-                            // SAFETY: token c's record b lies inside the activations.
-                            let (x, bsum) = unsafe {
-                                let xr = a.add(c * g.act_stride + b * g.act_rec);
-                                (_mm256_loadu_si256(xr.cast()), read_i32(xr.add(AT_SUM)))
-                            };
-                            let v = _mm256_mullo_epi32(dot4(lv, x), scv);
-                            iacc[row][c] = _mm256_add_epi32(iacc[row][c], v);
-                            if KIND == 0 {
-                                imin[row][c] += mn * bsum;
-                            }
-                        }
-                    }
-                }
-            }
-            // One float step per super-block (per `span` blocks).
-            let last = 8 * sb + 7;
-            for c in 0..C {
-                let xc = |blk: usize, at: usize| {
-                    // SAFETY: token c's records of this super-block.
-                    unsafe { read_i32(a.add(c * g.act_stride + blk * g.act_rec + at)) }
-                };
-                // SAFETY: as above.
-                let dx = unsafe { read_f32(a.add(c * g.act_stride + last * g.act_rec + AT_D)) };
-                for p in 0..P {
-                    // SAFETY: pair p's last record of the super-block.
-                    let rec = unsafe { w.add(last * g.step + p * g.rec.total) };
-                    for ri in 0..2 {
-                        let row = 2 * p + ri;
-                        if KIND == 0 {
-                            // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
-                            let (d, dmin) = unsafe {
-                                (
-                                    read_f32(rec.add(sc_at + 4 + 4 * ri)),
-                                    read_f32(rec.add(sc_at + 12 + 4 * ri)),
-                                )
-                            };
-                            let i_sum = hsum_i32(iacc[row][c]);
-                            acc[row][c] = (i_sum as f32).mul_add(d * dx, acc[row][c]);
-                            acc_min[row][c] =
-                                (imin[row][c] as f32).mul_add(dmin * dx, acc_min[row][c]);
-                        } else {
-                            // The offset correction of block l, all in lane l.
-                            let corr: [i32; 8] = std::array::from_fn(|l| {
-                                // SAFETY: the record holds the row's 16 scales.
-                                let sc = |h: usize| unsafe {
-                                    i32::from(*rec.add(sc_at + 4 + 16 * ri + 2 * l + h) as i8)
-                                };
-                                (sc(0) * xc(8 * sb + l, AT_SUM_LO)
-                                    + sc(1) * xc(8 * sb + l, AT_SUM_HI))
-                                    << 5
-                            });
-                            // SAFETY: the record holds d A, d B (f32); 8 i32s.
-                            let (d, corr) = unsafe {
-                                (
-                                    read_f32(rec.add(sc_at + 36 + 4 * ri)),
-                                    _mm256_loadu_si256(corr.as_ptr().cast()),
-                                )
-                            };
-                            let sv = _mm256_sub_epi32(iacc[row][c], corr);
-                            if tiled {
-                                acc[row][c] = (hsum_i32(sv) as f32 * d).mul_add(dx, acc[row][c]);
-                            } else {
-                                lanes[row][c] = _mm256_fmadd_ps(
-                                    _mm256_set1_ps(dx * d),
-                                    _mm256_cvtepi32_ps(sv),
-                                    lanes[row][c],
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for row in 0..2 * P {
-            for c in 0..C {
-                out[row][c] = if KIND == 0 {
-                    acc[row][c] - acc_min[row][c]
-                } else if tiled {
-                    acc[row][c]
-                } else {
-                    hsum8(lanes[row][c])
-                };
-            }
+        // SAFETY: as in `tile16`.
+        unsafe {
+            row_lanes::tile_super::<_, BITS, KIND, P, C>(
+                Avx2::assume_supported(),
+                g,
+                w,
+                a,
+                order,
+                out,
+            )
         }
     }
 }

@@ -9,19 +9,26 @@
 //! computes, and the float steps that follow are its, in its order.
 //! (`vdotq_s32` is not yet stable in Rust; `sdot` is issued with `asm!`.)
 //!
-//! - `tile16` (Q4_0…Q8_0, fast order): a register holds one 4-weight slice
-//!   of 4 rows (a quarter of a 16-row group).
-//! - `tile_lanes8` (llama.cpp's order) and `tile_super` (K-quants): two
-//!   registers hold one row's 32 levels; two `sdot` per token give the 8 lane
-//!   sums of llama.cpp's kernels directly.
+//! The kernels' loops are `group_lanes.rs`'s and `row_lanes.rs`'s; this
+//! file holds the vector operations they run on:
+//! - `tile16` (Q4_0…Q8_0, fast order, [`GroupLanes`]): a register holds one
+//!   4-weight slice of 4 rows (a quarter of a 16-row group).
+//! - `tile_lanes8` (llama.cpp's order) and `tile_super` (K-quants)
+//!   ([`RowLanes`]): two registers hold one row's 32 levels; two `sdot` per
+//!   token give the 8 lane sums of llama.cpp's kernels directly.
+//!
+//! Q4_K/Q5_K keep their pair records here (no `tile16_super`).
 
 #![allow(clippy::too_many_arguments)]
 
 use std::arch::aarch64::*;
 
-use super::activations::{AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
-use super::raw::{read_f16, read_f32, read_i32, read_u16};
-use super::{Geometry, SuperOrder};
+use super::activations::{AT_LANE_SUMS, AT_SUM};
+use super::group_lanes::{self, GroupLanes};
+use super::layout::SuperOrder;
+use super::raw::{read_f16, read_i32, read_u16};
+use super::row_lanes::{self, RowLanes};
+use super::tiles::{Geometry, TileKernels};
 
 /// `acc + Σ of each 4 consecutive a·b` (signed bytes).
 #[inline]
@@ -69,27 +76,290 @@ fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
         + (vgetq_lane_f32::<1>(r) + vgetq_lane_f32::<3>(r))
 }
 
-/// Four f16 at `p` as f32 lanes.
-#[inline]
-#[target_feature(enable = "neon,dotprod")]
+/// Four f16 at `p` as f32 lanes. (Always inlined, as it was into the
+/// kernels when they called it directly; NEON is part of every aarch64
+/// target, so it needs no `target_feature` of its own.)
+#[inline(always)]
 unsafe fn f16x4(p: *const u8) -> float32x4_t {
-    // SAFETY: the caller guarantees 8 readable bytes.
-    let v: [f32; 4] = std::array::from_fn(|i| unsafe { read_f16(p.add(2 * i)) });
-    // SAFETY: 4 floats.
-    unsafe { vld1q_f32(v.as_ptr()) }
+    // SAFETY: the caller guarantees 8 readable bytes; 4 floats.
+    unsafe {
+        let v = [
+            read_f16(p),
+            read_f16(p.add(2)),
+            read_f16(p.add(4)),
+            read_f16(p.add(6)),
+        ];
+        vld1q_f32(v.as_ptr())
+    }
 }
 
-/// The row's 32 levels as signed bytes, from two 16-byte halves.
-#[inline]
-#[target_feature(enable = "neon,dotprod")]
-fn signed(v: [uint8x16_t; 2]) -> [int8x16_t; 2] {
-    [vreinterpretq_s8_u8(v[0]), vreinterpretq_s8_u8(v[1])]
+/// The NEON (dot-product) kernel set; a value is proof that the CPU
+/// supports it.
+#[derive(Clone, Copy)]
+pub struct Neon(());
+
+impl Neon {
+    /// # Safety
+    /// The CPU supports NEON and the dot-product extension.
+    #[inline(always)]
+    unsafe fn assume_supported() -> Neon {
+        Neon(())
+    }
 }
 
-/// The NEON (dot-product) kernel set.
-pub struct Neon;
+// SAFETY (every `unsafe` block of the two impls below that only calls
+// intrinsics): a value of `Neon` exists only on CPUs with NEON and the
+// dot-product extension (`Neon::assume_supported`).
 
-impl super::TileKernels for Neon {
+/// A quarter of a 16-row group per register.
+impl GroupLanes for Neon {
+    type Slice = int8x16_t;
+    type Ints = int32x4_t;
+    type Floats = float32x4_t;
+    /// The rows' bits.
+    type RowMask = u32;
+
+    /// The hardware prefetcher suffices.
+    #[inline(always)]
+    fn prefetch_record(self, _rec: *const u8, _total: usize) {}
+
+    /// Quarter `part`: rows 4·part..4·part+4, bytes 16·part..16·part+16 of
+    /// every 64-byte slice.
+    #[inline(always)]
+    unsafe fn slices<const BITS: u32>(
+        self,
+        rec: *const u8,
+        planes_at: usize,
+        part: usize,
+    ) -> [int8x16_t; 8] {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let mut wv = [vdupq_n_s8(0); 8];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = if BITS == 8 {
+                    // Stored level = q + 128: flip to the signed q.
+                    vreinterpretq_s8_u8(veorq_u8(
+                        vld1q_u8(rec.add(64 * j + 16 * part)),
+                        vdupq_n_u8(0x80),
+                    ))
+                } else {
+                    let raw = vld1q_u8(rec.add(64 * (j % 4) + 16 * part));
+                    let mut lv = if j < 4 {
+                        vandq_u8(raw, vdupq_n_u8(0x0F))
+                    } else {
+                        vshrq_n_u8::<4>(raw)
+                    };
+                    if BITS == 5 {
+                        let m = read_u16(rec.add(planes_at + 8 * j + 2 * part));
+                        lv = vaddq_u8(lv, plane_bytes(m, 0x10));
+                    }
+                    vreinterpretq_s8_u8(lv)
+                };
+            }
+            wv
+        }
+    }
+
+    /// 8-bit weights are signed here: no offset to subtract.
+    #[inline(always)]
+    unsafe fn block_sums<const BITS: u32, const SHIFT: u32, const C: usize>(
+        self,
+        wv: &[int8x16_t; 8],
+        xr: *const u8,
+    ) -> int32x4_t {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let mut isum = if SHIFT > 0 && BITS != 8 {
+                vdupq_n_s32((read_i32(xr.add(AT_SUM)) << SHIFT).wrapping_neg())
+            } else {
+                vdupq_n_s32(0)
+            };
+            for (j, &wj) in wv.iter().enumerate() {
+                let x = vreinterpretq_s8_s32(vdupq_n_s32(read_i32(xr.add(4 * j))));
+                isum = sdot(isum, wj, x);
+            }
+            isum
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u8) -> float32x4_t {
+        // SAFETY: the caller's 4 f16; see above.
+        unsafe { f16x4(p) }
+    }
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> float32x4_t {
+        // SAFETY: see above.
+        unsafe { vdupq_n_f32(x) }
+    }
+
+    #[inline(always)]
+    fn mul(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: see above.
+        unsafe { vmulq_f32(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        // SAFETY: see above.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+
+    #[inline(always)]
+    fn to_floats(self, v: int32x4_t) -> float32x4_t {
+        // SAFETY: see above.
+        unsafe { vcvtq_f32_s32(v) }
+    }
+
+    #[inline(always)]
+    fn row_mask(self, bits: u32) -> u32 {
+        bits
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, mask: u32, v: float32x4_t) {
+        let mut lanes = [0f32; 4];
+        // SAFETY: 4 floats; see above.
+        unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
+        for (i, &x) in lanes.iter().enumerate() {
+            if mask >> i & 1 == 1 {
+                // SAFETY: the caller's room for the selected rows.
+                unsafe { *p.add(i) = x };
+            }
+        }
+    }
+}
+
+/// One row's 8 lanes in two registers.
+impl RowLanes for Neon {
+    type Levels = [uint8x16_t; 2];
+    type Ints = [int32x4_t; 2];
+    type Floats = [float32x4_t; 2];
+    type Scales = [i32; 2];
+
+    /// The hardware prefetcher suffices.
+    #[inline(always)]
+    fn prefetch_line(self, _rec: *const u8) {}
+
+    #[inline(always)]
+    unsafe fn nibbles(self, p: *const u8) -> [uint8x16_t; 2] {
+        // SAFETY: the caller's 16 bytes; see above.
+        unsafe { nibbles32(p) }
+    }
+
+    #[inline(always)]
+    fn add_plane(self, lv: [uint8x16_t; 2], plane: u32, value: u8) -> [uint8x16_t; 2] {
+        // SAFETY: see above.
+        unsafe {
+            [
+                vaddq_u8(lv[0], plane_bytes(plane as u16, value)),
+                vaddq_u8(lv[1], plane_bytes((plane >> 16) as u16, value)),
+            ]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn signed_levels(self, lo: *const u8, hi: *const u8) -> [uint8x16_t; 2] {
+        // SAFETY: the caller's 16 + 16 bytes; see above.
+        unsafe { [vld1q_u8(lo), vld1q_u8(hi)] }
+    }
+
+    #[inline(always)]
+    unsafe fn lane_sums<const BITS: u32, const SHIFT: u32>(
+        self,
+        lv: [uint8x16_t; 2],
+        xr: *const u8,
+    ) -> [int32x4_t; 2] {
+        // SAFETY: the caller's record; see above.
+        unsafe {
+            let x = [vld1q_s8(xr.cast()), vld1q_s8(xr.add(16).cast())];
+            std::array::from_fn(|h| {
+                let init = if SHIFT > 0 && BITS != 8 {
+                    let ls = vld1q_s32(xr.add(AT_LANE_SUMS + 16 * h).cast());
+                    vnegq_s32(vshlq_s32(ls, vdupq_n_s32(SHIFT as i32)))
+                } else {
+                    vdupq_n_s32(0)
+                };
+                sdot(init, vreinterpretq_s8_u8(lv[h]), x[h])
+            })
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn level_sums(self, lv: [uint8x16_t; 2], xr: *const u8) -> [int32x4_t; 2] {
+        // SAFETY: the caller's 32 bytes; see above.
+        unsafe {
+            let x = [vld1q_s8(xr.cast()), vld1q_s8(xr.add(16).cast())];
+            std::array::from_fn(|h| sdot(vdupq_n_s32(0), vreinterpretq_s8_u8(lv[h]), x[h]))
+        }
+    }
+
+    #[inline(always)]
+    fn splat_scale(self, s: i32) -> [i32; 2] {
+        [s, s]
+    }
+
+    #[inline(always)]
+    fn half_scales(self, lo: i32, hi: i32) -> [i32; 2] {
+        [lo, hi]
+    }
+
+    #[inline(always)]
+    fn add_scaled(self, acc: [int32x4_t; 2], v: [int32x4_t; 2], sc: [i32; 2]) -> [int32x4_t; 2] {
+        // SAFETY: see above.
+        unsafe { std::array::from_fn(|h| vmlaq_n_s32(acc[h], v[h], sc[h])) }
+    }
+
+    #[inline(always)]
+    fn sub_ints(self, a: [int32x4_t; 2], b: [int32x4_t; 2]) -> [int32x4_t; 2] {
+        // SAFETY: see above.
+        unsafe { std::array::from_fn(|h| vsubq_s32(a[h], b[h])) }
+    }
+
+    #[inline(always)]
+    fn sum_ints(self, v: [int32x4_t; 2]) -> i32 {
+        // SAFETY: see above.
+        unsafe { vaddvq_s32(vaddq_s32(v[0], v[1])) }
+    }
+
+    #[inline(always)]
+    fn load_ints(self, v: &[i32; 8]) -> [int32x4_t; 2] {
+        // SAFETY: 8 i32s; see above.
+        unsafe { [vld1q_s32(v.as_ptr()), vld1q_s32(v.as_ptr().add(4))] }
+    }
+
+    #[inline(always)]
+    fn zero_ints(self) -> [int32x4_t; 2] {
+        // SAFETY: see above.
+        unsafe { [vdupq_n_s32(0); 2] }
+    }
+
+    #[inline(always)]
+    fn zero_floats(self) -> [float32x4_t; 2] {
+        // SAFETY: see above.
+        unsafe { [vdupq_n_f32(0.0); 2] }
+    }
+
+    #[inline(always)]
+    fn mul_add_splat(self, acc: [float32x4_t; 2], x: f32, v: [int32x4_t; 2]) -> [float32x4_t; 2] {
+        // SAFETY: see above.
+        unsafe {
+            let scale = vdupq_n_f32(x);
+            std::array::from_fn(|h| vfmaq_f32(acc[h], scale, vcvtq_f32_s32(v[h])))
+        }
+    }
+
+    #[inline(always)]
+    fn hsum(self, v: [float32x4_t; 2]) -> f32 {
+        // SAFETY: see above.
+        unsafe { hsum8(v[0], v[1]) }
+    }
+}
+
+/// The entry points: `group_lanes.rs`'s and `row_lanes.rs`'s loops compiled
+/// for NEON.
+impl TileKernels for Neon {
     const MAX_TOKENS: usize = 4;
 
     #[target_feature(enable = "neon,dotprod")]
@@ -103,87 +373,20 @@ impl super::TileKernels for Neon {
         n: usize,
         valid: u16,
     ) {
-        // acc[q][c]: rows 4q..4q+4 of token c.
-        let mut acc = [[vdupq_n_f32(0.0); C]; 4];
-        for b in 0..g.blocks {
-            // SAFETY: record b of the group lies inside the packed matrix.
-            let rec = unsafe { w.add(b * g.rec.total) };
-            for (q, acc_q) in acc.iter_mut().enumerate() {
-                // Quarter q: rows 4q..4q+4, bytes 16q..16q+16 of every 64-byte slice.
-                // SAFETY: the record holds the slices, planes, scales and mins.
-                let (wv, ws, mins) = unsafe {
-                    let mut wv = [vdupq_n_s8(0); 8];
-                    for (j, v) in wv.iter_mut().enumerate() {
-                        *v = if BITS == 8 {
-                            // Stored level = q + 128: flip to the signed q.
-                            vreinterpretq_s8_u8(veorq_u8(
-                                vld1q_u8(rec.add(64 * j + 16 * q)),
-                                vdupq_n_u8(0x80),
-                            ))
-                        } else {
-                            let raw = vld1q_u8(rec.add(64 * (j % 4) + 16 * q));
-                            let mut lv = if j < 4 {
-                                vandq_u8(raw, vdupq_n_u8(0x0F))
-                            } else {
-                                vshrq_n_u8::<4>(raw)
-                            };
-                            if BITS == 5 {
-                                let m = read_u16(rec.add(g.rec.planes + 8 * j + 2 * q));
-                                lv = vaddq_u8(lv, plane_bytes(m, 0x10));
-                            }
-                            vreinterpretq_s8_u8(lv)
-                        };
-                    }
-                    let ws = f16x4(rec.add(g.rec.scales + 8 * q));
-                    let mins = if FMIN {
-                        f16x4(rec.add(g.rec.mins + 8 * q))
-                    } else {
-                        vdupq_n_f32(0.0)
-                    };
-                    (wv, ws, mins)
-                };
-                for (c, acc_c) in acc_q.iter_mut().enumerate() {
-                    // SAFETY: token c's record b lies inside the activations, and
-                    // its `s` inside the `s` array.
-                    let (isum, dx, sx) = unsafe {
-                        let xr = a.add(c * g.act_stride + b * g.act_rec);
-                        // 8-bit weights are signed here: no offset to subtract.
-                        let mut isum = if SHIFT > 0 && BITS != 8 {
-                            vdupq_n_s32((read_i32(xr.add(AT_SUM)) << SHIFT).wrapping_neg())
-                        } else {
-                            vdupq_n_s32(0)
-                        };
-                        for (j, &wj) in wv.iter().enumerate() {
-                            let x = vreinterpretq_s8_s32(vdupq_n_s32(read_i32(xr.add(4 * j))));
-                            isum = sdot(isum, wj, x);
-                        }
-                        let sx = if FMIN {
-                            *s.add(b * g.m + tok0 + c)
-                        } else {
-                            0.0
-                        };
-                        (isum, read_f32(xr.add(AT_D)), sx)
-                    };
-                    *acc_c = vfmaq_f32(*acc_c, vmulq_n_f32(ws, dx), vcvtq_f32_s32(isum));
-                    if FMIN {
-                        *acc_c = vfmaq_f32(*acc_c, mins, vdupq_n_f32(sx));
-                    }
-                }
-            }
-        }
-        for (q, acc_q) in acc.iter().enumerate() {
-            for (c, acc_c) in acc_q.iter().enumerate() {
-                let mut v = [0f32; 4];
-                // SAFETY: 4 floats.
-                unsafe { vst1q_f32(v.as_mut_ptr(), *acc_c) };
-                for (i, &vi) in v.iter().enumerate() {
-                    let row = 4 * q + i;
-                    if valid >> row & 1 == 1 {
-                        // SAFETY: the caller guarantees room for the valid rows of C tokens.
-                        unsafe { *y.add((tok0 + c) * n + row) = vi };
-                    }
-                }
-            }
+        // SAFETY: the caller checked the CPU and vouches for the rest
+        // (`TileKernels`' contract); a register holds a quarter group.
+        unsafe {
+            group_lanes::tile16::<_, 4, BITS, SHIFT, FMIN, C>(
+                Neon::assume_supported(),
+                g,
+                w,
+                a,
+                s,
+                tok0,
+                y,
+                n,
+                valid,
+            )
         }
     }
 
@@ -196,71 +399,17 @@ impl super::TileKernels for Neon {
         tok0: usize,
         out: &mut [[f32; C]; 8],
     ) {
-        // Lanes 0..4 and 4..8 of each (row, token).
-        let mut acc = [[[vdupq_n_f32(0.0); 2]; C]; 4];
-        let mut summs = [[0f32; C]; 4];
-        let shift = vdupq_n_s32(SHIFT as i32);
-        for b in 0..g.blocks {
-            // SAFETY: record b of the group lies inside the packed matrix.
-            let rec = unsafe { w.add(b * g.rec.total) };
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let (p, ri) = (r / 2, r % 2);
-                // Row r's 32 levels (8-bit: the signed quants, stored at
-                // [A 0-15 | B 0-15 | A 16-31 | B 16-31] of pair p).
-                // SAFETY: the record holds the pairs' bytes, planes and scales.
-                let (lv, ws) = unsafe {
-                    let lv = if BITS == 8 {
-                        let at = rec.add(64 * p + 16 * ri);
-                        [vld1q_s8(at.cast()), vld1q_s8(at.add(32).cast())]
-                    } else {
-                        let mut v = nibbles32(rec.add(16 * r));
-                        if BITS == 5 {
-                            let plane =
-                                rec.add(g.rec.planes + 8 * p).cast::<u64>().read_unaligned();
-                            v[0] = vaddq_u8(v[0], plane_bytes((plane >> (16 * ri)) as u16, 0x10));
-                            v[1] =
-                                vaddq_u8(v[1], plane_bytes((plane >> (32 + 16 * ri)) as u16, 0x10));
-                        }
-                        signed(v)
-                    };
-                    (lv, read_f16(rec.add(g.rec.scales + 2 * r)))
-                };
-                for (c, acc_c) in acc_r.iter_mut().enumerate() {
-                    // SAFETY: token c's record b lies inside the activations.
-                    let (isum, dx) = unsafe {
-                        let xr = a.add(c * g.act_stride + b * g.act_rec);
-                        let x = [vld1q_s8(xr.cast()), vld1q_s8(xr.add(16).cast())];
-                        let isum: [int32x4_t; 2] = std::array::from_fn(|h| {
-                            let init = if SHIFT > 0 && BITS != 8 {
-                                let ls = vld1q_s32(xr.add(AT_LANE_SUMS + 16 * h).cast());
-                                vnegq_s32(vshlq_s32(ls, shift))
-                            } else {
-                                vdupq_n_s32(0)
-                            };
-                            sdot(init, lv[h], x[h])
-                        });
-                        (isum, read_f32(xr.add(AT_D)))
-                    };
-                    let scale = vdupq_n_f32(ws * dx);
-                    for h in 0..2 {
-                        acc_c[h] = vfmaq_f32(acc_c[h], scale, vcvtq_f32_s32(isum[h]));
-                    }
-                }
-                if FMIN {
-                    // SAFETY: the record holds four f16 mins; the s array `m` per block.
-                    let mn = unsafe { read_f16(rec.add(g.rec.mins + 2 * r)) };
-                    for (c, sm) in summs[r].iter_mut().enumerate() {
-                        // SAFETY: as above.
-                        let sx = unsafe { *s.add(b * g.m + tok0 + c) };
-                        *sm = mn.mul_add(sx, *sm);
-                    }
-                }
-            }
-        }
-        for r in 0..4 {
-            for c in 0..C {
-                out[r][c] = hsum8(acc[r][c][0], acc[r][c][1]) + summs[r][c];
-            }
+        // SAFETY: as in `tile16`.
+        unsafe {
+            row_lanes::tile_lanes8::<_, BITS, SHIFT, FMIN, C>(
+                Neon::assume_supported(),
+                g,
+                w,
+                a,
+                s,
+                tok0,
+                out,
+            )
         }
     }
 
@@ -272,131 +421,16 @@ impl super::TileKernels for Neon {
         order: SuperOrder,
         out: &mut [[f32; C]; 8],
     ) {
-        let span = if order == SuperOrder::Gemm4 { 2 } else { 8 };
-        let tiled = order == SuperOrder::Tiled;
-        let sc_at = g.rec.scales;
-        let mut acc = [[0f32; C]; 8];
-        let mut acc_min = [[0f32; C]; 8];
-        let mut lanes = [[[vdupq_n_f32(0.0); 2]; C]; 8];
-        debug_assert!(span == 8 || KIND == 0, "only Q4_K has a 64-weight step");
-        debug_assert!(
-            !tiled || KIND == 1,
-            "the tiled order is reproduced for Q6_K"
-        );
-        for b0 in (0..g.blocks).step_by(span) {
-            let sb = b0 / 8;
-            let mut iacc = [[[vdupq_n_s32(0); 2]; C]; 8];
-            let mut imin = [[0i32; C]; 8];
-            for b in b0..b0 + span {
-                for p in 0..P {
-                    // SAFETY: pair p's record b lies inside the packed matrix.
-                    let rec = unsafe { w.add(b * g.step + p * g.rec.total) };
-                    for ri in 0..2 {
-                        let row = 2 * p + ri;
-                        // SAFETY: the record holds both rows' nibbles, planes, scales.
-                        let (lv, sc, mn) = unsafe {
-                            let mut v = nibbles32(rec.add(16 * ri));
-                            for plane in 0..(BITS as usize).saturating_sub(4) {
-                                let at = rec.add(g.rec.planes + 8 * plane + 4 * ri);
-                                let add = 0x10 << plane;
-                                v[0] = vaddq_u8(v[0], plane_bytes(read_u16(at), add));
-                                v[1] = vaddq_u8(v[1], plane_bytes(read_u16(at.add(2)), add));
-                            }
-                            if KIND == 0 {
-                                let sc = i32::from(*rec.add(sc_at + ri));
-                                (signed(v), [sc, sc], i32::from(*rec.add(sc_at + 2 + ri)))
-                            } else {
-                                let sc = |h: usize| i32::from(*rec.add(sc_at + 2 * ri + h) as i8);
-                                (signed(v), [sc(0), sc(1)], 0)
-                            }
-                        };
-                        for c in 0..C {
-                            // SAFETY: token c's record b lies inside the activations.
-                            let (x, bsum) = unsafe {
-                                let xr = a.add(c * g.act_stride + b * g.act_rec);
-                                (
-                                    [vld1q_s8(xr.cast()), vld1q_s8(xr.add(16).cast())],
-                                    read_i32(xr.add(AT_SUM)),
-                                )
-                            };
-                            for h in 0..2 {
-                                let v = sdot(vdupq_n_s32(0), lv[h], x[h]);
-                                iacc[row][c][h] = vmlaq_n_s32(iacc[row][c][h], v, sc[h]);
-                            }
-                            if KIND == 0 {
-                                imin[row][c] += mn * bsum;
-                            }
-                        }
-                    }
-                }
-            }
-            // One float step per super-block (per `span` blocks).
-            let last = 8 * sb + 7;
-            for c in 0..C {
-                let xc = |blk: usize, at: usize| {
-                    // SAFETY: token c's records of this super-block.
-                    unsafe { read_i32(a.add(c * g.act_stride + blk * g.act_rec + at)) }
-                };
-                // SAFETY: as above.
-                let dx = unsafe { read_f32(a.add(c * g.act_stride + last * g.act_rec + AT_D)) };
-                for p in 0..P {
-                    // SAFETY: pair p's last record of the super-block.
-                    let rec = unsafe { w.add(last * g.step + p * g.rec.total) };
-                    for ri in 0..2 {
-                        let row = 2 * p + ri;
-                        if KIND == 0 {
-                            // SAFETY: the record holds d A, d B, dmin A, dmin B (f32).
-                            let (d, dmin) = unsafe {
-                                (
-                                    read_f32(rec.add(sc_at + 4 + 4 * ri)),
-                                    read_f32(rec.add(sc_at + 12 + 4 * ri)),
-                                )
-                            };
-                            let i_sum = vaddvq_s32(vaddq_s32(iacc[row][c][0], iacc[row][c][1]));
-                            acc[row][c] = (i_sum as f32).mul_add(d * dx, acc[row][c]);
-                            acc_min[row][c] =
-                                (imin[row][c] as f32).mul_add(dmin * dx, acc_min[row][c]);
-                        } else {
-                            // The offset correction of block l, all in lane l.
-                            let corr: [i32; 8] = std::array::from_fn(|l| {
-                                // SAFETY: the record holds the row's 16 scales.
-                                let sc = |h: usize| unsafe {
-                                    i32::from(*rec.add(sc_at + 4 + 16 * ri + 2 * l + h) as i8)
-                                };
-                                (sc(0) * xc(8 * sb + l, AT_SUM_LO)
-                                    + sc(1) * xc(8 * sb + l, AT_SUM_HI))
-                                    << 5
-                            });
-                            // SAFETY: the record holds d A, d B (f32).
-                            let d = unsafe { read_f32(rec.add(sc_at + 36 + 4 * ri)) };
-                            let scale = vdupq_n_f32(dx * d);
-                            let mut total = 0;
-                            for h in 0..2 {
-                                // SAFETY: 4 of the 8 i32s.
-                                let ch = unsafe { vld1q_s32(corr.as_ptr().add(4 * h)) };
-                                let sv = vsubq_s32(iacc[row][c][h], ch);
-                                total += vaddvq_s32(sv);
-                                lanes[row][c][h] =
-                                    vfmaq_f32(lanes[row][c][h], scale, vcvtq_f32_s32(sv));
-                            }
-                            if tiled {
-                                acc[row][c] = (total as f32 * d).mul_add(dx, acc[row][c]);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for row in 0..2 * P {
-            for c in 0..C {
-                out[row][c] = if KIND == 0 {
-                    acc[row][c] - acc_min[row][c]
-                } else if tiled {
-                    acc[row][c]
-                } else {
-                    hsum8(lanes[row][c][0], lanes[row][c][1])
-                };
-            }
+        // SAFETY: as in `tile16`.
+        unsafe {
+            row_lanes::tile_super::<_, BITS, KIND, P, C>(
+                Neon::assume_supported(),
+                g,
+                w,
+                a,
+                order,
+                out,
+            )
         }
     }
 }

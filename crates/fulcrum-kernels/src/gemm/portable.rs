@@ -30,9 +30,8 @@
 use half::f16;
 
 use super::activations::{QuantizedActivations, AT_D, AT_LANE_SUMS, AT_SUM, AT_SUM_HI, AT_SUM_LO};
-use super::packed::{
-    group_position, register_position, Bits, PackedMatrix, QuantLayout, SuperK, SuperOrder,
-};
+use super::layout::{group_position, register_position, Bits, QuantLayout, SuperK, SuperOrder};
+use super::packed::PackedMatrix;
 
 /// `((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3))`: llama.cpp's `hsum_float_8`.
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {

@@ -6,7 +6,6 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::matmul::{matmul_reference, WeightMatrix};
 use crate::quant::quantize_row;
 
 const QUANT_TYPES: [GgmlType; 8] = [

@@ -1,4 +1,4 @@
-//! AVX-512 attention over the 8-bit cache: `q8.rs`'s arithmetic, 16 slots
+//! AVX-512 attention over the 8-bit cache: `portable.rs`'s arithmetic, 16 slots
 //! at a time. Rows are taken one by one (a prefill task's rows find its
 //! blocks in cache after the first); up to 8 query heads of a group share
 //! every load. A chunk of 16 keys against one query is `head_dim / 4`
@@ -8,9 +8,10 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{exp16, tree16};
-use super::q8::{weight_scales, Q8Cells, Q8Scratch, SEGMENT};
-use super::Task;
+use super::{weight_scales, Q8Cells, Q8Scratch, SEGMENT};
+use crate::attention::avx512::{exp16, tree16};
+use crate::attention::{head_passes, visible_lanes, Task};
+use crate::const_width::const_width;
 
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/DQ/VNNI, FMA and F16C; `head_dim`
@@ -19,24 +20,20 @@ use super::Task;
 pub(crate) unsafe fn attend(t: &Task<Q8Cells>, buf: &mut Q8Scratch, out: &mut [f32]) {
     let group = t.p.num_heads / t.p.num_kv_heads;
     for r in t.rows.clone() {
-        let mut g0 = 0;
-        while g0 < group {
-            let n = (group - g0).min(8);
-            // SAFETY (all arms): same contract; NQ·G ≤ 24 accumulators.
-            unsafe {
-                match n {
-                    1 => row::<1, 8>(t, r, g0, buf, out),
-                    2 => row::<2, 8>(t, r, g0, buf, out),
-                    3 => row::<3, 8>(t, r, g0, buf, out),
-                    4 => row::<4, 4>(t, r, g0, buf, out),
-                    5 => row::<5, 4>(t, r, g0, buf, out),
-                    6 => row::<6, 2>(t, r, g0, buf, out),
-                    7 => row::<7, 2>(t, r, g0, buf, out),
-                    _ => row::<8, 2>(t, r, g0, buf, out),
-                }
-            }
-            g0 += n;
+        for (g0, n) in head_passes(group) {
+            // SAFETY (every width): same contract.
+            unsafe { const_width!(n, NQ => row::<NQ, { value_pairs(NQ) }>(t, r, g0, buf, out)) }
         }
+    }
+}
+
+/// Pairs of output dimensions [`row`] accumulates together for `nq` query
+/// heads (`G`): `nq · G ≤ 24` accumulators.
+const fn value_pairs(nq: usize) -> usize {
+    match nq {
+        1..=3 => 8,
+        4 | 5 => 4,
+        _ => 2,
     }
 }
 
@@ -98,11 +95,7 @@ unsafe fn row<const NQ: usize, const G: usize>(
         let block = t.s.block_table[first / bs] as usize;
         (shape.head_offset(block, t.kv_head), first % bs)
     };
-    let visible = |first: usize| -> __mmask16 {
-        let a = lo.saturating_sub(first).min(16);
-        let b = (hi + 1 - first).min(16);
-        (((1u32 << b) - 1) & !((1u32 << a) - 1)) as u16
-    };
+    let visible = |first: usize| visible_lanes(lo, hi, first);
     let (kp, vp) = (t.kv.k.as_ptr(), t.kv.v.as_ptr());
     let chunks = span / 16;
     for c in 0..chunks {
@@ -313,7 +306,7 @@ fn chunks_to_prefetch(c: usize, chunks: usize) -> std::ops::Range<usize> {
     start.min(end)..end
 }
 
-/// `q8.rs`'s `quantize_query`, 16 values at a time (the same maximum,
+/// `q8`'s `quantize_query`, 16 values at a time (the same maximum,
 /// exact in any order; the same scalar scale and reciprocal; the same
 /// rounding, to nearest even, and clamp — for finite queries), each value
 /// split into its high byte (signed) and low byte (unsigned):
@@ -350,7 +343,7 @@ unsafe fn quantize_query16(x: &[f32], hi: &mut [i8], lo: &mut [u8]) -> (f32, i32
     }
 }
 
-/// [`super::q8::quantize_i8`] of one row, 16 values at a time: the same
+/// [`super::quantize_i8`] of one row, 16 values at a time: the same
 /// maximum (exact in any order), the same scalar scale and reciprocal, the
 /// same rounding (adding and removing 1.5·2²³) and the same saturation
 /// (±∞ to ±127, NaN to 0), so the same bytes and scale. The scalar loop's
